@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Installs what volt-broker needs to build, test and run on Debian 12, and
+# the dev server's Node packages. Idempotent: installs only what is missing.
+# Usage: contrib/ci/setup.sh        (as root, or with sudo available)
+set -euo pipefail
+
+top=$(cd "$(dirname "$0")/../.." && pwd)
+
+packages=(
+  build-essential gcc clang cmake pkg-config git ca-certificates openssl
+  libuv1-dev libwebsockets-dev libcurl4-openssl-dev libmsgpack-dev libcjson-dev libcmocka-dev
+  libclang-rt-14-dev valgrind clang-format curl
+)
+
+as_root() {
+  if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+# Node may come from Debian (nodejs 18 + npm) or from elsewhere (nodejs with
+# npm bundled); only install Debian's when the command is missing.
+command -v node >/dev/null 2>&1 || missing+=(nodejs)
+command -v npm >/dev/null 2>&1 || missing+=(npm)
+
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}"
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+# The dev server's packages, from its lockfile; redone only when it changed.
+server="$top/contrib/volt-dev-server"
+stamp="$server/node_modules/.volt-lock-stamp"
+if [ ! -f "$stamp" ] || ! cmp -s "$server/package-lock.json" "$stamp"; then
+  echo "setup: npm ci in contrib/volt-dev-server (node $(node --version))"
+  (cd "$server" && npm ci --no-audit --no-fund --loglevel=error)
+  cp "$server/package-lock.json" "$stamp"
+fi
+echo "setup: ok (gcc $(gcc -dumpversion), clang $(clang -dumpversion), cmake $(cmake --version | head -1 | awk '{print $3}'), node $(node --version))"

@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# Sets up a Debian 12 machine and runs every test of volt-broker:
+#   1. gcc build with -Werror, all ctest tests (unit + integration against
+#      the real socket.io dev server), plus the valgrind-labelled tests
+#      under valgrind;
+#   2. clang build with AddressSanitizer + UndefinedBehaviorSanitizer, all
+#      ctest tests;
+#   3. every libFuzzer target for a short bounded run on its seed corpus;
+#   4. clang-format check of every C file.
+# Usage: contrib/ci/test-all.sh    (FUZZ_SECONDS=N to change the fuzz time)
+set -euo pipefail
+
+top=$(cd "$(dirname "$0")/../.." && pwd)
+cd "$top"
+"$top/contrib/ci/setup.sh"
+
+jobs=$(nproc)
+fuzz_seconds=${FUZZ_SECONDS:-20}
+status=0
+summary=()
+
+step() { printf '\n==== %s\n' "$*"; }
+logs=$(mktemp -d)
+trap 'rm -rf "$logs"' EXIT
+# Runs ctest in a build dir, keeping its output to count results at the end.
+run_ctest() {
+  local dir=$1 name=$2; shift 2
+  (cd "$dir" && ctest --output-on-failure "$@") 2>&1 | tee "$logs/$name.log"
+  return "${PIPESTATUS[0]}"
+}
+
+step "format check (clang-format)"
+unformatted=$(git ls-files '*.c' '*.h' | xargs -r clang-format --dry-run 2>&1 | grep -c warning || true)
+if [ "$unformatted" != 0 ]; then
+  git ls-files '*.c' '*.h' | xargs -r clang-format --dry-run 2>&1 | grep warning | head -20
+  echo "clang-format: $unformatted places differ"; status=1; summary+=("format: FAILED")
+else
+  summary+=("format: ok")
+fi
+
+step "gcc build (-Werror) + ctest"
+cmake -S . -B build-ci-gcc -DCMAKE_C_COMPILER=gcc -DVOLT_WERROR=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake --build build-ci-gcc -j"$jobs"
+if run_ctest build-ci-gcc gcc -j"$jobs" --timeout 300; then
+  summary+=("gcc ctest: ok")
+else
+  status=1; summary+=("gcc ctest: FAILED")
+fi
+
+step "valgrind: tests labelled 'valgrind' (no leaks, no errors)"
+if VOLT_TEST_VALGRIND=1 run_ctest build-ci-gcc valgrind -L valgrind --timeout 900; then
+  summary+=("valgrind ctest: ok")
+else
+  status=1; summary+=("valgrind ctest: FAILED")
+fi
+
+step "clang build with AddressSanitizer + UndefinedBehaviorSanitizer + ctest"
+cmake -S . -B build-ci-asan -DCMAKE_C_COMPILER=clang -DVOLT_WERROR=ON \
+  -DVOLT_SANITIZE=address,undefined -DCMAKE_BUILD_TYPE=Debug >/dev/null
+cmake --build build-ci-asan -j"$jobs"
+if ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+    run_ctest build-ci-asan asan -j"$jobs" --timeout 300; then
+  summary+=("asan+ubsan ctest: ok")
+else
+  status=1; summary+=("asan+ubsan ctest: FAILED")
+fi
+
+step "libFuzzer targets, ${fuzz_seconds}s each"
+cmake -S . -B build-ci-fuzz -DCMAKE_C_COMPILER=clang -DVOLT_FUZZ=ON -DBUILD_TESTING=OFF >/dev/null
+cmake --build build-ci-fuzz -j"$jobs"
+if "$top/contrib/ci/fuzz.sh" build-ci-fuzz "$fuzz_seconds"; then
+  summary+=("fuzz: ok")
+else
+  status=1; summary+=("fuzz: FAILED")
+fi
+
+step "summary"
+printf '%s\n' "${summary[@]}"
+# One closing line over every ctest run: "N passed, N failed".
+passed=0; failed=0
+for f in "$logs"/*.log; do
+  line=$(grep -E '[0-9]+% tests passed, [0-9]+ tests? failed out of [0-9]+' "$f" | tail -1)
+  [ -n "$line" ] || { failed=$((failed + 1)); continue; }
+  total=$(echo "$line" | sed -E 's/.* out of ([0-9]+).*/\1/')
+  bad=$(echo "$line" | sed -E 's/.*passed, ([0-9]+) tests? failed.*/\1/')
+  passed=$((passed + total - bad)); failed=$((failed + bad))
+done
+[ $status = 0 ] || [ $failed -gt 0 ] || failed=1
+echo "$passed passed, $failed failed"
+exit $status

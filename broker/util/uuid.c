@@ -1,0 +1,154 @@
+#include "uuid.h"
+
+#include <errno.h>
+#include <stdbool.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/random.h>
+
+#define POOL_SIZE 4096
+
+/* One page. Bytes are handed out from the end down, so `avail` doubles as
+ * the fill state: zeroed by the kernel in a forked child, it reads "empty"
+ * and the child refills from getrandom. */
+struct pool {
+    size_t avail;
+    uint8_t bytes[POOL_SIZE - sizeof(size_t)];
+};
+
+enum pool_state { POOL_UNTRIED, POOL_READY, POOL_UNAVAILABLE };
+
+static struct pool *pool;
+static enum pool_state pool_state = POOL_UNTRIED;
+
+static int read_random(void *buf, size_t len)
+{
+    uint8_t *p = buf;
+
+    while (len > 0) {
+        ssize_t n = getrandom(p, len, 0);
+
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return -errno;
+        }
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+/* Without MADV_WIPEONFORK a pool would be copied into a forked child and
+ * both would hand out the same ids, so then there is no pool. */
+static void pool_setup(void)
+{
+    void *page;
+
+    pool_state = POOL_UNAVAILABLE;
+#ifdef MADV_WIPEONFORK
+    page =
+        mmap(NULL, sizeof(struct pool), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (page == MAP_FAILED)
+        return;
+    if (madvise(page, sizeof(struct pool), MADV_WIPEONFORK) < 0) {
+        munmap(page, sizeof(struct pool));
+        return;
+    }
+    pool = page;
+    pool_state = POOL_READY;
+#else
+    (void)page;
+#endif
+}
+
+int uuid_fill_random(void *buf, size_t len)
+{
+    uint8_t *p = buf;
+    int r;
+
+    if (pool_state == POOL_UNTRIED)
+        pool_setup();
+    if (pool_state != POOL_READY || len >= sizeof(pool->bytes))
+        return read_random(buf, len);
+    while (len > 0) {
+        size_t take;
+
+        if (pool->avail == 0) {
+            r = read_random(pool->bytes, sizeof(pool->bytes));
+            if (r < 0)
+                return r;
+            pool->avail = sizeof(pool->bytes);
+        }
+        take = len < pool->avail ? len : pool->avail;
+        pool->avail -= take;
+        memcpy(p, pool->bytes + pool->avail, take);
+        p += take;
+        len -= take;
+    }
+    return 0;
+}
+
+int uuid_generate_v4(uint8_t out[UUID_LEN])
+{
+    int r = uuid_fill_random(out, UUID_LEN);
+
+    if (r < 0)
+        return r;
+    out[6] = (uint8_t)((out[6] & 0x0f) | 0x40); /* version 4 */
+    out[8] = (uint8_t)((out[8] & 0x3f) | 0x80); /* variant 10xx */
+    return 0;
+}
+
+static bool is_hyphen_position(size_t i)
+{
+    return i == 8 || i == 13 || i == 18 || i == 23;
+}
+
+void uuid_format(const uint8_t id[UUID_LEN], char out[UUID_STR_LEN + 1])
+{
+    static const char digits[] = "0123456789abcdef";
+    size_t byte = 0;
+
+    for (size_t i = 0; i < UUID_STR_LEN; i += 2) {
+        if (is_hyphen_position(i))
+            out[i++] = '-';
+        out[i] = digits[id[byte] >> 4];
+        out[i + 1] = digits[id[byte] & 0x0f];
+        byte++;
+    }
+    out[UUID_STR_LEN] = '\0';
+}
+
+static int hex_value(unsigned char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+int uuid_parse(const char *text, size_t len, uint8_t out[UUID_LEN])
+{
+    uint8_t id[UUID_LEN];
+    size_t byte = 0;
+
+    if (len != UUID_STR_LEN)
+        return -EINVAL;
+    for (size_t i = 0; i < UUID_STR_LEN; i += 2) {
+        int hi, lo;
+
+        if (is_hyphen_position(i) && text[i++] != '-')
+            return -EINVAL;
+        hi = hex_value((unsigned char)text[i]);
+        lo = hex_value((unsigned char)text[i + 1]);
+        if (hi < 0 || lo < 0)
+            return -EINVAL;
+        id[byte++] = (uint8_t)(hi << 4 | lo);
+    }
+    memcpy(out, id, UUID_LEN);
+    return 0;
+}

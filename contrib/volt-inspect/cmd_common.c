@@ -1,0 +1,83 @@
+#include <errno.h>
+#include <string.h>
+
+#include "cmd.h"
+#include "proto/errors.h"
+#include "util.h"
+
+int cmd_exit_for(int code)
+{
+    switch (code) {
+    case PROTO_E_TIMEOUT:
+        return INSPECT_EXIT_TIMEOUT;
+    case PROTO_E_BROKER_GONE:
+    case PROTO_E_FRAME_TOO_LARGE:
+        return INSPECT_EXIT_CONNECT;
+    default:
+        return INSPECT_EXIT_FAILED;
+    }
+}
+
+int cmd_connect(const struct inspect_opts *o, uint64_t deadline_ms, struct conn **out,
+                void (*on_welcome)(void *ctx, const struct proto_span *body,
+                                   const struct proto_msg *m),
+                void *ctx)
+{
+    enum conn_path_source source = CONN_PATH_ARGUMENT;
+    char path[512], msg[1024];
+    struct proto_span welcome;
+    struct proto_msg m;
+    int rc;
+
+    if (o->socket) {
+        snprintf(path, sizeof(path), "%s", o->socket);
+    } else if ((rc = conn_default_path(path, sizeof(path), &source)) < 0) {
+        inspect_error("no broker socket given and %s; use --socket PATH or $VOLT_BROKER_SOCKET",
+                      rc == -ENOENT ? "$XDG_RUNTIME_DIR is not set"
+                                    : "the default path is too long");
+        return INSPECT_EXIT_CONNECT;
+    }
+    if (conn_open(path, source, out, msg, sizeof(msg)) < 0) {
+        inspect_error("%s", msg);
+        return INSPECT_EXIT_CONNECT;
+    }
+    if (o->no_hello)
+        return INSPECT_EXIT_OK;
+    rc = conn_hello(*out, o->name, deadline_ms, &welcome, &m, msg, sizeof(msg));
+    if (rc < 0) {
+        inspect_error("%s: %s", path, msg);
+        conn_free(*out);
+        *out = NULL;
+        return cmd_exit_for(rc);
+    }
+    if (on_welcome)
+        on_welcome(ctx, &welcome, &m);
+    return INSPECT_EXIT_OK;
+}
+
+static bool span_is(struct proto_span s, const char *text)
+{
+    return s.len == strlen(text) && memcmp(s.ptr, text, s.len) == 0;
+}
+
+void cmd_report_failure(const char *what, const struct proto_msg *m)
+{
+    const char *hint = NULL;
+
+    if (span_is(m->code, "PermissionDenied"))
+        hint = "this needs the broker's own uid or root";
+    else if (span_is(m->code, "UnknownOp"))
+        hint = "the broker does not know this op (an older broker?)";
+    else if (span_is(m->code, "SOCKET_NOT_READY"))
+        hint = "the broker is not connected to the VOLT server; see `volt-inspect status`";
+    fflush(stdout);
+    fprintf(stderr, INSPECT_PROG ": %s: %.*s: %.*s", what, (int)(m->code.len ? m->code.len : 7),
+            m->code.len ? (const char *)m->code.ptr : "unknown", (int)m->message.len,
+            m->message.len ? (const char *)m->message.ptr : "");
+    if (proto_msg_has(m, PROTO_F_SERVER_CODE))
+        fprintf(stderr, " (server code %.*s)", (int)m->server_code.len,
+                (const char *)m->server_code.ptr);
+    fputc('\n', stderr);
+    if (hint)
+        fprintf(stderr, "  hint: %s\n", hint);
+}

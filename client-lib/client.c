@@ -1,0 +1,786 @@
+/* libvoltclient core: lifecycle, the broker connection, I/O and timers.
+ *
+ * The core owns one non-blocking Unix socket at a time and never blocks or
+ * sleeps; whoever drives it (your loop, an adapter, or blocking.c) watches
+ * volt_client_fd() and calls volt_client_process(). Everything that happens
+ * on the socket is a small state machine:
+ *
+ *   IDLE --connect--> CONNECTING --writable--> HELLO --welcome--> SESSION
+ *     ^                    |                     |                   |
+ *     |                    +------ failure / timeout / EOF ----------+
+ *     |                                    |
+ *     +---- no retry (reconnect off, ------+----> BACKOFF --timer--> connect
+ *           version mismatch, disconnect)
+ *
+ * `hello` is queued as soon as the socket exists, and requests made before
+ * the welcome are queued behind it (the broker reads in order), so a
+ * program can connect and send at once. Handlers and subscriptions are
+ * (re)announced at every welcome.
+ *
+ * Output is one buffer written eagerly: an op tries send() at once and only
+ * waits for writability when the kernel buffer is full. A write error in
+ * the middle of an API call is not handled there (that would run callbacks
+ * inside the caller's call); it is parked in `pending_error` and handled by
+ * the next volt_client_process(), which the timer asks for at once.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "client-internal.h"
+#include "proto/errors.h"
+#include "proto/limits.h"
+
+#define DEFAULT_CONNECT_TIMEOUT_MS 5000u
+#define DEFAULT_RECONNECT_MIN_MS   100u
+#define DEFAULT_RECONNECT_MAX_MS   5000u
+#define DEFAULT_COMMAND_TIMEOUT_MS 30000u
+#define DEFAULT_GRACE_MS           1000u
+#define DEFAULT_LOCAL_TIMEOUT_MS   10000u
+#define DEFAULT_MAX_OUTPUT         ((size_t)64 * 1024 * 1024)
+#define READ_CHUNK                 65536u
+#define READ_ROUNDS                4
+
+int64_t volt__now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void volt__set_error(volt_client *c, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(c->errstr, sizeof c->errstr, fmt, ap);
+    va_end(ap);
+}
+
+void volt__emit_error(volt_client *c, int code, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (c->on_error && volt__alive(c))
+        c->on_error(c, code, msg, c->on_error_data);
+}
+
+/* ------------------------------------------------------------------ */
+/* Options and lifecycle                                               */
+/* ------------------------------------------------------------------ */
+
+void volt_options_init(struct volt_options *opts)
+{
+    memset(opts, 0, sizeof *opts);
+    opts->connect_timeout_ms = DEFAULT_CONNECT_TIMEOUT_MS;
+    opts->reconnect = 1;
+    opts->reconnect_min_ms = DEFAULT_RECONNECT_MIN_MS;
+    opts->reconnect_max_ms = DEFAULT_RECONNECT_MAX_MS;
+    opts->max_frame = PROTO_DEFAULT_MAX_FRAME;
+    opts->command_timeout_ms = DEFAULT_COMMAND_TIMEOUT_MS;
+    opts->timeout_grace_ms = DEFAULT_GRACE_MS;
+    opts->local_timeout_ms = DEFAULT_LOCAL_TIMEOUT_MS;
+    opts->max_output_bytes = DEFAULT_MAX_OUTPUT;
+}
+
+char *volt_default_socket_path(void)
+{
+    const char *env = getenv("VOLT_BROKER_SOCKET");
+    if (env && *env)
+        return strdup(env);
+    if (geteuid() == 0)
+        return strdup("/run/volt/broker.sock");
+    char *path = NULL;
+    const char *xdg = getenv("XDG_RUNTIME_DIR");
+    int n = xdg && *xdg ? asprintf(&path, "%s/volt/broker.sock", xdg)
+                        : asprintf(&path, "/run/user/%u/volt/broker.sock", (unsigned)geteuid());
+    return n < 0 ? NULL : path;
+}
+
+static void sanitize_options(struct volt_options *o)
+{
+    if (!o->connect_timeout_ms)
+        o->connect_timeout_ms = DEFAULT_CONNECT_TIMEOUT_MS;
+    if (!o->reconnect_min_ms)
+        o->reconnect_min_ms = DEFAULT_RECONNECT_MIN_MS;
+    if (!o->reconnect_max_ms)
+        o->reconnect_max_ms = DEFAULT_RECONNECT_MAX_MS;
+    if (o->reconnect_max_ms < o->reconnect_min_ms)
+        o->reconnect_max_ms = o->reconnect_min_ms;
+    if (!o->max_frame)
+        o->max_frame = PROTO_DEFAULT_MAX_FRAME;
+    if (o->max_frame > PROTO_HARD_MAX_FRAME)
+        o->max_frame = PROTO_HARD_MAX_FRAME;
+    if (!o->local_timeout_ms)
+        o->local_timeout_ms = DEFAULT_LOCAL_TIMEOUT_MS;
+    if (!o->max_output_bytes)
+        o->max_output_bytes = DEFAULT_MAX_OUTPUT;
+}
+
+static struct proto_reader *new_reader(const volt_client *c)
+{
+    struct proto_limits limits;
+    proto_limits_default(&limits);
+    limits.max_frame = c->opts.max_frame;
+    return proto_reader_new(&limits);
+}
+
+volt_client *volt_client_new(const struct volt_options *opts)
+{
+    volt_client *c = calloc(1, sizeof *c);
+    if (!c)
+        return NULL;
+    if (opts)
+        c->opts = *opts;
+    else
+        volt_options_init(&c->opts);
+    sanitize_options(&c->opts);
+    c->fd = -1;
+    c->hook_fd = -1;
+    c->hook_timer = -1;
+    c->wake_fd = -1;
+    c->next_id = 1;
+    c->next_sub_id = 1;
+    c->send_max_frame = PROTO_DEFAULT_MAX_FRAME;
+    c->conn_deadline = VOLT__NO_DEADLINE;
+    c->backoff_deadline = VOLT__NO_DEADLINE;
+    volt__reqs_init(&c->reqs);
+    proto_buf_init(&c->out);
+    proto_buf_init(&c->jbuf);
+    proto_json_doc_init(&c->jdoc);
+    c->rng = (uint64_t)volt__now_ms() ^ ((uint64_t)getpid() << 32) ^ (uint64_t)(uintptr_t)c;
+
+    c->socket_path =
+        opts && opts->socket_path ? strdup(opts->socket_path) : volt_default_socket_path();
+    c->name = strdup(opts && opts->name ? opts->name : program_invocation_short_name);
+    c->reader = new_reader(c);
+    struct sockaddr_un sa;
+    if (!c->socket_path || !c->name || !c->reader || !*c->socket_path ||
+        strlen(c->socket_path) >= sizeof sa.sun_path)
+        goto fail;
+    c->opts.socket_path = c->socket_path;
+    c->opts.name = c->name;
+    return c;
+
+fail:
+    proto_reader_free(c->reader);
+    free(c->socket_path);
+    free(c->name);
+    free(c);
+    return NULL;
+}
+
+static void free_retired(volt_client *c)
+{
+    while (c->n_retired > 0)
+        proto_reader_free(c->retired[--c->n_retired]);
+}
+
+static void close_socket(volt_client *c)
+{
+    if (c->fd < 0)
+        return;
+    if ((c->flags & VOLT__ATTACHED) && c->hook_fd >= 0) {
+        c->hooks.close_fd(c->hooks.data, c->hook_fd);
+        c->hook_fd = -1;
+        c->hook_read = c->hook_write = false;
+    }
+    close(c->fd);
+    c->fd = -1;
+    proto_buf_reset(&c->out);
+    c->out_pos = 0;
+    c->pending_error = 0;
+}
+
+static void free_now(volt_client *c)
+{
+    c->flags |= VOLT__FREEING;
+    c->busy++; /* nothing below may recurse into a free */
+    volt__detach_calls(c);
+    volt__fail_all(c, VOLT_E_BROKER_GONE, "client freed");
+    close_socket(c);
+    if (c->flags & VOLT__ATTACHED)
+        c->hooks.cleanup(c->hooks.data);
+    if (c->wake_fd >= 0)
+        close(c->wake_fd);
+    volt__free_tables(c);
+    volt__reqs_destroy(&c->reqs);
+    proto_reader_free(c->reader);
+    free_retired(c);
+    proto_buf_free(&c->out);
+    proto_buf_free(&c->jbuf);
+    proto_json_doc_free(&c->jdoc);
+    free(c->socket_path);
+    free(c->name);
+    free(c);
+}
+
+void volt_client_free(volt_client *c)
+{
+    if (!c || (c->flags & VOLT__FREEING))
+        return;
+    if (c->busy > 0) {
+        /* Deferred: the outermost volt__leave() frees. Calls are detached
+         * now so an answer given in the meantime is refused, not sent. */
+        c->flags |= VOLT__FREEING;
+        volt__detach_calls(c);
+        return;
+    }
+    free_now(c);
+}
+
+void volt__enter(volt_client *c)
+{
+    c->busy++;
+}
+
+static void sync_hooks(volt_client *c);
+
+int volt__leave(volt_client *c, int rc)
+{
+    c->busy--;
+    if (c->busy == 0 && c->n_retired)
+        free_retired(c);
+    if (c->flags & VOLT__FREEING) {
+        if (c->busy == 0)
+            free_now(c);
+        return rc;
+    }
+    sync_hooks(c);
+    return rc;
+}
+
+/* ------------------------------------------------------------------ */
+/* State accessors                                                     */
+/* ------------------------------------------------------------------ */
+
+bool volt__has_socket(const volt_client *c)
+{
+    return c->state == VOLT__CONNECTING || c->state == VOLT__HELLO || c->state == VOLT__SESSION;
+}
+
+int volt_client_is_connected(const volt_client *c)
+{
+    return c->state == VOLT__SESSION && volt__alive(c);
+}
+
+int volt_client_is_ready(const volt_client *c)
+{
+    return volt_client_is_connected(c) && c->ready;
+}
+
+const char *volt_client_upstream_state(const volt_client *c)
+{
+    return c->state == VOLT__SESSION ? c->upstream_state : "";
+}
+
+const char *volt_client_broker_name(const volt_client *c)
+{
+    return c->state == VOLT__SESSION ? c->broker_name : "";
+}
+
+const char *volt_client_socket_path(const volt_client *c)
+{
+    return c->socket_path;
+}
+
+const char *volt_client_errstr(const volt_client *c)
+{
+    return c->errstr;
+}
+
+size_t volt__out_pending(const volt_client *c)
+{
+    return c->out.len - c->out_pos;
+}
+
+int volt_client_fd(const volt_client *c)
+{
+    return volt__has_socket(c) ? c->fd : -1;
+}
+
+int volt_client_events(const volt_client *c)
+{
+    if (!volt__has_socket(c))
+        return 0;
+    if (c->state == VOLT__CONNECTING)
+        return VOLT_EV_WRITE;
+    return VOLT_EV_READ | (volt__out_pending(c) ? VOLT_EV_WRITE : 0);
+}
+
+int64_t volt__next_deadline(const volt_client *c)
+{
+    if (c->flags & VOLT__FREEING)
+        return VOLT__NO_DEADLINE;
+    if (c->pending_error)
+        return 0;
+    int64_t d = volt__reqs_next_deadline(&c->reqs);
+    if ((c->state == VOLT__CONNECTING || c->state == VOLT__HELLO) && c->conn_deadline < d)
+        d = c->conn_deadline;
+    if (c->state == VOLT__BACKOFF && c->backoff_deadline < d)
+        d = c->backoff_deadline;
+    return d;
+}
+
+int64_t volt_client_timeout_ms(const volt_client *c)
+{
+    int64_t d = volt__next_deadline(c);
+    if (d == VOLT__NO_DEADLINE)
+        return -1;
+    int64_t left = d - volt__now_ms();
+    return left > 0 ? left : 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Loop hooks                                                          */
+/* ------------------------------------------------------------------ */
+
+static void sync_hooks(volt_client *c)
+{
+    if (!(c->flags & VOLT__ATTACHED))
+        return;
+    int fd = volt_client_fd(c);
+    if (c->hook_fd != fd) {
+        if (c->hook_fd >= 0)
+            c->hooks.close_fd(c->hooks.data, c->hook_fd);
+        c->hook_fd = fd;
+        c->hook_read = c->hook_write = false;
+    }
+    if (fd >= 0) {
+        int ev = volt_client_events(c);
+        bool want_read = (ev & VOLT_EV_READ) != 0;
+        bool want_write = (ev & VOLT_EV_WRITE) != 0;
+        if (want_read != c->hook_read) {
+            c->hook_read = want_read;
+            (want_read ? c->hooks.add_read : c->hooks.del_read)(c->hooks.data, fd);
+        }
+        if (want_write != c->hook_write) {
+            c->hook_write = want_write;
+            (want_write ? c->hooks.add_write : c->hooks.del_write)(c->hooks.data, fd);
+        }
+    }
+    int64_t d = volt__next_deadline(c);
+    if (d == VOLT__NO_DEADLINE) {
+        if (c->hook_timer != -1) {
+            c->hook_timer = -1;
+            c->hooks.set_timer(c->hooks.data, -1);
+        }
+    } else if (d != c->hook_timer) {
+        c->hook_timer = d;
+        int64_t left = d - volt__now_ms();
+        c->hooks.set_timer(c->hooks.data, left > 0 ? left : 0);
+    }
+}
+
+int volt_client_attach(volt_client *c, const struct volt_loop_hooks *hooks)
+{
+    if (!hooks || !hooks->add_read || !hooks->del_read || !hooks->add_write || !hooks->del_write ||
+        !hooks->close_fd || !hooks->set_timer || !hooks->cleanup)
+        return VOLT_E_BAD_REQUEST;
+    if (c->flags & (VOLT__ATTACHED | VOLT__FREEING))
+        return VOLT_E_BAD_REQUEST;
+    c->hooks = *hooks;
+    c->flags |= VOLT__ATTACHED;
+    c->hook_fd = -1;
+    c->hook_timer = -1;
+    sync_hooks(c);
+    return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Connection                                                          */
+/* ------------------------------------------------------------------ */
+
+static uint32_t next_random(volt_client *c)
+{
+    /* xorshift64*: jitter only, nothing secret. */
+    c->rng ^= c->rng >> 12;
+    c->rng ^= c->rng << 25;
+    c->rng ^= c->rng >> 27;
+    return (uint32_t)((c->rng * UINT64_C(2685821657736338717)) >> 32);
+}
+
+/* Exponential backoff with jitter in [delay/2, delay], so a broker restart
+ * is not met by every client at the same millisecond. */
+static uint32_t backoff_delay(volt_client *c)
+{
+    uint64_t delay = c->opts.reconnect_min_ms;
+    for (uint32_t i = 0; i < c->backoff_attempt && delay < c->opts.reconnect_max_ms; i++)
+        delay *= 2;
+    if (delay > c->opts.reconnect_max_ms)
+        delay = c->opts.reconnect_max_ms;
+    if (c->backoff_attempt < 64)
+        c->backoff_attempt++;
+    uint64_t half = delay / 2;
+    return (uint32_t)(half + next_random(c) % (delay - half + 1));
+}
+
+/* After a failed attempt or a lost session: schedule a retry, or stop.
+ * Returns true when a retry is scheduled. */
+static bool schedule_retry(volt_client *c)
+{
+    if (c->want_connected && c->opts.reconnect && !(c->flags & VOLT__FATAL) && volt__alive(c)) {
+        c->state = VOLT__BACKOFF;
+        c->backoff_deadline = volt__now_ms() + backoff_delay(c);
+        return true;
+    }
+    c->state = VOLT__IDLE;
+    c->want_connected = false;
+    return false;
+}
+
+static int queue_hello(volt_client *c)
+{
+    struct proto_msg m;
+    memset(&m, 0, sizeof m);
+    m.op = PROTO_OP_HELLO;
+    m.fields = PROTO_F_MIN_VERSION | PROTO_F_MAX_VERSION | PROTO_F_NAME;
+    m.min_version = PROTO_VERSION_MIN;
+    m.max_version = PROTO_VERSION_MAX;
+    m.name = proto_span_str(c->name, (uint32_t)strlen(c->name));
+    return volt__send(c, &m);
+}
+
+/* Frames of the old reader may still be in a callback's hands: free it
+ * when the library has unwound, not now. */
+static void retire_reader(volt_client *c, struct proto_reader *r)
+{
+    if (c->busy == 0) {
+        proto_reader_free(r);
+        return;
+    }
+    if (c->n_retired == (int)(sizeof c->retired / sizeof c->retired[0]))
+        proto_reader_free(c->retired[--c->n_retired]); /* reconnect storm inside one callback */
+    c->retired[c->n_retired++] = r;
+}
+
+/* Opens a socket and starts connecting. 0 when under way (or a retry is
+ * scheduled), VOLT_E_BROKER_GONE when no attempt will follow. Runs no
+ * callbacks. */
+int volt__start_connect(volt_client *c)
+{
+    const char *what = "socket";
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        goto fail;
+    struct sockaddr_un sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sun_family = AF_UNIX;
+    memcpy(sa.sun_path, c->socket_path, strlen(c->socket_path) + 1);
+    bool in_progress = false;
+    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
+        /* EAGAIN on a Unix socket means the listen backlog is full: the
+         * connect did not happen, retry later like any other failure. */
+        if (errno != EINPROGRESS && errno != EINTR) {
+            what = "connect";
+            goto fail;
+        }
+        in_progress = true;
+    }
+
+    struct proto_reader *reader = new_reader(c);
+    if (!reader) {
+        errno = ENOMEM;
+        what = "read buffer";
+        goto fail;
+    }
+    retire_reader(c, c->reader);
+    c->reader = reader;
+    c->fd = fd;
+    c->conn_gen++;
+    proto_buf_reset(&c->out);
+    c->out_pos = 0;
+    c->pending_error = 0;
+    c->send_max_frame = PROTO_DEFAULT_MAX_FRAME;
+    c->ready = false;
+    c->upstream_state[0] = '\0';
+    c->broker_name[0] = '\0';
+    c->conn_deadline = volt__now_ms() + c->opts.connect_timeout_ms;
+    c->state = in_progress ? VOLT__CONNECTING : VOLT__HELLO;
+    int rc = queue_hello(c);
+    if (rc < 0) {
+        close_socket(c);
+        volt__set_error(c, "cannot queue hello: %s", volt_strerror(rc));
+        schedule_retry(c);
+        return c->state == VOLT__BACKOFF ? 0 : VOLT_E_BROKER_GONE;
+    }
+    return 0;
+
+fail:
+    volt__set_error(c, "%s %s: %s", what, c->socket_path, strerror(errno));
+    if (fd >= 0)
+        close(fd);
+    return schedule_retry(c) ? 0 : VOLT_E_BROKER_GONE;
+}
+
+/* The socket is gone (EOF, error, fatal frame, timeout, disconnect()):
+ * drop it, fail what depended on it, tell the user, maybe schedule a retry.
+ * Runs callbacks; the caller re-checks volt__alive() afterwards. */
+void volt__connection_lost(volt_client *c, int code, const char *why)
+{
+    if (!volt__has_socket(c))
+        return;
+    bool was_session = c->state == VOLT__SESSION;
+    bool was_ready = was_session && c->ready;
+    volt__set_error(c, "%s", why);
+    close_socket(c);
+    c->ready = false;
+    c->conn_deadline = VOLT__NO_DEADLINE;
+    volt__detach_calls(c);
+    bool retry = schedule_retry(c);
+
+    volt__fail_all(c, code, why);
+    if (!volt__alive(c))
+        return;
+    if (was_ready && c->on_disconnected) {
+        c->on_disconnected(c, "broker gone", c->on_disconnected_data);
+        if (!volt__alive(c))
+            return;
+    }
+    if (was_session && c->on_broker) {
+        c->on_broker(c, 0, c->on_broker_data);
+        if (!volt__alive(c))
+            return;
+    }
+    /* A failed attempt that will be retried is not news, nor is a
+     * disconnect the program asked for; a lost session or giving up is. */
+    if ((was_session || !retry) && !c->quiet_loss)
+        volt__emit_error(c, code, "%s", why);
+}
+
+int volt_client_connect(volt_client *c)
+{
+    if (!volt__alive(c))
+        return VOLT_E_BROKER_GONE;
+    if (volt__has_socket(c) || (c->state == VOLT__BACKOFF && c->want_connected))
+        return 0;
+    volt__enter(c);
+    c->want_connected = true;
+    c->flags &= ~(unsigned)VOLT__FATAL;
+    c->backoff_attempt = 0;
+    c->errstr[0] = '\0';
+    int rc = volt__start_connect(c);
+    return volt__leave(c, rc);
+}
+
+void volt_client_disconnect(volt_client *c)
+{
+    if (!volt__alive(c))
+        return;
+    volt__enter(c);
+    c->want_connected = false;
+    if (c->state == VOLT__BACKOFF)
+        c->state = VOLT__IDLE;
+    c->quiet_loss = true;
+    volt__connection_lost(c, VOLT_E_BROKER_GONE, "disconnected by the client");
+    c->quiet_loss = false;
+    volt__leave(c, 0);
+}
+
+/* ------------------------------------------------------------------ */
+/* Output                                                              */
+/* ------------------------------------------------------------------ */
+
+int volt__flush(volt_client *c)
+{
+    while (c->out_pos < c->out.len) {
+        ssize_t n = send(c->fd, c->out.data + c->out_pos, c->out.len - c->out_pos,
+                         MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n > 0) {
+            c->out_pos += (size_t)n;
+            continue;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return 0;
+        c->pending_error = VOLT_E_BROKER_GONE;
+        snprintf(c->pending_why, sizeof c->pending_why, "write to broker: %s",
+                 n < 0 ? strerror(errno) : "no progress");
+        return VOLT_E_BROKER_GONE;
+    }
+    proto_buf_reset(&c->out);
+    c->out_pos = 0;
+    return 0;
+}
+
+int volt__send(volt_client *c, const struct proto_msg *m)
+{
+    if (!volt__alive(c) || !volt__has_socket(c)) {
+        volt__set_error(c, "not connected to the broker");
+        return VOLT_E_BROKER_GONE;
+    }
+    /* Reclaim written bytes before growing: a long-lived slow connection
+     * must not keep an ever-growing prefix of sent data. */
+    if (c->out_pos > 0 && c->out_pos >= c->out.len / 2) {
+        proto_buf_consume(&c->out, c->out_pos);
+        c->out_pos = 0;
+    }
+    size_t before = c->out.len;
+    int rc = proto_msg_encode(&c->out, m, c->send_max_frame);
+    if (rc < 0) {
+        c->out.len = before;
+        if (rc == PROTO_E_FRAME_TOO_LARGE)
+            volt__set_error(c, "frame exceeds the broker's max_frame of %u bytes",
+                            c->send_max_frame);
+        return rc;
+    }
+    if (c->out.len - c->out_pos > c->opts.max_output_bytes) {
+        c->out.len = before;
+        volt__set_error(c, "more than %zu bytes queued for the broker", c->opts.max_output_bytes);
+        return VOLT_E_LIMIT_EXCEEDED;
+    }
+    if (c->state != VOLT__CONNECTING && !c->pending_error)
+        volt__flush(c);
+    return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Input and processing                                                */
+/* ------------------------------------------------------------------ */
+
+static void dispatch_frames(volt_client *c)
+{
+    uint64_t gen = c->conn_gen;
+    for (;;) {
+        struct proto_span frame;
+        int rc = proto_reader_next(c->reader, &frame);
+        if (rc == 0)
+            return;
+        if (rc < 0) {
+            char why[200];
+            snprintf(why, sizeof why, "from broker: %s", proto_reader_error(c->reader));
+            if (proto_reader_fatal(c->reader)) {
+                volt__connection_lost(c, rc, why);
+                return;
+            }
+            volt__emit_error(c, rc, "dropped a bad frame %s", why);
+        } else {
+            volt__dispatch(c, &frame);
+        }
+        if (!volt__alive(c) || gen != c->conn_gen || !volt__has_socket(c))
+            return;
+    }
+}
+
+static void read_input(volt_client *c)
+{
+    uint64_t gen = c->conn_gen;
+    for (int round = 0; round < READ_ROUNDS; round++) {
+        void *space;
+        size_t len;
+        int rc = proto_reader_space(c->reader, READ_CHUNK, &space, &len);
+        if (rc < 0) {
+            volt__connection_lost(c, rc, "out of memory for the read buffer");
+            return;
+        }
+        ssize_t n = recv(c->fd, space, len, MSG_DONTWAIT);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return;
+        if (n <= 0) {
+            char why[160];
+            if (n == 0)
+                snprintf(why, sizeof why, "broker closed the connection");
+            else
+                snprintf(why, sizeof why, "read from broker: %s", strerror(errno));
+            volt__connection_lost(c, VOLT_E_BROKER_GONE, why);
+            return;
+        }
+        proto_reader_commit(c->reader, (size_t)n);
+        dispatch_frames(c);
+        if (!volt__alive(c) || gen != c->conn_gen || !volt__has_socket(c))
+            return;
+        if ((size_t)n < len)
+            return; /* drained */
+    }
+}
+
+static void finish_connect(volt_client *c)
+{
+    int err = 0;
+    socklen_t len = sizeof err;
+    if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+        err = errno;
+    if (err) {
+        char why[200];
+        snprintf(why, sizeof why, "connect %s: %s", c->socket_path, strerror(err));
+        volt__connection_lost(c, VOLT_E_BROKER_GONE, why);
+        return;
+    }
+    c->state = VOLT__HELLO;
+    volt__flush(c);
+}
+
+static void run_timers(volt_client *c)
+{
+    int64_t now = volt__now_ms();
+    if ((c->state == VOLT__CONNECTING || c->state == VOLT__HELLO) && now >= c->conn_deadline) {
+        char why[160];
+        snprintf(why, sizeof why, "no welcome from the broker within %u ms",
+                 c->opts.connect_timeout_ms);
+        volt__connection_lost(c, VOLT_E_TIMEOUT, why);
+        if (!volt__alive(c))
+            return;
+    }
+    if (c->state == VOLT__BACKOFF && now >= c->backoff_deadline)
+        volt__start_connect(c);
+    volt__expire(c, now);
+}
+
+int volt__process(volt_client *c, int events)
+{
+    /* A deadline already passed: the one-shot hook timer has fired or is
+     * about to; sync_hooks() arms it again if something is still due. */
+    if (c->hook_timer != -1 && volt__now_ms() >= c->hook_timer)
+        c->hook_timer = -1;
+    if (c->pending_error && volt__has_socket(c)) {
+        char why[sizeof c->pending_why];
+        memcpy(why, c->pending_why, sizeof why);
+        volt__connection_lost(c, c->pending_error, why);
+    }
+    if (!volt__alive(c))
+        return VOLT_E_BROKER_GONE;
+    if (c->state == VOLT__CONNECTING && events)
+        finish_connect(c);
+    if (volt__alive(c) && c->state != VOLT__CONNECTING && volt__has_socket(c) &&
+        (events & VOLT_EV_READ))
+        read_input(c);
+    if (volt__alive(c) && c->state != VOLT__CONNECTING && volt__has_socket(c) &&
+        (events & VOLT_EV_WRITE))
+        volt__flush(c);
+    if (volt__alive(c) && c->pending_error && volt__has_socket(c)) {
+        char why[sizeof c->pending_why];
+        memcpy(why, c->pending_why, sizeof why);
+        volt__connection_lost(c, c->pending_error, why);
+    }
+    if (volt__alive(c))
+        run_timers(c);
+    if (!volt__alive(c))
+        return VOLT_E_BROKER_GONE;
+    return volt__has_socket(c) ? 0 : VOLT_E_BROKER_GONE;
+}
+
+int volt_client_process(volt_client *c, int events)
+{
+    if (!volt__alive(c))
+        return VOLT_E_BROKER_GONE;
+    volt__enter(c);
+    /* From a loop, a call without events is the one-shot hook timer firing.
+     * A loop's clock may run a little early, so whether or not our deadline
+     * has passed, the timer is spent: sync_hooks() arms it again if needed. */
+    if (events == 0)
+        c->hook_timer = -1;
+    int rc = volt__process(c, events);
+    return volt__leave(c, rc);
+}

@@ -1,0 +1,829 @@
+/* Frames from the broker, and what they complete or start: request
+ * results, inbound calls, messages, events.
+ *
+ * Strings on the wire are not NUL-terminated and frames live in the read
+ * buffer, so each dispatch copies the few strings a callback sees into a
+ * small arena on the stack (heap only for long ones) and hands out raw
+ * msgpack as pointers into the frame: nothing is allocated per message in
+ * the common case.
+ *
+ * A call (inbound command) is different: its handler may answer long after
+ * the frame is gone, so the call object owns a copy of command and payload.
+ * It is reference counted between the user (until the answer) and the
+ * dispatch that delivers it (until the handler returns), which makes an
+ * answer given inside the handler and one given later the same code path.
+ * When the session ends the client detaches its calls (call->client =
+ * NULL) instead of freeing them: the user may still hold one, and its
+ * answer must then be refused, never sent into a later session where the
+ * broker's call ids mean other calls.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "client-internal.h"
+#include "proto/errors.h"
+#include "proto/limits.h"
+#include "proto/msgpack.h"
+
+/* ------------------------------------------------------------------ */
+/* Small string arena                                                  */
+/* ------------------------------------------------------------------ */
+
+struct strs {
+    char buf[512];
+    size_t used;
+    char *heap[8];
+    int n_heap;
+};
+
+static void strs_init(struct strs *s)
+{
+    s->used = 0;
+    s->n_heap = 0;
+}
+
+static void strs_free(struct strs *s)
+{
+    for (int i = 0; i < s->n_heap; i++)
+        free(s->heap[i]);
+    s->n_heap = 0;
+}
+
+/* NUL-terminated copy of sp; "" on out of memory (the callback still runs). */
+static const char *strs_put(struct strs *s, const struct proto_span *sp)
+{
+    size_t need = (size_t)sp->len + 1;
+    char *p;
+    if (need <= sizeof s->buf - s->used) {
+        p = s->buf + s->used;
+        s->used += need;
+    } else if (s->n_heap < (int)(sizeof s->heap / sizeof s->heap[0]) && (p = malloc(need))) {
+        s->heap[s->n_heap++] = p;
+    } else {
+        return "";
+    }
+    if (sp->len)
+        memcpy(p, sp->ptr, sp->len);
+    p[sp->len] = '\0';
+    return p;
+}
+
+static const char *strs_field(struct strs *s, const struct proto_msg *m, enum proto_field f,
+                              const struct proto_span *sp)
+{
+    return proto_msg_has(m, f) ? strs_put(s, sp) : NULL;
+}
+
+/* ------------------------------------------------------------------ */
+/* JSON helpers                                                        */
+/* ------------------------------------------------------------------ */
+
+int volt__json_out(const struct proto_span *mp, char **out, size_t *out_len)
+{
+    struct proto_buf b = PROTO_BUF_INIT;
+    int rc = 0;
+    if (!mp || !mp->ptr || mp->len == 0) {
+        rc = proto_buf_append(&b, "null", 4);
+    } else {
+        struct proto_json_opts opts;
+        memset(&opts, 0, sizeof opts);
+        opts.bin = PROTO_JSON_BIN_MARKER;
+        rc = proto_msgpack_to_json(mp->ptr, mp->len, &b, &opts, NULL);
+    }
+    if (rc == 0)
+        rc = proto_buf_append_byte(&b, '\0');
+    if (rc < 0) {
+        proto_buf_free(&b);
+        return rc == PROTO_E_BAD_FRAME ? VOLT_E_BAD_REQUEST : rc;
+    }
+    *out = (char *)b.data;
+    if (out_len)
+        *out_len = b.len - 1;
+    return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Requests                                                            */
+/* ------------------------------------------------------------------ */
+
+struct answer {
+    int code;
+    const char *code_name;
+    const char *message;
+    const char *server_code;
+    struct proto_span data; /* ptr NULL when absent */
+};
+
+int volt__request(volt_client *c, struct proto_msg *m, int kind, unsigned flags, int64_t timeout_ms,
+                  void (*cb)(void), void *privdata, uint64_t *id_out)
+{
+    if (!volt__alive(c) || !volt__has_socket(c)) {
+        volt__set_error(c, "not connected to the broker");
+        return VOLT_E_BROKER_GONE;
+    }
+    struct volt__req *r = volt__reqs_alloc(&c->reqs);
+    if (!r)
+        return VOLT_E_NOMEM;
+    r->id = c->next_id++;
+    r->kind = kind;
+    r->flags = flags;
+    r->cb = cb;
+    r->privdata = privdata;
+    r->deadline = timeout_ms > 0 ? volt__now_ms() + timeout_ms : VOLT__NO_DEADLINE;
+    m->id = r->id;
+    m->fields |= PROTO_F_ID;
+    if (volt__reqs_insert(&c->reqs, r) < 0) {
+        volt__reqs_release(&c->reqs, r);
+        return VOLT_E_NOMEM;
+    }
+    int rc = volt__send(c, m);
+    if (rc < 0) {
+        volt__reqs_release(&c->reqs, volt__reqs_take(&c->reqs, m->id));
+        return rc;
+    }
+    if (id_out)
+        *id_out = m->id;
+    return 0;
+}
+
+/* One allocation: the struct, then data, json, and the strings. */
+static volt_result *result_dup(const volt_result *src)
+{
+    size_t cn = src->code_name ? strlen(src->code_name) + 1 : 0;
+    size_t mn = src->message ? strlen(src->message) + 1 : 0;
+    size_t sn = src->server_code ? strlen(src->server_code) + 1 : 0;
+    size_t jn = src->json ? src->json_len + 1 : 0;
+    volt_result *r = malloc(sizeof *r + src->data_len + jn + cn + mn + sn);
+    if (!r)
+        return NULL;
+    char *p = (char *)(r + 1);
+    *r = *src;
+    if (src->data) {
+        memcpy(p, src->data, src->data_len);
+        r->data = p;
+        p += src->data_len;
+    }
+    if (src->json) {
+        memcpy(p, src->json, jn);
+        r->json = p;
+        p += jn;
+    }
+    if (src->code_name) {
+        memcpy(p, src->code_name, cn);
+        r->code_name = p;
+        p += cn;
+    }
+    if (src->message) {
+        memcpy(p, src->message, mn);
+        r->message = p;
+        p += mn;
+    }
+    if (src->server_code) {
+        memcpy(p, src->server_code, sn);
+        r->server_code = p;
+    }
+    return r;
+}
+
+void volt_result_free(volt_result *r)
+{
+    free(r);
+}
+
+/* Builds the user's view of an answer; *json_heap (to free) when JSON was asked. */
+static void build_result(const struct answer *a, unsigned flags, volt_result *res, char **json_heap)
+{
+    memset(res, 0, sizeof *res);
+    *json_heap = NULL;
+    res->code = a->code;
+    if (a->code) {
+        res->code_name = a->code_name ? a->code_name : volt_err_name(a->code);
+        res->message = a->message ? a->message : volt_strerror(a->code);
+        res->server_code = a->server_code;
+    }
+    if (a->data.ptr) {
+        res->data = a->data.ptr;
+        res->data_len = a->data.len;
+    }
+    if ((flags & VOLT__R_JSON) && a->code == 0) {
+        int rc = volt__json_out(&a->data, json_heap, &res->json_len);
+        if (rc < 0) {
+            res->code = rc;
+            res->code_name = volt_err_name(rc);
+            res->message = "the result has no JSON form";
+        } else {
+            res->json = *json_heap;
+        }
+    }
+}
+
+/* A credential's value: the data must be one msgpack string. */
+static int string_value(const struct answer *a, char **out)
+{
+    *out = NULL;
+    if (a->code)
+        return a->code;
+    struct proto_mp_cursor cur;
+    struct proto_mp_value v;
+    proto_mp_cursor_init(&cur, a->data.ptr, a->data.len);
+    if (!a->data.ptr || proto_mp_next(&cur, &v) < 0 || v.type != PROTO_MP_STR)
+        return VOLT_E_BAD_REQUEST;
+    char *s = malloc((size_t)v.v.str.len + 1);
+    if (!s)
+        return VOLT_E_NOMEM;
+    if (v.v.str.len)
+        memcpy(s, v.v.str.ptr, v.v.str.len);
+    s[v.v.str.len] = '\0';
+    *out = s;
+    return 0;
+}
+
+static void complete(volt_client *c, struct volt__req *r, const struct answer *a)
+{
+    int kind = r->kind;
+    unsigned flags = r->flags;
+    void (*cb)(void) = r->cb;
+    void *privdata = r->privdata;
+    /* Recycle first: the callback may start new requests. */
+    volt__reqs_release(&c->reqs, r);
+
+    switch (kind) {
+    case VOLT__K_RESULT: {
+        volt_result res;
+        char *json;
+        build_result(a, flags, &res, &json);
+        if (cb)
+            ((volt_result_cb *)cb)(c, &res, privdata);
+        free(json);
+        break;
+    }
+    case VOLT__K_SYNC: {
+        struct volt__wait *w = privdata;
+        volt_result res;
+        char *json;
+        build_result(a, w->flags, &res, &json);
+        w->result = result_dup(&res);
+        w->code = res.code;
+        w->done = true;
+        free(json);
+        break;
+    }
+    case VOLT__K_STRING: {
+        char *value;
+        int code = string_value(a, &value);
+        ((volt_string_cb *)cb)(c, code, value, privdata);
+        if (value) {
+            explicit_bzero(value, strlen(value));
+            free(value);
+        }
+        break;
+    }
+    case VOLT__K_SYNC_STRING: {
+        struct volt__wait *w = privdata;
+        w->code = string_value(a, &w->string);
+        w->done = true;
+        break;
+    }
+    case VOLT__K_INTERNAL:
+        /* BrokerGone: the session ended, the next one announces it all again. */
+        if (a->code && a->code != VOLT_E_BROKER_GONE)
+            volt__emit_error(c, a->code, "%s refused by the broker: %s%s%s",
+                             privdata ? (const char *)privdata : "operation",
+                             a->code_name ? a->code_name : volt_err_name(a->code),
+                             a->message ? ": " : "", a->message ? a->message : "");
+        break;
+    default:
+        break;
+    }
+}
+
+void volt__complete_local(volt_client *c, struct volt__req *r, int code, const char *message)
+{
+    struct answer a;
+    memset(&a, 0, sizeof a);
+    a.code = code;
+    a.code_name = volt_err_name(code);
+    a.message = message;
+    complete(c, r, &a);
+}
+
+void volt__cancel(volt_client *c, uint64_t id)
+{
+    volt__reqs_release(&c->reqs, volt__reqs_take(&c->reqs, id));
+}
+
+void volt__expire(volt_client *c, int64_t now)
+{
+    struct volt__req *r;
+    while (volt__alive(c) && (r = volt__reqs_take_expired(&c->reqs, now))) {
+        char msg[96];
+        snprintf(msg, sizeof msg, "no answer from the broker in time (request %llu)",
+                 (unsigned long long)r->id);
+        volt__complete_local(c, r, VOLT_E_TIMEOUT, msg);
+    }
+}
+
+void volt__fail_all(volt_client *c, int code, const char *message)
+{
+    /* Take them all first: callbacks may start requests on a new session. */
+    struct volt__req *r = volt__reqs_take_all(&c->reqs);
+    while (r) {
+        struct volt__req *next = r->next;
+        volt__complete_local(c, r, code, message);
+        r = next;
+    }
+}
+
+/* ------------------------------------------------------------------ */
+/* Handler and subscription tables                                     */
+/* ------------------------------------------------------------------ */
+
+static void sub_free(struct volt__sub *s)
+{
+    free(s->type);
+    free(s);
+}
+
+void volt__free_tables(volt_client *c)
+{
+    for (size_t i = 0; i < c->n_handlers; i++)
+        free(c->handlers[i].command);
+    free(c->handlers);
+    c->handlers = NULL;
+    c->n_handlers = c->cap_handlers = 0;
+    for (size_t i = 0; i < c->n_subs; i++)
+        sub_free(c->subs[i]);
+    free(c->subs);
+    c->subs = NULL;
+    c->n_subs = c->cap_subs = 0;
+}
+
+static bool sub_matches(const struct volt__sub *s, const char *type)
+{
+    switch (s->match) {
+    case VOLT_MATCH_ALL:
+        return true;
+    case VOLT_MATCH_EXACT:
+        return strcmp(s->type, type) == 0;
+    case VOLT_MATCH_PREFIX:
+        return strncmp(s->type, type, strlen(s->type)) == 0;
+    }
+    return false;
+}
+
+static void compact_subs(volt_client *c)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < c->n_subs; i++) {
+        if (c->subs[i]->dead)
+            sub_free(c->subs[i]);
+        else
+            c->subs[n++] = c->subs[i];
+    }
+    c->n_subs = n;
+}
+
+/* ------------------------------------------------------------------ */
+/* Calls                                                               */
+/* ------------------------------------------------------------------ */
+
+static void call_unlink(struct volt_call *call)
+{
+    volt_client *c = call->client;
+    if (!c)
+        return;
+    if (call->prev)
+        call->prev->next = call->next;
+    else
+        c->calls = call->next;
+    if (call->next)
+        call->next->prev = call->prev;
+    call->prev = call->next = NULL;
+    call->client = NULL;
+}
+
+static void call_unref(struct volt_call *call)
+{
+    if (--call->refs > 0)
+        return;
+    free(call->payload_json);
+    free(call);
+}
+
+void volt__detach_calls(volt_client *c)
+{
+    while (c->calls)
+        call_unlink(c->calls);
+}
+
+static int send_reply_fail(volt_client *c, uint64_t id, int code, const char *message)
+{
+    struct proto_msg m;
+    memset(&m, 0, sizeof m);
+    m.op = PROTO_OP_REPLY;
+    m.fields = PROTO_F_ID | PROTO_F_OK | PROTO_F_CODE;
+    m.id = id;
+    m.ok = false;
+    const char *name = volt_err_name(code);
+    m.code = proto_span_str(name, (uint32_t)strlen(name));
+    if (message) {
+        m.fields |= PROTO_F_MESSAGE;
+        size_t n = strnlen(message, 4096);
+        m.message = proto_span_str(message, (uint32_t)n);
+    }
+    return volt__send(c, &m);
+}
+
+static int send_reply_ok(volt_client *c, uint64_t id, const struct proto_span *data)
+{
+    struct proto_msg m;
+    memset(&m, 0, sizeof m);
+    m.op = PROTO_OP_REPLY;
+    m.fields = PROTO_F_ID | PROTO_F_OK;
+    m.id = id;
+    m.ok = true;
+    if (data && data->ptr && data->len) {
+        m.fields |= PROTO_F_DATA;
+        m.data = *data;
+    }
+    return volt__send(c, &m);
+}
+
+enum answer_kind { ANSWER_DATA, ANSWER_JSON, ANSWER_FAIL };
+
+/* The one path of every answer: exactly one reply goes out (or none when
+ * detached), the call is consumed. */
+static int call_answer(volt_call *call, enum answer_kind kind, const void *data, size_t len,
+                       const char *json, int code, const char *message)
+{
+    if (!call)
+        return VOLT_E_BAD_REQUEST;
+    if (call->answered)
+        return VOLT_E_BAD_REQUEST; /* only visible while the handler still runs */
+    call->answered = true;
+    volt_client *c = call->client;
+    int rc = VOLT_E_BROKER_GONE;
+    if (c && volt__alive(c) && volt__has_socket(c)) {
+        volt__enter(c);
+        call_unlink(call);
+        struct proto_span span = {data, (uint32_t)len};
+        switch (kind) {
+        case ANSWER_JSON:
+            rc = json ? volt__json_in(c, json, &span) : 0;
+            if (!json)
+                span.ptr = NULL;
+            break;
+        case ANSWER_DATA:
+            rc = (data && len) ? volt__check_msgpack(c, data, len) : 0;
+            break;
+        case ANSWER_FAIL:
+            rc = 0;
+            break;
+        }
+        if (rc == 0) {
+            rc = kind == ANSWER_FAIL ? send_reply_fail(c, call->id, code, message)
+                                     : send_reply_ok(c, call->id, &span);
+        }
+        if (rc < 0 && rc != VOLT_E_BROKER_GONE) {
+            /* The server must still get exactly one answer. */
+            char why[400];
+            snprintf(why, sizeof why, "handler reply could not be sent: %s (%s)", volt_strerror(rc),
+                     c->errstr);
+            send_reply_fail(c, call->id, VOLT_E_HANDLER_ERROR, why);
+        }
+        volt__leave(c, 0);
+    } else {
+        call_unlink(call);
+    }
+    call_unref(call);
+    return rc;
+}
+
+int volt_call_reply(volt_call *call, const void *data, size_t len)
+{
+    return call_answer(call, ANSWER_DATA, data, len, NULL, 0, NULL);
+}
+
+int volt_call_reply_json(volt_call *call, const char *json_data)
+{
+    return call_answer(call, ANSWER_JSON, NULL, 0, json_data, 0, NULL);
+}
+
+int volt_call_fail(volt_call *call, int code, const char *message)
+{
+    if (code >= 0)
+        code = VOLT_E_HANDLER_ERROR;
+    return call_answer(call, ANSWER_FAIL, NULL, 0, NULL, code, message);
+}
+
+const char *volt_call_command(const volt_call *call)
+{
+    return call->command;
+}
+
+const void *volt_call_payload(const volt_call *call, size_t *len)
+{
+    if (len)
+        *len = call->payload ? call->payload_len : 0;
+    return call->payload;
+}
+
+const char *volt_call_payload_json(volt_call *call)
+{
+    if (!call->payload_json) {
+        struct proto_span sp = {call->payload, call->payload_len};
+        if (volt__json_out(&sp, &call->payload_json, NULL) < 0)
+            return NULL;
+    }
+    return call->payload_json;
+}
+
+uint32_t volt_call_timeout_ms(const volt_call *call)
+{
+    return call->timeout_ms;
+}
+
+volt_client *volt_call_client(const volt_call *call)
+{
+    return call->client;
+}
+
+static void on_call(volt_client *c, const struct proto_msg *m)
+{
+    const struct volt__handler *h = NULL;
+    for (size_t i = 0; i < c->n_handlers; i++) {
+        const char *cmd = c->handlers[i].command;
+        if (strlen(cmd) == m->command.len && memcmp(cmd, m->command.ptr, m->command.len) == 0) {
+            h = &c->handlers[i];
+            break;
+        }
+    }
+    if (!h) {
+        /* Unregistered while the call was on its way. */
+        send_reply_fail(c, m->id, VOLT_E_NO_HANDLER, "no handler for this command in this client");
+        return;
+    }
+    bool has_payload = proto_msg_has(m, PROTO_F_PAYLOAD) && m->payload.len;
+    size_t plen = has_payload ? m->payload.len : 0;
+    struct volt_call *call = malloc(sizeof *call + plen + m->command.len + 1);
+    if (!call) {
+        send_reply_fail(c, m->id, VOLT_E_HANDLER_ERROR, "client out of memory");
+        return;
+    }
+    memset(call, 0, sizeof *call);
+    call->id = m->id;
+    call->timeout_ms = (uint32_t)(m->timeout_ms > UINT32_MAX ? UINT32_MAX : m->timeout_ms);
+    if (has_payload) {
+        memcpy(call->storage, m->payload.ptr, plen);
+        call->payload = call->storage;
+        call->payload_len = (uint32_t)plen;
+    }
+    call->command = (char *)call->storage + plen;
+    if (m->command.len)
+        memcpy(call->command, m->command.ptr, m->command.len);
+    call->command[m->command.len] = '\0';
+    call->refs = 2;
+    call->client = c;
+    call->next = c->calls;
+    if (c->calls)
+        c->calls->prev = call;
+    c->calls = call;
+
+    volt_handler_cb *cb = h->cb;
+    void *privdata = h->privdata;
+    cb(c, call, privdata);
+    call_unref(call);
+}
+
+/* ------------------------------------------------------------------ */
+/* Frames                                                              */
+/* ------------------------------------------------------------------ */
+
+static void answer_from_msg(const struct proto_msg *m, struct strs *s, struct answer *a)
+{
+    memset(a, 0, sizeof *a);
+    if (m->op == PROTO_OP_PONG || (proto_msg_has(m, PROTO_F_OK) && m->ok)) {
+        a->code = 0;
+    } else {
+        a->code_name = strs_field(s, m, PROTO_F_CODE, &m->code);
+        a->code = a->code_name ? proto_error_from_name(a->code_name, strlen(a->code_name)) : 0;
+        if (a->code >= 0)
+            a->code = VOLT_E_INTERNAL; /* a code this library does not know */
+        a->message = strs_field(s, m, PROTO_F_MESSAGE, &m->message);
+        a->server_code = strs_field(s, m, PROTO_F_SERVER_CODE, &m->server_code);
+    }
+    if (proto_msg_has(m, PROTO_F_DATA) && m->data.len)
+        a->data = m->data;
+}
+
+static void on_result(volt_client *c, const struct proto_msg *m)
+{
+    struct volt__req *r = volt__reqs_take(&c->reqs, m->id);
+    if (!r)
+        return; /* already timed out locally */
+    struct strs s;
+    strs_init(&s);
+    struct answer a;
+    answer_from_msg(m, &s, &a);
+    complete(c, r, &a);
+    strs_free(&s);
+}
+
+static void on_error_frame(volt_client *c, const struct proto_msg *m)
+{
+    struct strs s;
+    strs_init(&s);
+    const char *name = strs_put(&s, &m->code);
+    const char *message = strs_put(&s, &m->message);
+    int code = proto_error_from_name(name, strlen(name));
+    struct volt__req *r = proto_msg_has(m, PROTO_F_ID) ? volt__reqs_take(&c->reqs, m->id) : NULL;
+    if (r) {
+        struct answer a;
+        memset(&a, 0, sizeof a);
+        a.code = code < 0 ? code : VOLT_E_INTERNAL;
+        a.code_name = name;
+        a.message = message;
+        complete(c, r, &a);
+    } else if (code == VOLT_E_VERSION_MISMATCH && c->state == VOLT__HELLO) {
+        c->flags |= VOLT__FATAL;
+        volt__connection_lost(c, code, message);
+    } else if (code < 0) {
+        volt__emit_error(c, code, "%s", message);
+    } else {
+        volt__emit_error(c, VOLT_E_INTERNAL, "%s: %s", name, message);
+    }
+    strs_free(&s);
+}
+
+static void set_state(volt_client *c, const struct proto_msg *m)
+{
+    if (!proto_msg_has(m, PROTO_F_STATE))
+        return;
+    size_t n =
+        m->state.len < sizeof c->upstream_state - 1 ? m->state.len : sizeof c->upstream_state - 1;
+    if (n)
+        memcpy(c->upstream_state, m->state.ptr, n);
+    c->upstream_state[n] = '\0';
+}
+
+static void on_welcome(volt_client *c, const struct proto_msg *m)
+{
+    if (c->state != VOLT__HELLO)
+        return;
+    if (m->version < PROTO_VERSION_MIN || m->version > PROTO_VERSION_MAX) {
+        char why[120];
+        snprintf(why, sizeof why, "broker chose protocol version %llu; this client speaks %u..%u",
+                 (unsigned long long)m->version, PROTO_VERSION_MIN, PROTO_VERSION_MAX);
+        c->flags |= VOLT__FATAL;
+        volt__connection_lost(c, VOLT_E_VERSION_MISMATCH, why);
+        return;
+    }
+    uint64_t mf = m->max_frame;
+    c->send_max_frame =
+        (uint32_t)(mf == 0 || mf > PROTO_HARD_MAX_FRAME ? PROTO_DEFAULT_MAX_FRAME : mf);
+    size_t n = m->name.len < sizeof c->broker_name - 1 ? m->name.len : sizeof c->broker_name - 1;
+    if (n)
+        memcpy(c->broker_name, m->name.ptr, n);
+    c->broker_name[n] = '\0';
+    set_state(c, m);
+    c->ready = strcmp(c->upstream_state, "ready") == 0;
+    c->state = VOLT__SESSION;
+    c->conn_deadline = VOLT__NO_DEADLINE;
+    c->backoff_attempt = 0;
+    c->errstr[0] = '\0';
+    volt__session_started(c);
+    if (volt__alive(c) && c->state == VOLT__SESSION && c->on_broker)
+        c->on_broker(c, 1, c->on_broker_data);
+}
+
+static void on_event(volt_client *c, const struct proto_msg *m)
+{
+    set_state(c, m);
+    struct strs s;
+    strs_init(&s);
+    const char *event = strs_put(&s, &m->event);
+    if (strcmp(event, "connected") == 0) {
+        c->ready = true;
+        if (c->on_connected)
+            c->on_connected(c, c->on_connected_data);
+    } else if (strcmp(event, "disconnected") == 0) {
+        c->ready = false;
+        const char *reason = strs_field(&s, m, PROTO_F_REASON, &m->reason);
+        if (c->on_disconnected)
+            c->on_disconnected(c, reason ? reason : "", c->on_disconnected_data);
+    } else if (strcmp(event, "error") == 0) {
+        const char *name = strs_field(&s, m, PROTO_F_CODE, &m->code);
+        const char *message = strs_field(&s, m, PROTO_F_MESSAGE, &m->message);
+        int code = name ? proto_error_from_name(name, strlen(name)) : 0;
+        if (code < 0)
+            volt__emit_error(c, code, "%s", message ? message : volt_strerror(code));
+        else
+            volt__emit_error(c, VOLT_E_INTERNAL, "%s: %s", name ? name : "Unknown",
+                             message ? message : "");
+    }
+    /* Unknown events come from a newer broker: ignored. */
+    strs_free(&s);
+}
+
+static void on_message(volt_client *c, const struct proto_msg *m)
+{
+    struct strs s;
+    strs_init(&s);
+    volt_message msg;
+    memset(&msg, 0, sizeof msg);
+    msg.type = strs_put(&s, &m->type);
+    struct proto_span data = {NULL, 0};
+    if (proto_msg_has(m, PROTO_F_DATA) && m->data.len) {
+        data = m->data;
+        msg.data = data.ptr;
+        msg.data_len = data.len;
+    }
+    char *json = NULL;
+    size_t json_len = 0;
+    bool json_failed = false;
+    uint64_t gen = c->conn_gen;
+
+    c->sub_walkers++;
+    size_t n = c->n_subs; /* subscriptions added by a callback start with the next message */
+    for (size_t i = 0; i < n; i++) {
+        struct volt__sub *sub = c->subs[i];
+        if (sub->dead || !sub_matches(sub, msg.type))
+            continue;
+        msg.json = NULL;
+        msg.json_len = 0;
+        if (sub->flags & VOLT_MESSAGE_JSON) {
+            if (!json && !json_failed)
+                json_failed = volt__json_out(&data, &json, &json_len) < 0;
+            if (json_failed) {
+                /* Only for values the broker should have refused (ext types). */
+                volt__emit_error(c, VOLT_E_NOT_JSON, "message of type %s has no JSON form",
+                                 msg.type);
+                break;
+            }
+            msg.json = json;
+            msg.json_len = json_len;
+        }
+        sub->cb(c, &msg, sub->privdata);
+        if (!volt__alive(c) || gen != c->conn_gen)
+            break;
+    }
+    if (--c->sub_walkers == 0)
+        compact_subs(c);
+    free(json);
+    strs_free(&s);
+}
+
+void volt__dispatch(volt_client *c, const struct proto_span *frame)
+{
+    struct proto_msg m;
+    const char *why = NULL;
+    int rc = proto_msg_decode(frame, &m, &why);
+    if (rc == PROTO_E_UNKNOWN_OP)
+        return; /* a newer broker's op */
+    if (rc == 0)
+        rc = proto_msg_check(&m, &why);
+    if (rc < 0) {
+        /* A result we cannot read still ends its request, not by timeout. */
+        struct volt__req *r = NULL;
+        if ((m.op == PROTO_OP_RESULT || m.op == PROTO_OP_PONG) && proto_msg_has(&m, PROTO_F_ID))
+            r = volt__reqs_take(&c->reqs, m.id);
+        char msg[200];
+        snprintf(msg, sizeof msg, "invalid %s frame from the broker: %s",
+                 proto_op_name(m.op) ? proto_op_name(m.op) : "?", why ? why : "");
+        if (r)
+            volt__complete_local(c, r, VOLT_E_BAD_REQUEST, msg);
+        else
+            volt__emit_error(c, rc, "%s", msg);
+        return;
+    }
+    if (c->state == VOLT__HELLO && m.op != PROTO_OP_WELCOME && m.op != PROTO_OP_ERROR) {
+        volt__emit_error(c, VOLT_E_BAD_REQUEST, "broker sent %s before welcome",
+                         proto_op_name(m.op));
+        return;
+    }
+    switch (m.op) {
+    case PROTO_OP_WELCOME:
+        on_welcome(c, &m);
+        break;
+    case PROTO_OP_RESULT:
+    case PROTO_OP_PONG:
+        on_result(c, &m);
+        break;
+    case PROTO_OP_CALL:
+        on_call(c, &m);
+        break;
+    case PROTO_OP_MESSAGE:
+        on_message(c, &m);
+        break;
+    case PROTO_OP_EVENT:
+        on_event(c, &m);
+        break;
+    case PROTO_OP_ERROR:
+        on_error_frame(c, &m);
+        break;
+    default:
+        break; /* trace (we never ask for it), or a client op: ignore */
+    }
+}

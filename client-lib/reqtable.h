@@ -1,0 +1,67 @@
+/* The table of requests in flight: found by id when the result arrives,
+ * ordered by deadline so the earliest can expire.
+ *
+ * Ids are chosen by the client (monotonic, never reused), so an open
+ * addressing hash on the id (linear probing, backward-shift deletion) finds
+ * a result's request in O(1) whatever order results come in, and a binary
+ * min-heap of the requests that have a deadline gives the next timeout in
+ * O(1) and removes any request in O(log n) (each request knows its heap
+ * slot). Request structs are recycled through a small free list, so a
+ * client in steady state does not allocate per request.
+ */
+#ifndef VOLT_REQTABLE_H
+#define VOLT_REQTABLE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define VOLT__NO_DEADLINE INT64_MAX
+
+struct volt__req {
+    uint64_t id;
+    int64_t deadline;  /* monotonic ms, VOLT__NO_DEADLINE for none */
+    size_t heap_index; /* slot in the heap, SIZE_MAX when not in it */
+    int kind;          /* owner-defined */
+    unsigned flags;    /* owner-defined */
+    void (*cb)(void);  /* owner-defined callback (cast back by the owner) */
+    void *privdata;
+    struct volt__req *next; /* free list / list returned by take_all */
+};
+
+struct volt__reqs {
+    struct volt__req **slots; /* hash, capacity a power of two, NULL = empty */
+    size_t mask;
+    size_t count;
+    struct volt__req **heap;
+    size_t heap_len, heap_cap;
+    struct volt__req *free_list;
+    size_t free_count;
+};
+
+void volt__reqs_init(struct volt__reqs *t);
+/* Frees the table and the free list; requests still in it are freed too
+ * (their callbacks are not run: take_all first). */
+void volt__reqs_destroy(struct volt__reqs *t);
+
+/* A zeroed request (from the free list when possible), not in the table.
+ * NULL on out of memory. Give it back with volt__reqs_release or insert. */
+struct volt__req *volt__reqs_alloc(struct volt__reqs *t);
+void volt__reqs_release(struct volt__reqs *t, struct volt__req *r);
+
+/* Adds r (r->id unique and nonzero, r->deadline set). 0 or -ENOMEM. */
+int volt__reqs_insert(struct volt__reqs *t, struct volt__req *r);
+/* Removes and returns the request with this id; NULL when absent. */
+struct volt__req *volt__reqs_take(struct volt__reqs *t, uint64_t id);
+/* Removes and returns the request with the earliest deadline if it is
+ * <= now; NULL otherwise. */
+struct volt__req *volt__reqs_take_expired(struct volt__reqs *t, int64_t now);
+/* Earliest deadline, VOLT__NO_DEADLINE when none. */
+int64_t volt__reqs_next_deadline(const struct volt__reqs *t);
+/* Empties the table; returns its requests linked by `next` in id order. */
+struct volt__req *volt__reqs_take_all(struct volt__reqs *t);
+static inline size_t volt__reqs_count(const struct volt__reqs *t)
+{
+    return t->count;
+}
+
+#endif

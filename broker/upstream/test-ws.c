@@ -1,0 +1,1144 @@
+/* ws transport against the real socket.io dev server (contrib/volt-dev-server),
+ * started as a child process; TLS with a throw-away certificate made by the
+ * openssl CLI. Every test closes its transport and asserts that
+ * uv_loop_close() succeeds, so a handle left behind by lws or by us fails
+ * the test. VOLT_TEST_DEBUG=1 in the environment shows the debug log;
+ * VOLT_TEST_FILTER=glob runs only the matching tests. */
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <curl/curl.h>
+#include <uv.h>
+
+#include "upstream/ws.h"
+#include "util/log.h"
+
+#define EIO_PATH "/socket.io/?EIO=4&transport=websocket"
+#define AUTH     "{\"teamClusterId\":\"cluster-dev\",\"daemonPassword\":\"dev-password\"}"
+#define WAIT_MS  10000
+
+/* ---- the dev server as a child process ---------------------------------- */
+
+struct dev_server {
+    pid_t pid;
+    int out_fd;
+    int port;
+};
+
+static void ensure_node_modules(void)
+{
+    char path[1024];
+    struct stat st;
+
+    snprintf(path, sizeof(path), "%s/node_modules/socket.io", VOLT_DEV_SERVER_DIR);
+    if (stat(path, &st) == 0)
+        return;
+    snprintf(path, sizeof(path), "cd '%s' && npm ci --silent --no-audit --no-fund",
+             VOLT_DEV_SERVER_DIR);
+    if (system(path) != 0)
+        fail_msg("npm ci in %s failed", VOLT_DEV_SERVER_DIR);
+}
+
+/* Starts `node server.js --port 0 --quiet extra...` and reads the port from
+ * its {"event":"listening","port":N} line. */
+static void dev_server_start(struct dev_server *s, const char *const *extra)
+{
+    char script[1024], line[512];
+    const char *argv[32];
+    size_t argc = 0, used = 0;
+    int pipefd[2];
+    const char *p;
+
+    ensure_node_modules();
+    snprintf(script, sizeof(script), "%s/server.js", VOLT_DEV_SERVER_DIR);
+    argv[argc++] = "node";
+    argv[argc++] = script;
+    argv[argc++] = "--port";
+    argv[argc++] = "0";
+    argv[argc++] = "--quiet";
+    for (size_t i = 0; extra && extra[i]; i++)
+        argv[argc++] = extra[i];
+    argv[argc] = NULL;
+
+    assert_int_equal(pipe2(pipefd, O_CLOEXEC), 0);
+    s->pid = fork();
+    assert_true(s->pid >= 0);
+    if (s->pid == 0) {
+        /* Dies with the test, even when the test crashes. */
+        prctl(PR_SET_PDEATHSIG, SIGTERM);
+        dup2(pipefd[1], STDOUT_FILENO);
+        execvp("node", (char *const *)argv);
+        _exit(127);
+    }
+    close(pipefd[1]);
+    s->out_fd = pipefd[0];
+
+    while (used < sizeof(line) - 1) {
+        struct pollfd pfd = {s->out_fd, POLLIN, 0};
+        ssize_t n;
+
+        if (poll(&pfd, 1, 20000) != 1)
+            fail_msg("dev server did not say it was listening within 20 s");
+        n = read(s->out_fd, line + used, 1);
+        if (n != 1)
+            fail_msg("dev server exited before listening");
+        if (line[used] == '\n')
+            break;
+        used++;
+    }
+    line[used] = '\0';
+    p = strstr(line, "\"port\":");
+    if (!p || sscanf(p + 7, "%d", &s->port) != 1 || s->port <= 0)
+        fail_msg("unexpected first line from the dev server: %s", line);
+}
+
+static void dev_server_stop(struct dev_server *s)
+{
+    int status;
+
+    if (s->pid <= 0)
+        return;
+    kill(s->pid, SIGTERM);
+    for (int i = 0; i < 300; i++) {
+        if (waitpid(s->pid, &status, WNOHANG) == s->pid)
+            goto reaped;
+        usleep(10000);
+    }
+    kill(s->pid, SIGKILL);
+    waitpid(s->pid, &status, 0);
+reaped:
+    close(s->out_fd);
+    s->pid = 0;
+}
+
+static size_t discard_body(char *data, size_t size, size_t n, void *ud)
+{
+    return size * n;
+}
+
+/* POSTs to the dev server's control API; returns the HTTP status. Blocking:
+ * only call it while the test is not inside uv_run(). */
+static long dev_post(int port, const char *path, const char *json)
+{
+    char url[256];
+    long status = 0;
+    struct curl_slist *headers = curl_slist_append(NULL, "Content-Type: application/json");
+    CURL *curl = curl_easy_init();
+
+    assert_non_null(curl);
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", port, path);
+    curl_easy_setopt(curl, CURLOPT_URL, url);
+    curl_easy_setopt(curl, CURLOPT_POSTFIELDS, json);
+    curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
+    curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, discard_body);
+    curl_easy_setopt(curl, CURLOPT_TIMEOUT, 10L);
+    if (curl_easy_perform(curl) == CURLE_OK)
+        curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
+    curl_easy_cleanup(curl);
+    curl_slist_free_all(headers);
+    return status;
+}
+
+/* ---- TLS material --------------------------------------------------------- */
+
+static char tls_dir[64];
+static char tls_cert[128];
+static char tls_key[128];
+
+/* A self-signed certificate for the name "localhost" only (no IP SAN), so
+ * that connecting by address proves the name check is done. */
+static void tls_make_cert(void)
+{
+    char cmd[1024];
+
+    strcpy(tls_dir, "/tmp/volt-test-ws-XXXXXX");
+    assert_non_null(mkdtemp(tls_dir));
+    snprintf(tls_cert, sizeof(tls_cert), "%s/cert.pem", tls_dir);
+    snprintf(tls_key, sizeof(tls_key), "%s/key.pem", tls_dir);
+    snprintf(cmd, sizeof(cmd),
+             "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes "
+             "-keyout '%s' -out '%s' -days 2 -subj /CN=localhost "
+             "-addext subjectAltName=DNS:localhost >/dev/null 2>&1",
+             tls_key, tls_cert);
+    if (system(cmd) != 0)
+        fail_msg("openssl req failed: the openssl CLI is needed by this test");
+}
+
+static void tls_remove_cert(void)
+{
+    if (!tls_dir[0])
+        return;
+    unlink(tls_cert);
+    unlink(tls_key);
+    rmdir(tls_dir);
+    tls_dir[0] = '\0';
+}
+
+/* ---- loop fixture ---------------------------------------------------------- */
+
+struct fixture {
+    uv_loop_t loop;
+    uv_timer_t deadline;
+    bool deadline_hit;
+    struct ws_transport *t;
+    bool transport_closed;
+};
+
+static struct dev_server plain_server; /* fast pings, shared by most tests */
+
+static void on_deadline(uv_timer_t *timer)
+{
+    struct fixture *fx = timer->data;
+    fx->deadline_hit = true;
+}
+
+/* Runs the loop until *flag or `ms` elapsed; fails the test on timeout. */
+#define RUN_UNTIL(fx, cond, ms, what)                                                              \
+    do {                                                                                           \
+        (fx)->deadline_hit = false;                                                                \
+        uv_timer_start(&(fx)->deadline, on_deadline, (ms), 0);                                     \
+        while (!(cond) && !(fx)->deadline_hit)                                                     \
+            uv_run(&(fx)->loop, UV_RUN_ONCE);                                                      \
+        uv_timer_stop(&(fx)->deadline);                                                            \
+        if (!(cond))                                                                               \
+            fail_msg("timed out after %d ms waiting for %s", (int)(ms), (what));                   \
+    } while (0)
+
+/* Runs the loop for `ms`, whatever happens. */
+static void run_for(struct fixture *fx, uint64_t ms)
+{
+    fx->deadline_hit = false;
+    uv_timer_start(&fx->deadline, on_deadline, ms, 0);
+    while (!fx->deadline_hit)
+        uv_run(&fx->loop, UV_RUN_ONCE);
+}
+
+static int fixture_setup_with(void **state, const struct ws_transport_options *o)
+{
+    struct fixture *fx = calloc(1, sizeof(*fx));
+
+    assert_non_null(fx);
+    assert_int_equal(uv_loop_init(&fx->loop), 0);
+    uv_timer_init(&fx->loop, &fx->deadline);
+    fx->deadline.data = fx;
+    if (o)
+        assert_int_equal(ws_transport_new(&fx->loop, o, &fx->t), 0);
+    *state = fx;
+    return 0;
+}
+
+static int fixture_setup(void **state)
+{
+    struct ws_transport_options o = {0};
+    return fixture_setup_with(state, &o);
+}
+
+static int fixture_setup_bare(void **state)
+{
+    return fixture_setup_with(state, NULL);
+}
+
+static void on_transport_closed(void *ud)
+{
+    struct fixture *fx = ud;
+    fx->transport_closed = true;
+}
+
+static void fixture_close_transport(struct fixture *fx)
+{
+    if (!fx->t)
+        return;
+    ws_transport_close(fx->t, on_transport_closed, fx);
+    fx->t = NULL;
+    RUN_UNTIL(fx, fx->transport_closed, WAIT_MS, "the transport teardown");
+}
+
+static int fixture_teardown(void **state)
+{
+    struct fixture *fx = *state;
+
+    fixture_close_transport(fx);
+    uv_close((uv_handle_t *)&fx->deadline, NULL);
+    uv_run(&fx->loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&fx->loop), 0);
+    free(fx);
+    return 0;
+}
+
+/* ---- a recording client ------------------------------------------------- */
+
+struct message {
+    char *data;
+    size_t len;
+    bool binary;
+};
+
+struct client {
+    struct ws_conn *conn;
+    bool in_api_call; /* a callback now would be a synchronous one: a bug */
+    bool answer_pings;
+    int opens;
+    int closes;
+    int pings;
+    struct ws_close_info info;
+    char text[256];
+    struct message *msgs;
+    size_t nmsgs;
+    /* Optional: run from on_close (re-entrancy checks). */
+    void (*after_close)(struct client *cl);
+    void *extra;
+};
+
+static void client_free(struct client *cl)
+{
+    for (size_t i = 0; i < cl->nmsgs; i++)
+        free(cl->msgs[i].data);
+    free(cl->msgs);
+    cl->msgs = NULL;
+    cl->nmsgs = 0;
+}
+
+static void cl_on_open(void *ud)
+{
+    struct client *cl = ud;
+
+    if (cl->in_api_call)
+        fail_msg("on_open called synchronously from an API call");
+    cl->opens++;
+}
+
+static void cl_on_message(void *ud, const void *data, size_t len, bool binary)
+{
+    struct client *cl = ud;
+    struct message *m;
+
+    if (cl->in_api_call)
+        fail_msg("on_message called synchronously from an API call");
+    if (((const char *)data)[len] != '\0')
+        fail_msg("message not terminated with a 0 byte");
+    if (cl->answer_pings && !binary && len == 1 && ((const char *)data)[0] == '2') {
+        cl->pings++;
+        assert_int_equal(ws_send(cl->conn, "3", 1, false), 0);
+        return;
+    }
+    cl->msgs = realloc(cl->msgs, (cl->nmsgs + 1) * sizeof(*cl->msgs));
+    assert_non_null(cl->msgs);
+    m = &cl->msgs[cl->nmsgs++];
+    m->data = malloc(len + 1);
+    assert_non_null(m->data);
+    memcpy(m->data, data, len + 1);
+    m->len = len;
+    m->binary = binary;
+}
+
+static void cl_on_close(void *ud, const struct ws_close_info *info)
+{
+    struct client *cl = ud;
+
+    if (cl->in_api_call)
+        fail_msg("on_close called synchronously from an API call");
+    cl->closes++;
+    cl->info = *info;
+    snprintf(cl->text, sizeof(cl->text), "%s", info->text);
+    cl->info.text = cl->text;
+    cl->conn = NULL;
+    if (cl->after_close)
+        cl->after_close(cl);
+}
+
+static const struct ws_callbacks client_callbacks = {cl_on_open, cl_on_message, cl_on_close};
+
+static int client_connect(struct fixture *fx, struct client *cl, const struct ws_connect_options *o)
+{
+    int r;
+
+    cl->in_api_call = true;
+    r = ws_connect(fx->t, o, &client_callbacks, cl, &cl->conn);
+    cl->in_api_call = false;
+    return r;
+}
+
+static struct ws_connect_options plain_options(const char *path)
+{
+    struct ws_connect_options o = {0};
+
+    o.host = "127.0.0.1";
+    o.port = (uint16_t)plain_server.port;
+    o.path = path;
+    o.connect_timeout_ms = WAIT_MS;
+    return o;
+}
+
+static int client_send(struct client *cl, const char *text)
+{
+    int r;
+
+    cl->in_api_call = true;
+    r = ws_send(cl->conn, text, strlen(text), false);
+    cl->in_api_call = false;
+    return r;
+}
+
+/* Index of the first message at or after `from` that starts with `prefix`. */
+static long find_message(const struct client *cl, size_t from, const char *prefix)
+{
+    size_t n = strlen(prefix);
+
+    for (size_t i = from; i < cl->nmsgs; i++) {
+        if (cl->msgs[i].len >= n && memcmp(cl->msgs[i].data, prefix, n) == 0)
+            return (long)i;
+    }
+    return -1;
+}
+
+#define WAIT_MESSAGE(fx, cl, from, prefix)                                                         \
+    RUN_UNTIL(fx, find_message(cl, from, prefix) >= 0 || (cl)->closes, WAIT_MS, prefix);           \
+    if (find_message(cl, from, prefix) < 0)                                                        \
+    fail_msg("closed (%s) while waiting for %s", (cl)->text, prefix)
+
+/* Open, Engine.IO open packet, namespace CONNECT with the dev credentials. */
+static void client_open_control(struct fixture *fx, struct client *cl,
+                                const struct ws_connect_options *o)
+{
+    assert_int_equal(client_connect(fx, cl, o), 0);
+    RUN_UNTIL(fx, cl->opens || cl->closes, WAIT_MS, "on_open");
+    if (!cl->opens)
+        fail_msg("closed before open: %s", cl->text);
+    WAIT_MESSAGE(fx, cl, 0, "0{\"sid\"");
+    assert_int_equal(client_send(cl, "40/control," AUTH), 0);
+    WAIT_MESSAGE(fx, cl, 0, "40/control,{\"sid\"");
+}
+
+static void client_close_and_wait(struct fixture *fx, struct client *cl)
+{
+    int before = cl->closes;
+
+    cl->in_api_call = true;
+    ws_close(cl->conn);
+    ws_close(cl->conn); /* idempotent */
+    cl->in_api_call = false;
+    RUN_UNTIL(fx, cl->closes > before, WAIT_MS, "on_close after ws_close");
+}
+
+/* ---- tests ------------------------------------------------------------------ */
+
+static void test_engineio_session(void **state)
+{
+    struct fixture *fx = *state;
+    struct client cl = {.answer_pings = true};
+    struct ws_connect_options o = plain_options(EIO_PATH);
+
+    assert_int_equal(ws_send(NULL, "x", 1, false), -EINVAL);
+    client_open_control(fx, &cl, &o);
+    assert_int_equal(cl.opens, 1);
+
+    /* The server pings every 200 ms and gives up 200 ms after a ping that
+     * was not answered: still open after 1.5 s means the pongs went out. */
+    run_for(fx, 1500);
+    assert_int_equal(cl.closes, 0);
+    assert_true(cl.pings >= 4);
+
+    client_close_and_wait(fx, &cl);
+    assert_int_equal(cl.closes, 1);
+    assert_int_equal(cl.info.cause, WS_CLOSE_LOCAL);
+    assert_true(cl.info.was_open);
+    assert_int_equal(cl.info.code, 1000);
+    assert_null(cl.conn);
+    run_for(fx, 100);
+    assert_int_equal(cl.closes, 1);
+    client_free(&cl);
+}
+
+static void test_unanswered_pings_end_the_session(void **state)
+{
+    struct fixture *fx = *state;
+    struct client cl = {.answer_pings = false};
+    struct ws_connect_options o = plain_options(EIO_PATH);
+
+    client_open_control(fx, &cl, &o);
+    RUN_UNTIL(fx, cl.closes, WAIT_MS, "the server to give up on us");
+    assert_int_equal(cl.closes, 1);
+    assert_true(cl.info.was_open);
+    assert_true(cl.info.cause == WS_CLOSE_REMOTE || cl.info.cause == WS_CLOSE_LOST);
+    client_free(&cl);
+}
+
+static void test_connect_refused(void **state)
+{
+    struct fixture *fx = *state;
+    struct client cl = {0};
+    struct ws_connect_options o = plain_options(EIO_PATH);
+    struct sockaddr_in sa = {.sin_family = AF_INET};
+    socklen_t sl = sizeof(sa);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+    /* A port that was free a moment ago and has no listener. */
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &sl), 0);
+    close(fd);
+    o.port = ntohs(sa.sin_port);
+
+    assert_int_equal(client_connect(fx, &cl, &o), 0);
+    RUN_UNTIL(fx, cl.closes, WAIT_MS, "on_close for a refused connection");
+    run_for(fx, 100);
+    assert_int_equal(cl.closes, 1);
+    assert_int_equal(cl.opens, 0);
+    assert_int_equal(cl.info.cause, WS_CLOSE_CONNECT);
+    assert_false(cl.info.was_open);
+    assert_non_null(strstr(cl.info.text, "127.0.0.1"));
+
+    /* Same through a name with possibly several addresses. */
+    cl.closes = 0;
+    o.host = "localhost";
+    assert_int_equal(client_connect(fx, &cl, &o), 0);
+    RUN_UNTIL(fx, cl.closes, WAIT_MS, "on_close for a refused connection by name");
+    run_for(fx, 100);
+    assert_int_equal(cl.closes, 1);
+    assert_int_equal(cl.info.cause, WS_CLOSE_CONNECT);
+    client_free(&cl);
+}
+
+/* With no file descriptor left, lws cannot create the socket and
+ * lws_client_connect_via_info() returns NULL (rather than calling
+ * CLIENT_CONNECTION_ERROR later): the other way a connect fails. */
+static void test_connect_fails_inside_lws(void **state)
+{
+    struct fixture *fx = *state;
+    struct client cl = {0};
+    struct ws_connect_options o = plain_options(EIO_PATH);
+    struct rlimit saved, lim;
+    int fds[4096];
+    int nfds = 0, max_fd = 0, fd;
+    DIR *dir = opendir("/proc/self/fd");
+    struct dirent *de;
+
+    /* (valgrind keeps fds of its own above the limit it reports) */
+    assert_int_equal(getrlimit(RLIMIT_NOFILE, &saved), 0);
+    assert_non_null(dir);
+    while ((de = readdir(dir))) {
+        int n = atoi(de->d_name);
+        if (n > max_fd && (rlim_t)n < saved.rlim_cur)
+            max_fd = n;
+    }
+    closedir(dir);
+    lim = saved;
+    lim.rlim_cur = (rlim_t)max_fd + 1;
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &lim), 0);
+    while (nfds < 4096 && (fd = dup(0)) >= 0)
+        fds[nfds++] = fd;
+
+    assert_int_equal(client_connect(fx, &cl, &o), 0);
+    RUN_UNTIL(fx, cl.closes, WAIT_MS, "on_close without a socket");
+    run_for(fx, 100);
+
+    while (nfds > 0)
+        close(fds[--nfds]);
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &saved), 0);
+    assert_int_equal(cl.closes, 1);
+    assert_int_equal(cl.opens, 0);
+    assert_int_equal(cl.info.cause, WS_CLOSE_CONNECT);
+    assert_false(cl.info.was_open);
+    client_free(&cl);
+}
+
+struct ticker {
+    uv_timer_t timer;
+    uint64_t last;
+    uint64_t max_gap;
+    int ticks;
+};
+
+static void on_tick(uv_timer_t *timer)
+{
+    struct ticker *tk = timer->data;
+    uint64_t now = uv_hrtime() / 1000000;
+
+    if (tk->last && now - tk->last > tk->max_gap)
+        tk->max_gap = now - tk->last;
+    tk->last = now;
+    tk->ticks++;
+}
+
+static void test_dns_failure_does_not_block(void **state)
+{
+    struct fixture *fx = *state;
+    struct client cl = {0};
+    struct ws_connect_options o = plain_options(EIO_PATH);
+    struct ticker tk = {0};
+
+    uv_timer_init(&fx->loop, &tk.timer);
+    tk.timer.data = &tk;
+    uv_timer_start(&tk.timer, on_tick, 1, 1);
+
+    o.host = "no-such-host.invalid";
+    assert_int_equal(client_connect(fx, &cl, &o), 0);
+    assert_int_equal(cl.closes, 0);
+    RUN_UNTIL(fx, cl.closes, 30000, "on_close for an unknown host");
+    run_for(fx, 50);
+    uv_close((uv_handle_t *)&tk.timer, NULL);
+    run_for(fx, 1); /* the ticker lives on this stack: let the close finish */
+
+    assert_int_equal(cl.closes, 1);
+    assert_int_equal(cl.info.cause, WS_CLOSE_DNS);
+    assert_non_null(strstr(cl.info.text, "no-such-host.invalid"));
+    assert_true(tk.ticks > 10);
+    /* 1 ms timer: a blocking resolver on the loop would show as a gap. */
+    if (tk.max_gap > 200)
+        fail_msg("the loop stalled for %" PRIu64 " ms", tk.max_gap);
+    client_free(&cl);
+}
+
+static void test_upgrade_refused(void **state)
+{
+    struct fixture *fx = *state;
+    struct client cl = {0};
+    struct ws_connect_options o = plain_options("/socket.io/?EIO=4&transport=foo");
+
+    /* engine.io answers an unknown transport with 400 "Transport unknown". */
+    assert_int_equal(client_connect(fx, &cl, &o), 0);
+    RUN_UNTIL(fx, cl.closes, WAIT_MS, "on_close for a refused upgrade");
+    assert_int_equal(cl.closes, 1);
+    assert_int_equal(cl.opens, 0);
+    assert_int_equal(cl.info.cause, WS_CLOSE_HANDSHAKE);
+    assert_int_equal(cl.info.http_status, 400);
+    assert_non_null(strstr(cl.info.text, "400"));
+
+    /* A path engine.io does not serve: it hangs up without an answer. */
+    cl.closes = 0;
+    o = plain_options("/not-socket-io/");
+    assert_int_equal(client_connect(fx, &cl, &o), 0);
+    RUN_UNTIL(fx, cl.closes, WAIT_MS, "on_close for a wrong path");
+    run_for(fx, 100);
+    assert_int_equal(cl.closes, 1);
+    assert_int_equal(cl.opens, 0);
+    assert_int_equal(cl.info.cause, WS_CLOSE_HANDSHAKE);
+    client_free(&cl);
+}
+
+static void test_garbage_after_upgrade(void **state)
+{
+    struct fixture *fx = *state;
+    struct client cl = {0};
+    struct ws_connect_options o = plain_options("/socket.io/?EIO=3&transport=websocket");
+
+    /* engine.io 6 completes the upgrade for EIO=3, then writes an HTTP 400
+     * response into the WebSocket stream: not a valid frame. */
+    assert_int_equal(client_connect(fx, &cl, &o), 0);
+    RUN_UNTIL(fx, cl.closes, WAIT_MS, "on_close after garbage frames");
+    run_for(fx, 100);
+    assert_int_equal(cl.opens, 1);
+    assert_int_equal(cl.closes, 1);
+    assert_true(cl.info.was_open);
+    assert_int_equal(cl.info.cause, WS_CLOSE_LOST);
+    assert_int_equal(cl.nmsgs, 0);
+    client_free(&cl);
+}
+
+static void test_ipv6_literal(void **state)
+{
+    struct fixture *fx = *state;
+    struct dev_server v6 = {0};
+    const char *extra[] = {"--host", "::1", NULL};
+    struct client cl = {.answer_pings = true};
+    struct ws_connect_options o = plain_options(EIO_PATH);
+
+    dev_server_start(&v6, extra);
+    o.host = "::1";
+    o.port = (uint16_t)v6.port;
+    client_open_control(fx, &cl, &o);
+    client_close_and_wait(fx, &cl);
+    assert_int_equal(cl.info.cause, WS_CLOSE_LOCAL);
+    dev_server_stop(&v6);
+    client_free(&cl);
+}
+
+static void test_connect_timeout(void **state)
+{
+    struct fixture *fx = *state;
+    struct client cl = {0};
+    struct ws_connect_options o = plain_options(EIO_PATH);
+    struct sockaddr_in sa = {.sin_family = AF_INET};
+    socklen_t sl = sizeof(sa);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    uint64_t start;
+
+    /* Listening but never accepting nor answering: TCP completes, the
+     * upgrade never does. */
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    assert_int_equal(listen(fd, 8), 0);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &sl), 0);
+    o.port = ntohs(sa.sin_port);
+    o.connect_timeout_ms = 300;
+
+    start = uv_now(&fx->loop);
+    assert_int_equal(client_connect(fx, &cl, &o), 0);
+    RUN_UNTIL(fx, cl.closes, WAIT_MS, "the connect timeout");
+    assert_true(uv_now(&fx->loop) - start >= 290);
+    assert_int_equal(cl.closes, 1);
+    assert_int_equal(cl.info.cause, WS_CLOSE_TIMEOUT);
+    assert_false(cl.info.was_open);
+    run_for(fx, 100);
+    assert_int_equal(cl.closes, 1);
+    close(fd);
+    client_free(&cl);
+}
+
+static void test_close_before_open(void **state)
+{
+    struct fixture *fx = *state;
+    struct client cl = {0};
+    struct ws_connect_options o = plain_options(EIO_PATH);
+
+    assert_int_equal(client_connect(fx, &cl, &o), 0);
+    assert_int_equal(client_send(&cl, "x"), -ENOTCONN);
+    client_close_and_wait(fx, &cl);
+    assert_int_equal(cl.info.cause, WS_CLOSE_LOCAL);
+    assert_false(cl.info.was_open);
+    run_for(fx, 200);
+    assert_int_equal(cl.closes, 1);
+    assert_int_equal(cl.opens, 0);
+
+    /* And in the middle of connecting (after DNS, before the upgrade). */
+    cl.closes = 0;
+    assert_int_equal(client_connect(fx, &cl, &o), 0);
+    run_for(fx, 2);
+    client_close_and_wait(fx, &cl);
+    run_for(fx, 200);
+    assert_int_equal(cl.closes, 1);
+    assert_int_equal(cl.info.cause, WS_CLOSE_LOCAL);
+    client_free(&cl);
+}
+
+static char *make_filler(size_t n)
+{
+    char *s = malloc(n + 1);
+
+    assert_non_null(s);
+    for (size_t i = 0; i < n; i++)
+        s[i] = (char)('a' + (i * 7) % 26);
+    s[n] = '\0';
+    return s;
+}
+
+static void client_register(struct fixture *fx, struct client *cl)
+{
+    size_t from = cl->nmsgs;
+
+    assert_int_equal(client_send(cl, "42/control,1[\"daemon:register\",{\"teamClusterId\":"
+                                     "\"cluster-dev\",\"hostname\":\"test-ws\",\"version\":"
+                                     "\"0.1.0\",\"handlers\":[]}]"),
+                     0);
+    WAIT_MESSAGE(fx, cl, from, "43/control,1[{\"success\":true}]");
+}
+
+static void test_large_messages(void **state)
+{
+    struct fixture *fx = *state;
+    struct client cl = {.answer_pings = true};
+    struct ws_connect_options o = plain_options(EIO_PATH);
+    const size_t filler_len = 200 * 1024;
+    char *filler = make_filler(filler_len);
+    size_t req_len = filler_len + 256;
+    char *req = malloc(req_len);
+    const char *expect =
+        "42/control,[\"daemon:response\",{\"requestId\":\"big-1\",\"success\":true,"
+        "\"data\":\"";
+    size_t from;
+    long i;
+
+    client_open_control(fx, &cl, &o);
+    client_register(fx, &cl);
+
+    /* 200 KiB out (several frames of one message), 200 KiB back. */
+    snprintf(req, req_len,
+             "42/control,[\"daemon:request\",{\"requestId\":\"big-1\",\"command\":\"echo\","
+             "\"payload\":\"%s\"}]",
+             filler);
+    from = cl.nmsgs;
+    assert_int_equal(client_send(&cl, req), 0);
+    WAIT_MESSAGE(fx, &cl, from, expect);
+    i = find_message(&cl, from, expect);
+    assert_int_equal(cl.msgs[i].len, strlen(expect) + filler_len + 3);
+    assert_false(cl.msgs[i].binary);
+    assert_memory_equal(cl.msgs[i].data + strlen(expect), filler, filler_len);
+    assert_string_equal(cl.msgs[i].data + strlen(expect) + filler_len, "\"}]");
+
+    /* A binary attachment: text header packet, then one binary message. */
+    from = cl.nmsgs;
+    assert_int_equal(client_send(&cl, "42/control,[\"daemon:request\",{\"requestId\":\"bin-1\","
+                                      "\"command\":\"binary\",\"payload\":{\"size\":100000}}]"),
+                     0);
+    WAIT_MESSAGE(fx, &cl, from, "451-/control,[\"daemon:response\"");
+    RUN_UNTIL(fx, cl.nmsgs >= from + 2 || cl.closes, WAIT_MS, "the binary attachment");
+    i = find_message(&cl, from, "451-") + 1;
+    assert_true(cl.msgs[i].binary);
+    assert_int_equal(cl.msgs[i].len, 100000);
+    for (size_t k = 0; k < 100000; k++) {
+        if ((uint8_t)cl.msgs[i].data[k] != k % 256)
+            fail_msg("binary byte %zu is %u", k, (uint8_t)cl.msgs[i].data[k]);
+    }
+    assert_int_equal(cl.closes, 0);
+    client_close_and_wait(fx, &cl);
+    free(filler);
+    free(req);
+    client_free(&cl);
+}
+
+static void test_message_too_big(void **state)
+{
+    struct fixture *fx = *state;
+    struct client cl = {.answer_pings = true};
+    struct ws_connect_options o = plain_options(EIO_PATH);
+    char *filler = make_filler(100 * 1024);
+    char *req = malloc(110 * 1024);
+
+    o.max_message_size = 64 * 1024;
+    client_open_control(fx, &cl, &o);
+    client_register(fx, &cl);
+    snprintf(req, 110 * 1024,
+             "42/control,[\"daemon:request\",{\"requestId\":\"big-2\",\"command\":\"echo\","
+             "\"payload\":\"%s\"}]",
+             filler);
+    assert_int_equal(client_send(&cl, req), 0);
+    RUN_UNTIL(fx, cl.closes, WAIT_MS, "the close for a message over the limit");
+    assert_int_equal(cl.info.cause, WS_CLOSE_TOO_BIG);
+    assert_int_equal(cl.info.code, 1009);
+    assert_true(cl.info.was_open);
+    assert_int_equal(find_message(&cl, 0, "42/control,[\"daemon:response\""), -1);
+    run_for(fx, 100);
+    assert_int_equal(cl.closes, 1);
+    free(filler);
+    free(req);
+    client_free(&cl);
+}
+
+static void test_send_queue_limit(void **state)
+{
+    struct fixture *fx = *state;
+    struct client cl = {.answer_pings = true};
+    struct ws_connect_options o = plain_options(EIO_PATH);
+    char msg[1000];
+    const char *head = "42/control,[\"x-filler\",\"";
+    size_t queued = 0;
+    int sent = 0, r;
+
+    o.send_queue_limit = 8192;
+    client_open_control(fx, &cl, &o);
+    assert_int_equal(ws_send_queue_bytes(cl.conn), 0);
+
+    /* The loop does not run meanwhile: nothing is written, the queue fills. */
+    /* An event the server does not know: recorded there, otherwise harmless. */
+    memset(msg, 'q', sizeof(msg));
+    memcpy(msg, head, strlen(head));
+    memcpy(msg + sizeof(msg) - 2, "\"]", 2);
+    while ((r = ws_send(cl.conn, msg, sizeof(msg), false)) == 0) {
+        sent++;
+        queued += sizeof(msg) + WS_SEND_OVERHEAD;
+        assert_int_equal(ws_send_queue_bytes(cl.conn), queued);
+    }
+    assert_int_equal(r, -ENOBUFS);
+    assert_int_equal(sent, 8192 / (1000 + WS_SEND_OVERHEAD));
+    assert_int_equal(ws_send_queue_bytes(cl.conn), queued);
+    {
+        char *huge = calloc(1, 9000);
+        assert_int_equal(ws_send(cl.conn, huge, 9000, true), -EMSGSIZE);
+        free(huge);
+    }
+
+    /* Still connected: the queue drains and the session goes on. */
+    RUN_UNTIL(fx, ws_send_queue_bytes(cl.conn) == 0 || cl.closes, WAIT_MS, "the queue to drain");
+    assert_int_equal(cl.closes, 0);
+    client_register(fx, &cl);
+    assert_int_equal(cl.closes, 0);
+    client_close_and_wait(fx, &cl);
+    client_free(&cl);
+}
+
+static void test_server_closes(void **state)
+{
+    struct fixture *fx = *state;
+    struct client cl = {.answer_pings = true};
+    struct ws_connect_options o = plain_options(EIO_PATH);
+
+    /* Engine.IO close: a WebSocket Close frame from the server. */
+    client_open_control(fx, &cl, &o);
+    assert_int_equal(dev_post(plain_server.port, "/_dev/disconnect", "{\"mode\":\"transport\"}"),
+                     200);
+    RUN_UNTIL(fx, cl.closes, WAIT_MS, "on_close after the server closed");
+    assert_int_equal(cl.info.cause, WS_CLOSE_REMOTE);
+    assert_true(cl.info.was_open);
+    assert_true(cl.info.code >= 1000);
+    run_for(fx, 100);
+    assert_int_equal(cl.closes, 1);
+    client_free(&cl);
+
+    /* The socket torn down without a Close frame. */
+    memset(&cl, 0, sizeof(cl));
+    cl.answer_pings = true;
+    client_open_control(fx, &cl, &o);
+    assert_int_equal(dev_post(plain_server.port, "/_dev/disconnect", "{\"mode\":\"terminate\"}"),
+                     200);
+    RUN_UNTIL(fx, cl.closes, WAIT_MS, "on_close after the connection dropped");
+    assert_int_equal(cl.info.cause, WS_CLOSE_LOST);
+    assert_int_equal(cl.info.code, 1006);
+    assert_true(cl.info.was_open);
+    run_for(fx, 100);
+    assert_int_equal(cl.closes, 1);
+    client_free(&cl);
+}
+
+static void test_transport_close_drops_connections(void **state)
+{
+    struct fixture *fx = *state;
+    struct client open_cl = {.answer_pings = true};
+    struct client pending_cl = {0};
+    struct client resolving_cl = {0};
+    struct client late_cl = {0};
+    struct ws_connect_options o = plain_options(EIO_PATH);
+    struct ws_connect_options slow = plain_options(EIO_PATH);
+    struct sockaddr_in sa = {.sin_family = AF_INET};
+    socklen_t sl = sizeof(sa);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    assert_int_equal(listen(fd, 8), 0);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &sl), 0);
+    slow.port = ntohs(sa.sin_port);
+
+    client_open_control(fx, &open_cl, &o);
+    assert_int_equal(client_connect(fx, &pending_cl, &slow), 0);
+    run_for(fx, 50);
+    assert_int_equal(pending_cl.closes, 0);
+
+    /* Closed while its name is still being resolved (the loop has not run). */
+    o.host = "localhost";
+    assert_int_equal(client_connect(fx, &resolving_cl, &o), 0);
+
+    ws_transport_close(fx->t, on_transport_closed, fx);
+    assert_int_equal(ws_connect(fx->t, &o, &client_callbacks, &late_cl, &late_cl.conn), -ESHUTDOWN);
+    fx->t = NULL;
+    RUN_UNTIL(fx, fx->transport_closed, WAIT_MS, "the transport teardown");
+    assert_int_equal(open_cl.closes, 1);
+    assert_int_equal(open_cl.info.cause, WS_CLOSE_SHUTDOWN);
+    assert_true(open_cl.info.was_open);
+    assert_int_equal(pending_cl.closes, 1);
+    assert_int_equal(pending_cl.info.cause, WS_CLOSE_SHUTDOWN);
+    assert_false(pending_cl.info.was_open);
+    assert_int_equal(resolving_cl.closes, 1);
+    assert_int_equal(resolving_cl.info.cause, WS_CLOSE_SHUTDOWN);
+    assert_int_equal(late_cl.closes, 0);
+    close(fd);
+    client_free(&open_cl);
+    client_free(&pending_cl);
+}
+
+/* on_close may start the next connection (what a reconnecting session
+ * does from its close path). */
+static void reconnect_once(struct client *cl)
+{
+    struct fixture *fx = cl->extra;
+    struct ws_connect_options o = plain_options(EIO_PATH);
+
+    if (cl->closes != 1)
+        return;
+    assert_int_equal(ws_connect(fx->t, &o, &client_callbacks, cl, &cl->conn), 0);
+}
+
+static void test_reconnect_from_on_close(void **state)
+{
+    struct fixture *fx = *state;
+    struct client cl = {.answer_pings = true, .after_close = reconnect_once, .extra = fx};
+    struct ws_connect_options o = plain_options(EIO_PATH);
+
+    client_open_control(fx, &cl, &o);
+    assert_int_equal(dev_post(plain_server.port, "/_dev/disconnect", "{\"mode\":\"terminate\"}"),
+                     200);
+    RUN_UNTIL(fx, cl.opens == 2 || cl.closes > 1, WAIT_MS, "the second connection");
+    assert_int_equal(cl.opens, 2);
+    assert_int_equal(cl.closes, 1);
+    cl.after_close = NULL;
+    client_close_and_wait(fx, &cl);
+    assert_int_equal(cl.closes, 2);
+    client_free(&cl);
+}
+
+static void test_bad_arguments(void **state)
+{
+    struct fixture *fx = *state;
+    struct client cl = {0};
+    struct ws_connect_options o = plain_options(EIO_PATH);
+    struct ws_transport_options to = {.ca_file = "/nonexistent/ca.pem"};
+    struct ws_transport *t = NULL;
+
+    assert_int_equal(ws_transport_new(&fx->loop, &to, &t), -EINVAL);
+    assert_null(t);
+
+    o.path = "no-slash";
+    assert_int_equal(client_connect(fx, &cl, &o), -EINVAL);
+    o = plain_options(EIO_PATH);
+    o.host = "";
+    assert_int_equal(client_connect(fx, &cl, &o), -EINVAL);
+    o.host = "[::1]";
+    assert_int_equal(client_connect(fx, &cl, &o), -EINVAL);
+    o.host = "bad host";
+    assert_int_equal(client_connect(fx, &cl, &o), -EINVAL);
+    o.host = "::1";
+    o.tls = true; /* lws 4.1.6 cannot check a certificate for an IPv6 literal */
+    assert_int_equal(client_connect(fx, &cl, &o), -EINVAL);
+    o = plain_options(EIO_PATH);
+    o.port = 0;
+    assert_int_equal(client_connect(fx, &cl, &o), -EINVAL);
+    assert_int_equal(cl.closes, 0);
+}
+
+/* ---- TLS -------------------------------------------------------------------- */
+
+struct tls_case {
+    const char *what;
+    struct ws_transport_options transport;
+    const char *host;
+    bool expect_open;
+    const char *expect_text; /* in the close reason of a failure */
+};
+
+static void run_tls_case(const struct tls_case *tc, int port)
+{
+    void *state;
+    struct fixture *fx;
+    struct client cl = {.answer_pings = true};
+    struct ws_connect_options o = {0};
+
+    fixture_setup_with(&state, &tc->transport);
+    fx = state;
+    o.host = tc->host;
+    o.port = (uint16_t)port;
+    o.tls = true;
+    o.path = EIO_PATH;
+    o.connect_timeout_ms = WAIT_MS;
+    assert_int_equal(client_connect(fx, &cl, &o), 0);
+    RUN_UNTIL(fx, cl.opens || cl.closes, WAIT_MS, tc->what);
+    if (tc->expect_open) {
+        if (!cl.opens)
+            fail_msg("%s: expected open, got %s: %s", tc->what, ws_close_cause_name(cl.info.cause),
+                     cl.text);
+        WAIT_MESSAGE(fx, &cl, 0, "0{\"sid\"");
+        client_close_and_wait(fx, &cl);
+        assert_int_equal(cl.info.cause, WS_CLOSE_LOCAL);
+    } else {
+        if (cl.opens)
+            fail_msg("%s: expected a TLS failure, but it opened", tc->what);
+        assert_int_equal(cl.info.cause, WS_CLOSE_TLS);
+        assert_false(cl.info.was_open);
+        if (!strstr(cl.text, tc->expect_text))
+            fail_msg("%s: close reason '%s' lacks '%s'", tc->what, cl.text, tc->expect_text);
+    }
+    client_free(&cl);
+    fixture_teardown(&state);
+}
+
+static void test_tls(void **state)
+{
+    struct dev_server tls_server = {0};
+    const char *extra[] = {"--tls-cert", NULL, "--tls-key", NULL, NULL};
+    struct tls_case cases[] = {
+        {"system CAs refuse a self-signed cert", {0}, "localhost", false, "self-signed"},
+        {"ca_file accepts it", {.ca_file = tls_cert}, "localhost", true, NULL},
+        {"ca_file, but the name does not match",
+         {.ca_file = tls_cert},
+         "127.0.0.1",
+         false,
+         "mismatch"},
+        {"insecure accepts it", {.insecure = true}, "localhost", true, NULL},
+        {"insecure ignores the name", {.insecure = true}, "127.0.0.1", true, NULL},
+    };
+
+    tls_make_cert();
+    extra[1] = tls_cert;
+    extra[3] = tls_key;
+    dev_server_start(&tls_server, extra);
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+        run_tls_case(&cases[i], tls_server.port);
+    dev_server_stop(&tls_server);
+    tls_remove_cert();
+}
+
+/* ---- main ------------------------------------------------------------------- */
+
+static int group_setup(void **state)
+{
+    const char *extra[] = {"--ping-interval", "200", "--ping-timeout", "200", NULL};
+
+    signal(SIGPIPE, SIG_IGN);
+    if (getenv("VOLT_TEST_DEBUG"))
+        log_set_level(LOG_LEVEL_DEBUG);
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    dev_server_start(&plain_server, extra);
+    return 0;
+}
+
+static int group_teardown(void **state)
+{
+    dev_server_stop(&plain_server);
+    tls_remove_cert();
+    curl_global_cleanup();
+    return 0;
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_engineio_session, fixture_setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_unanswered_pings_end_the_session, fixture_setup,
+                                        fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_connect_refused, fixture_setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_connect_fails_inside_lws, fixture_setup,
+                                        fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_dns_failure_does_not_block, fixture_setup,
+                                        fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_upgrade_refused, fixture_setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_garbage_after_upgrade, fixture_setup,
+                                        fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_ipv6_literal, fixture_setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_connect_timeout, fixture_setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_close_before_open, fixture_setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_large_messages, fixture_setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_message_too_big, fixture_setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_send_queue_limit, fixture_setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_server_closes, fixture_setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_transport_close_drops_connections, fixture_setup,
+                                        fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_reconnect_from_on_close, fixture_setup,
+                                        fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_bad_arguments, fixture_setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_tls, fixture_setup_bare, fixture_teardown),
+    };
+    /* e.g. VOLT_TEST_FILTER='test_tls' to run one test (cmocka glob). */
+    if (getenv("VOLT_TEST_FILTER"))
+        cmocka_set_test_filter(getenv("VOLT_TEST_FILTER"));
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}

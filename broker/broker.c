@@ -1,0 +1,768 @@
+#include "broker.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include "local/listener.h"
+#include "local/peer.h"
+#include "local/router.h"
+#include "proto/errors.h"
+#include "proto/msgpack.h"
+#include "upstream/session.h"
+#include "util/log.h"
+
+#define BROKER_NAME  "volt-broker/" VOLT_VERSION
+#define MAX_MONITORS 16
+
+/* peer_flags bits */
+enum {
+    PEER_SAID_HELLO = 1u << 0,
+    PEER_IS_MONITOR = 1u << 1,
+};
+
+struct broker {
+    uv_loop_t *loop;
+    struct broker_config *cfg;
+    uv_pipe_t server;
+    bool server_open;
+    bool socket_activated;
+    int lock_fd;
+    uint64_t next_peer_id;
+    struct peer_list peers;
+    uint32_t n_peers; /* connected and not closing */
+    enum session_state last_state;
+    uint64_t started_ms;
+    struct router *router;
+    struct session *session;
+    struct peer *monitors[MAX_MONITORS];
+    uint32_t n_monitors;
+    struct proto_buf scratch;     /* status maps and other composed values */
+    struct proto_buf tap_scratch; /* upstream packets for monitors */
+    bool shutting_down;
+    uv_timer_t drain_timer;
+    uint64_t drain_deadline;
+    bool drain_timer_open;
+};
+
+static void send_result_error(struct peer *p, uint64_t id, int code, const char *message)
+{
+    const char *name = proto_error_name(code);
+    struct proto_msg m = {.op = PROTO_OP_RESULT};
+
+    m.fields = PROTO_F_ID | PROTO_F_OK | PROTO_F_CODE | PROTO_F_MESSAGE;
+    m.id = id;
+    m.ok = false;
+    m.code = proto_span_str(name, (uint32_t)strlen(name));
+    m.message = proto_span_str(message, (uint32_t)strlen(message));
+    peer_send(p, &m);
+}
+
+/* An error about a frame: under its id when it had one, else as `error`. */
+static void send_frame_error(struct peer *p, const struct proto_msg *m, int code,
+                             const char *message)
+{
+    const char *name = proto_error_name(code);
+    struct proto_msg e = {.op = PROTO_OP_ERROR};
+
+    if (m && proto_msg_has(m, PROTO_F_ID) && m->op != PROTO_OP_HELLO) {
+        send_result_error(p, m->id, code, message);
+        return;
+    }
+    e.fields = PROTO_F_CODE | PROTO_F_MESSAGE;
+    e.code = proto_span_str(name, (uint32_t)strlen(name));
+    e.message = proto_span_str(message, (uint32_t)strlen(message));
+    peer_send(p, &e);
+}
+
+static void send_ok(struct peer *p, uint64_t id, const struct proto_span *data)
+{
+    struct proto_msg m = {.op = PROTO_OP_RESULT};
+
+    m.fields = PROTO_F_ID | PROTO_F_OK;
+    m.id = id;
+    m.ok = true;
+    if (data) {
+        m.fields |= PROTO_F_DATA;
+        m.data = *data;
+    }
+    peer_send(p, &m);
+}
+
+static uint64_t now_wall_us(void)
+{
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    return (uint64_t)tv.tv_sec * 1000000u + (uint64_t)tv.tv_usec;
+}
+
+/* ---- monitors ---- */
+
+static void monitor_remove(struct broker *b, struct peer *p)
+{
+    for (uint32_t i = 0; i < b->n_monitors; i++) {
+        if (b->monitors[i] == p) {
+            b->monitors[i] = b->monitors[--b->n_monitors];
+            break;
+        }
+    }
+    if (b->session && b->n_monitors == 0)
+        session_set_tap(b->session, false);
+}
+
+static void trace_to_monitors(struct broker *b, const char *dir, uint64_t peer,
+                              const uint8_t *frame, size_t len)
+{
+    struct proto_msg t = {.op = PROTO_OP_TRACE};
+
+    t.fields = PROTO_F_DIR | PROTO_F_PEER | PROTO_F_TIME_US | PROTO_F_FRAME;
+    t.dir = proto_span_str(dir, (uint32_t)strlen(dir));
+    t.peer = peer;
+    t.time_us = now_wall_us();
+    t.frame.ptr = frame;
+    t.frame.len = (uint32_t)len;
+    /* Copy the list: a monitor that overflows is closed (and removed) while
+     * we iterate. */
+    struct peer *list[MAX_MONITORS];
+    uint32_t n = b->n_monitors;
+    memcpy(list, b->monitors, n * sizeof(list[0]));
+    for (uint32_t i = 0; i < n; i++) {
+        if (peer_id(list[i]) != peer && !peer_is_closing(list[i]))
+            peer_send(list[i], &t);
+    }
+}
+
+static void on_peer_sent(struct peer *p, const uint8_t *body, size_t len)
+{
+    struct broker *b = peer_owner(p);
+    /* What goes to a monitor is not traced: with two monitors, each
+     * trace would be traced to the other, forever. */
+    if (b->n_monitors && !(peer_flags(p) & PEER_IS_MONITOR))
+        trace_to_monitors(b, "local-out", peer_id(p), body, len);
+}
+
+/* ---- status ---- */
+
+static int put_kv_str(struct proto_buf *o, const char *k, const char *v)
+{
+    int rc = proto_mp_put_cstr(o, k);
+    return rc ? rc : proto_mp_put_cstr(o, v ? v : "");
+}
+
+static int put_kv_uint(struct proto_buf *o, const char *k, uint64_t v)
+{
+    int rc = proto_mp_put_cstr(o, k);
+    return rc ? rc : proto_mp_put_uint(o, v);
+}
+
+static int build_status(struct broker *b, struct proto_buf *o)
+{
+    struct session_counters sc;
+    struct router_counters rc;
+    uint64_t now = uv_now(b->loop);
+    int err = 0;
+
+    memset(&sc, 0, sizeof(sc));
+    if (b->session)
+        session_get_counters(b->session, &sc);
+    router_get_counters(b->router, &rc);
+
+    err |= proto_mp_put_map(o, 4);
+    err |= proto_mp_put_cstr(o, "broker");
+    err |= proto_mp_put_map(o, 5);
+    err |= put_kv_str(o, "version", VOLT_VERSION);
+    err |= put_kv_uint(o, "pid", (uint64_t)getpid());
+    err |= put_kv_uint(o, "uptime_ms", now - b->started_ms);
+    err |= put_kv_str(o, "listen", b->cfg->listen_path);
+    err |= put_kv_uint(o, "clients", b->n_peers);
+
+    err |= proto_mp_put_cstr(o, "upstream");
+    err |= proto_mp_put_map(o, 5);
+    if (b->session) {
+        err |= put_kv_str(o, "state", session_state_name(session_state(b->session)));
+        err |= put_kv_str(o, "reason", session_reason(b->session));
+        err |= put_kv_uint(o, "since_ms", now - session_since(b->session));
+        err |= put_kv_str(o, "team_cluster_id", session_team_cluster_id(b->session));
+    } else {
+        err |= put_kv_str(o, "state", "idle");
+        err |= put_kv_str(o, "reason", "no controlSocketUrl configured");
+        err |= put_kv_uint(o, "since_ms", now - b->started_ms);
+        err |= put_kv_str(o, "team_cluster_id", b->cfg->team_cluster_id);
+    }
+    err |= put_kv_str(o, "url", b->cfg->control_socket_url);
+
+    err |= proto_mp_put_cstr(o, "counters");
+    err |= proto_mp_put_map(o, 15);
+    err |= put_kv_uint(o, "requests", sc.requests);
+    err |= put_kv_uint(o, "responses_ok", sc.responses_ok);
+    err |= put_kv_uint(o, "rejected", sc.rejected);
+    err |= put_kv_uint(o, "timeouts", sc.timeouts);
+    err |= put_kv_uint(o, "not_ready", sc.not_ready);
+    err |= put_kv_uint(o, "inbound", sc.inbound);
+    err |= put_kv_uint(o, "inbound_no_handler", rc.inbound_no_handler);
+    err |= put_kv_uint(o, "inbound_handler_error", rc.inbound_handler_error);
+    err |= put_kv_uint(o, "inbound_timeout", rc.inbound_timeout);
+    err |= put_kv_uint(o, "messages_in", sc.messages_in);
+    err |= put_kv_uint(o, "messages_out", sc.messages_out);
+    err |= put_kv_uint(o, "drops", sc.late_responses + rc.late_replies + rc.results_dropped);
+    err |= put_kv_uint(o, "slow_consumers", rc.slow_consumers);
+    err |= put_kv_uint(o, "reconnects", sc.reconnects);
+    err |= put_kv_uint(o, "pending", sc.pending);
+
+    err |= proto_mp_put_cstr(o, "clients");
+    err |= router_status_clients(b->router, o);
+    return err ? PROTO_E_NOMEM : 0;
+}
+
+/* ---- ops handled by the broker itself ---- */
+
+static void handle_hello(struct broker *b, struct peer *p, const struct proto_msg *m)
+{
+    uint64_t lo = m->min_version > PROTO_VERSION_MIN ? m->min_version : PROTO_VERSION_MIN;
+    uint64_t hi = m->max_version < PROTO_VERSION_MAX ? m->max_version : PROTO_VERSION_MAX;
+    struct proto_msg w = {.op = PROTO_OP_WELCOME};
+    const char *state = b->session ? session_state_name(session_state(b->session)) : "idle";
+
+    if (peer_flags(p) & PEER_SAID_HELLO) {
+        send_frame_error(p, m, PROTO_E_BAD_REQUEST, "hello was already said");
+        return;
+    }
+    if (lo > hi) {
+        char why[128];
+        struct proto_msg e = {.op = PROTO_OP_ERROR};
+        const char *code = proto_error_name(PROTO_E_VERSION_MISMATCH);
+        snprintf(why, sizeof(why), "client speaks versions %llu..%llu, broker speaks %u..%u",
+                 (unsigned long long)m->min_version, (unsigned long long)m->max_version,
+                 PROTO_VERSION_MIN, PROTO_VERSION_MAX);
+        e.fields = PROTO_F_CODE | PROTO_F_MESSAGE;
+        e.code = proto_span_str(code, (uint32_t)strlen(code));
+        e.message = proto_span_str(why, (uint32_t)strlen(why));
+        peer_send_and_close(p, &e, "no common protocol version");
+        return;
+    }
+    if (proto_msg_has(m, PROTO_F_NAME))
+        peer_set_name(p, (const char *)m->name.ptr, m->name.len);
+    if (router_peer_join(b->router, p) < 0) {
+        peer_close(p, "out of memory");
+        return;
+    }
+    peer_set_flags(p, peer_flags(p) | PEER_SAID_HELLO);
+    log_info("client %llu hello: name=%s pid=%d uid=%u version=%llu",
+             (unsigned long long)peer_id(p), peer_name(p), (int)peer_pid(p), (unsigned)peer_uid(p),
+             (unsigned long long)hi);
+    w.fields = PROTO_F_VERSION | PROTO_F_MAX_FRAME | PROTO_F_NAME | PROTO_F_STATE;
+    w.version = hi;
+    w.max_frame = b->cfg->max_frame;
+    w.name = proto_span_str(BROKER_NAME, (uint32_t)strlen(BROKER_NAME));
+    w.state = proto_span_str(state, (uint32_t)strlen(state));
+    if (peer_send(p, &w) < 0)
+        return;
+    if (b->session && session_is_ready(b->session)) {
+        struct proto_msg ev = {.op = PROTO_OP_EVENT};
+        ev.fields = PROTO_F_EVENT | PROTO_F_STATE;
+        ev.event = proto_span_str("connected", 9);
+        ev.state = proto_span_str("ready", 5);
+        peer_send(p, &ev);
+    }
+}
+
+static bool is_privileged(const struct peer *p)
+{
+    return peer_uid(p) == 0 || peer_uid(p) == geteuid();
+}
+
+static void handle_credential(struct broker *b, struct peer *p, const struct proto_msg *m)
+{
+    const char *value = NULL;
+    struct proto_buf *o = &b->scratch;
+
+    if (m->name.len == 13 && !memcmp(m->name.ptr, "teamClusterId", 13)) {
+        value = b->session ? session_team_cluster_id(b->session) : b->cfg->team_cluster_id;
+    } else if (m->name.len == 14 && !memcmp(m->name.ptr, "daemonPassword", 14)) {
+        if (!is_privileged(p)) {
+            log_info("client %llu (uid %u) refused the daemon password",
+                     (unsigned long long)peer_id(p), (unsigned)peer_uid(p));
+            send_result_error(
+                p, m->id, PROTO_E_PERMISSION_DENIED,
+                "the daemon password is only given to root and the broker's own user");
+            return;
+        }
+        value = b->session ? session_daemon_password(b->session) : b->cfg->daemon_password;
+    } else {
+        send_result_error(p, m->id, PROTO_E_BAD_REQUEST,
+                          "name must be \"teamClusterId\" or \"daemonPassword\"");
+        return;
+    }
+    if (!value) {
+        send_result_error(p, m->id, PROTO_E_SOCKET_NOT_READY, "not configured");
+        return;
+    }
+    proto_buf_reset(o);
+    if (proto_mp_put_cstr(o, value) < 0) {
+        send_result_error(p, m->id, PROTO_E_NOMEM, "out of memory");
+        return;
+    }
+    struct proto_span data = {o->data, (uint32_t)o->len};
+    send_ok(p, m->id, &data);
+    /* The password must not linger in a reused buffer. */
+    memset(o->data, 0, o->len);
+    proto_buf_reset(o);
+}
+
+static void handle_status(struct broker *b, struct peer *p, const struct proto_msg *m)
+{
+    struct proto_buf *o = &b->scratch;
+
+    proto_buf_reset(o);
+    if (build_status(b, o) < 0) {
+        send_result_error(p, m->id, PROTO_E_NOMEM, "out of memory");
+        return;
+    }
+    struct proto_span data = {o->data, (uint32_t)o->len};
+    send_ok(p, m->id, &data);
+}
+
+static void handle_monitor(struct broker *b, struct peer *p, const struct proto_msg *m)
+{
+    if (!is_privileged(p)) {
+        send_result_error(p, m->id, PROTO_E_PERMISSION_DENIED,
+                          "monitoring is only for root and the broker's own user");
+        return;
+    }
+    if (peer_flags(p) & PEER_IS_MONITOR) {
+        send_ok(p, m->id, NULL);
+        return;
+    }
+    if (b->n_monitors >= MAX_MONITORS) {
+        send_result_error(p, m->id, PROTO_E_LIMIT_EXCEEDED, "too many monitors");
+        return;
+    }
+    b->monitors[b->n_monitors++] = p;
+    peer_set_flags(p, peer_flags(p) | PEER_IS_MONITOR);
+    if (b->session)
+        session_set_tap(b->session, true);
+    log_info("client %llu (%s) is monitoring", (unsigned long long)peer_id(p), peer_name(p));
+    send_ok(p, m->id, NULL);
+}
+
+static void on_peer_frame(struct peer *p, const struct proto_span *frame)
+{
+    struct broker *b = peer_owner(p);
+    struct proto_msg m;
+    const char *why = NULL;
+    int rc;
+
+    if (b->n_monitors)
+        trace_to_monitors(b, "local-in", peer_id(p), frame->ptr, frame->len);
+    rc = proto_msg_decode(frame, &m, &why);
+    if (rc == 0)
+        rc = proto_msg_check(&m, &why);
+    if (rc < 0) {
+        send_frame_error(p, &m, rc, why ? why : "bad frame");
+        return;
+    }
+    if (!(peer_flags(p) & PEER_SAID_HELLO) && m.op != PROTO_OP_HELLO) {
+        struct proto_msg e = {.op = PROTO_OP_ERROR};
+        const char *code = proto_error_name(PROTO_E_BAD_REQUEST);
+        const char *text = "the first frame must be hello";
+        e.fields = PROTO_F_CODE | PROTO_F_MESSAGE;
+        e.code = proto_span_str(code, (uint32_t)strlen(code));
+        e.message = proto_span_str(text, (uint32_t)strlen(text));
+        peer_send_and_close(p, &e, "first frame was not hello");
+        return;
+    }
+    switch (m.op) {
+    case PROTO_OP_HELLO:
+        handle_hello(b, p, &m);
+        return;
+    case PROTO_OP_STATUS:
+        handle_status(b, p, &m);
+        return;
+    case PROTO_OP_PING: {
+        struct proto_msg pong = {.op = PROTO_OP_PONG, .fields = PROTO_F_ID, .id = m.id};
+        peer_send(p, &pong);
+        return;
+    }
+    case PROTO_OP_CREDENTIAL:
+        handle_credential(b, p, &m);
+        return;
+    case PROTO_OP_MONITOR:
+        handle_monitor(b, p, &m);
+        return;
+    default:
+        break;
+    }
+    if (b->shutting_down && m.op == PROTO_OP_REQUEST) {
+        send_result_error(p, m.id, PROTO_E_SHUTTING_DOWN, "the broker is stopping");
+        return;
+    }
+    if (!router_handle(b->router, p, &m))
+        send_frame_error(p, &m, PROTO_E_UNKNOWN_OP, "this op is not sent by clients");
+}
+
+static void on_peer_bad_frame(struct peer *p, int code, const char *why)
+{
+    send_frame_error(p, NULL, code, why);
+}
+
+static void on_peer_closing(struct peer *p, const char *reason)
+{
+    struct broker *b = peer_owner(p);
+
+    log_info("client %llu disconnected: name=%s pid=%d uid=%u: %s", (unsigned long long)peer_id(p),
+             peer_name(p), (int)peer_pid(p), (unsigned)peer_uid(p), reason);
+    if (peer_flags(p) & PEER_IS_MONITOR)
+        monitor_remove(b, p);
+    if (peer_flags(p) & PEER_SAID_HELLO)
+        router_peer_leave(b->router, p);
+    b->n_peers--;
+}
+
+static const struct peer_callbacks peer_cb = {
+    .frame = on_peer_frame,
+    .bad_frame = on_peer_bad_frame,
+    .closing = on_peer_closing,
+    .sent = on_peer_sent,
+};
+
+static bool peer_allowed(const struct broker *b, const struct peer *p)
+{
+    const struct broker_config *c = b->cfg;
+
+    if (!c->n_allowed_uids && !c->n_allowed_gids)
+        return true;
+    if (peer_uid(p) == geteuid() || peer_uid(p) == 0)
+        return true;
+    for (size_t i = 0; i < c->n_allowed_uids; i++) {
+        if (c->allowed_uids[i] == peer_uid(p))
+            return true;
+    }
+    for (size_t i = 0; i < c->n_allowed_gids; i++) {
+        if (c->allowed_gids[i] == peer_gid(p))
+            return true;
+    }
+    return false;
+}
+
+static void refuse(struct peer *p, int code, const char *text, const char *reason)
+{
+    struct proto_msg e = {.op = PROTO_OP_ERROR};
+    const char *name = proto_error_name(code);
+    e.fields = PROTO_F_CODE | PROTO_F_MESSAGE;
+    e.code = proto_span_str(name, (uint32_t)strlen(name));
+    e.message = proto_span_str(text, (uint32_t)strlen(text));
+    peer_send_and_close(p, &e, reason);
+}
+
+static void on_connection(uv_stream_t *server, int status)
+{
+    struct broker *b = server->data;
+    struct peer_limits limits;
+    struct peer *p;
+    int err = 0;
+
+    if (status < 0) {
+        log_warn("accept failed: %s", uv_strerror(status));
+        return;
+    }
+    proto_limits_default(&limits.frame);
+    limits.frame.max_frame = b->cfg->max_frame;
+    limits.max_queue_bytes = b->cfg->max_queue_bytes;
+    p = peer_new(b->loop, &b->server, &b->peers, ++b->next_peer_id, &limits, &peer_cb, b, &err);
+    if (!p) {
+        log_warn("accept failed: %s", uv_strerror(err));
+        return;
+    }
+    b->n_peers++;
+    log_info("client %llu connected: pid=%d uid=%u gid=%u", (unsigned long long)peer_id(p),
+             (int)peer_pid(p), (unsigned)peer_uid(p), (unsigned)peer_gid(p));
+    if (!peer_allowed(b, p)) {
+        refuse(p, PROTO_E_PERMISSION_DENIED, "this user may not use the broker",
+               "uid/gid not in the allowed set");
+        return;
+    }
+    if (b->shutting_down) {
+        refuse(p, PROTO_E_SHUTTING_DOWN, "the broker is stopping", "broker is stopping");
+        return;
+    }
+    if (b->n_peers > b->cfg->max_clients) {
+        refuse(p, PROTO_E_LIMIT_EXCEEDED, "too many clients", "over maxClients");
+        return;
+    }
+    if (peer_start(p) < 0)
+        peer_close(p, "cannot start reading");
+}
+
+/* ---- session events ---- */
+
+static void on_session_state(void *ud, enum session_state st, const char *reason)
+{
+    struct broker *b = ud;
+    struct proto_msg ev = {.op = PROTO_OP_EVENT};
+    const char *name = session_state_name(st);
+
+    if (st == SESSION_READY) {
+        ev.fields = PROTO_F_EVENT | PROTO_F_STATE;
+        ev.event = proto_span_str("connected", 9);
+    } else if (b->last_state == SESSION_READY) {
+        ev.fields = PROTO_F_EVENT | PROTO_F_STATE | PROTO_F_REASON;
+        ev.event = proto_span_str("disconnected", 12);
+        ev.reason = proto_span_str(reason, (uint32_t)strlen(reason));
+    }
+    b->last_state = st;
+    if (!ev.fields)
+        return;
+    ev.state = proto_span_str(name, (uint32_t)strlen(name));
+    router_broadcast(b->router, &ev);
+}
+
+static void on_session_error(void *ud, int code, const char *message)
+{
+    struct broker *b = ud;
+    struct proto_msg ev = {.op = PROTO_OP_EVENT};
+    const char *name = proto_error_name(code);
+    const char *state = session_state_name(session_state(b->session));
+
+    ev.fields = PROTO_F_EVENT | PROTO_F_CODE | PROTO_F_MESSAGE | PROTO_F_STATE;
+    ev.event = proto_span_str("error", 5);
+    ev.code = proto_span_str(name, (uint32_t)strlen(name));
+    ev.message = proto_span_str(message, (uint32_t)strlen(message));
+    ev.state = proto_span_str(state, (uint32_t)strlen(state));
+    router_broadcast(b->router, &ev);
+}
+
+static void on_session_inbound(void *ud, struct session_inbound *in,
+                               const struct proto_span *command, const struct proto_span *payload)
+{
+    struct broker *b = ud;
+    router_inbound_request(b->router, in, command, payload);
+}
+
+static void on_session_message(void *ud, const struct proto_span *type,
+                               const struct proto_span *data)
+{
+    struct broker *b = ud;
+    router_inbound_message(b->router, type, data);
+}
+
+static int on_session_handler_list(void *ud, struct proto_buf *out)
+{
+    struct broker *b = ud;
+    return router_handler_list(b->router, out);
+}
+
+/* Upstream packets are traced as a msgpack str (text) or bin (binary). */
+static void on_session_tap(void *ud, bool out, const void *data, size_t len, bool binary)
+{
+    struct broker *b = ud;
+    struct proto_buf *o = &b->tap_scratch;
+
+    if (!b->n_monitors)
+        return;
+    proto_buf_reset(o);
+    if ((binary ? proto_mp_put_bin(o, data, len) : proto_mp_put_str(o, data, len)) < 0)
+        return;
+    trace_to_monitors(b, out ? "upstream-out" : "upstream-in", 0, o->data, o->len);
+}
+
+static void on_session_local_counts(void *ud, uint64_t *clients, uint64_t *handlers)
+{
+    struct broker *b = ud;
+    *clients = router_client_count(b->router);
+    *handlers = router_handler_count(b->router);
+}
+
+/* ---- lifecycle ---- */
+
+struct broker *broker_new(uv_loop_t *loop, struct broker_config *cfg)
+{
+    struct broker *b = calloc(1, sizeof(*b));
+
+    if (!b)
+        return NULL;
+    b->loop = loop;
+    b->cfg = cfg;
+    b->lock_fd = -1;
+    b->started_ms = uv_now(loop);
+    proto_buf_init(&b->scratch);
+    b->router = router_new(loop, cfg);
+    if (!b->router) {
+        free(b);
+        return NULL;
+    }
+    if (cfg->control_socket_url) {
+        struct session_events ev = {
+            .ud = b,
+            .state_changed = on_session_state,
+            .error = on_session_error,
+            .inbound_request = on_session_inbound,
+            .inbound_message = on_session_message,
+            .handler_list = on_session_handler_list,
+            .local_counts = on_session_local_counts,
+            .tap = on_session_tap,
+        };
+        b->session = session_new(loop, cfg, &ev);
+        if (!b->session) {
+            router_free(b->router);
+            free(b);
+            return NULL;
+        }
+        router_set_session(b->router, b->session);
+    }
+    return b;
+}
+
+int broker_start(struct broker *b)
+{
+    char why[256] = "";
+    int fd, rc;
+
+    fd = listener_from_systemd();
+    if (fd >= 0) {
+        b->socket_activated = true;
+        log_info("using the socket passed by systemd (fd %d)", fd);
+    } else {
+        struct listener_options lo = {
+            .path = b->cfg->listen_path,
+            .mode = b->cfg->listen_mode,
+            .group = b->cfg->listen_group,
+        };
+        fd = listener_create(&lo, &b->lock_fd, why, sizeof(why));
+        if (fd < 0) {
+            log_error("cannot listen: %s", why);
+            return fd;
+        }
+    }
+    rc = uv_pipe_init(b->loop, &b->server, 0);
+    if (rc == 0) {
+        b->server_open = true;
+        b->server.data = b;
+        rc = uv_pipe_open(&b->server, fd);
+    }
+    if (rc == 0)
+        rc = uv_listen((uv_stream_t *)&b->server, SOMAXCONN, on_connection);
+    if (rc < 0) {
+        log_error("cannot listen on %s: %s", b->cfg->listen_path, uv_strerror(rc));
+        return rc;
+    }
+    log_info("listening on %s (mode %04o%s%s)",
+             b->socket_activated ? "(socket activation)" : b->cfg->listen_path, b->cfg->listen_mode,
+             b->cfg->listen_group ? ", group " : "",
+             b->cfg->listen_group ? b->cfg->listen_group : "");
+    if (!b->session) {
+        log_warn("no controlSocketUrl configured: serving local clients without an upstream");
+        return 0;
+    }
+    rc = session_start(b->session);
+    if (rc < 0)
+        log_error("cannot start the upstream session: %s", strerror(-rc));
+    return rc;
+}
+
+static void close_server(struct broker *b)
+{
+    if (!b->server_open)
+        return;
+    b->server_open = false;
+    uv_close((uv_handle_t *)&b->server, NULL);
+    if (!b->socket_activated)
+        listener_remove(b->cfg->listen_path, b->lock_fd);
+    b->lock_fd = -1;
+}
+
+static void on_session_stopped(void *ud)
+{
+    (void)ud;
+    log_info("upstream session closed");
+}
+
+/* Order matters: calls are answered upstream while the session can still
+ * send; session_stop fails pending requests synchronously (their results
+ * reach clients that are still open); then the peers go; the router goes
+ * last because the peers' close callbacks report to it. */
+static void finish_shutdown(struct broker *b)
+{
+    size_t open = router_open_calls(b->router);
+
+    if (open) {
+        log_warn("drain timeout: answering %zu unfinished inbound requests with HandlerError",
+                 open);
+        router_fail_open_calls(b->router, "HandlerError", "the broker is stopping");
+    }
+    if (b->drain_timer_open) {
+        b->drain_timer_open = false;
+        uv_close((uv_handle_t *)&b->drain_timer, NULL);
+    }
+    if (b->session)
+        session_stop(b->session, on_session_stopped, b);
+    for (struct peer *p = peer_list_first(&b->peers); p; p = peer_list_next(p))
+        peer_close(p, "broker is stopping");
+    router_free(b->router);
+    b->router = NULL;
+}
+
+/* Polls rather than hooking every reply: a drain happens once per process
+ * life, and a 50 ms tick keeps the router free of shutdown special cases. */
+static void on_drain_tick(uv_timer_t *t)
+{
+    struct broker *b = t->data;
+
+    if (router_open_calls(b->router) == 0 || uv_now(b->loop) >= b->drain_deadline)
+        finish_shutdown(b);
+}
+
+void broker_shutdown(struct broker *b, const char *why)
+{
+    if (b->shutting_down)
+        return;
+    b->shutting_down = true;
+    log_info("stopping: %s", why);
+    close_server(b);
+    if (router_open_calls(b->router) == 0 || b->cfg->drain_timeout_ms == 0) {
+        finish_shutdown(b);
+        return;
+    }
+    log_info("waiting up to %u ms for %zu inbound requests to finish", b->cfg->drain_timeout_ms,
+             router_open_calls(b->router));
+    b->drain_deadline = uv_now(b->loop) + b->cfg->drain_timeout_ms;
+    uv_timer_init(b->loop, &b->drain_timer);
+    b->drain_timer.data = b;
+    b->drain_timer_open = true;
+    uv_timer_start(&b->drain_timer, on_drain_tick, 50, 50);
+}
+
+void broker_reload(struct broker *b, const struct broker_config *fresh)
+{
+    enum log_level lv;
+    struct broker_config *c = b->cfg;
+
+    if (fresh->log_level && log_level_parse(fresh->log_level, &lv) == 0)
+        log_set_level(lv);
+    memcpy(c->allowed_uids, fresh->allowed_uids, sizeof(c->allowed_uids));
+    c->n_allowed_uids = fresh->n_allowed_uids;
+    memcpy(c->allowed_gids, fresh->allowed_gids, sizeof(c->allowed_gids));
+    c->n_allowed_gids = fresh->n_allowed_gids;
+    c->max_clients = fresh->max_clients;
+    c->max_handlers_per_client = fresh->max_handlers_per_client;
+    c->max_subscriptions_per_client = fresh->max_subscriptions_per_client;
+    c->max_in_flight_per_client = fresh->max_in_flight_per_client;
+    c->max_queue_bytes = fresh->max_queue_bytes;
+    log_info("reloaded: log level, allowed peers and limits applied; the upstream settings, "
+             "the listen socket and maxFrame need a restart");
+}
+
+void broker_free(struct broker *b)
+{
+    if (!b)
+        return;
+    if (b->session)
+        session_free(b->session);
+    if (b->router)
+        router_free(b->router);
+    proto_buf_free(&b->scratch);
+    proto_buf_free(&b->tap_scratch);
+    free(b);
+}

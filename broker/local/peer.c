@@ -1,0 +1,376 @@
+#include "peer.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "proto/buf.h"
+#include "proto/errors.h"
+#include "proto/reader.h"
+#include "util/log.h"
+
+#define PEER_NAME_MAX 64
+#define READ_HINT     (64 * 1024)
+
+struct peer {
+    uv_pipe_t pipe;
+    struct peer_list *list;
+    struct peer *prev, *next;
+    uv_write_t write_req;
+    uint64_t id;
+    pid_t pid;
+    uid_t uid;
+    gid_t gid;
+    char name[PEER_NAME_MAX + 1];
+    struct peer_limits limits;
+    struct peer_callbacks cb;
+    void *owner;
+    void *data;
+    uint32_t flags;
+    struct proto_reader *reader;
+    struct proto_buf writing; /* handed to uv_write, untouched until it completes */
+    struct proto_buf queued;  /* collecting the next write */
+    bool write_in_flight;
+    bool closing;
+    bool close_after_flush;
+    bool slow_consumer;
+    char close_reason[160];
+};
+
+static void list_remove(struct peer *p)
+{
+    if (p->prev)
+        p->prev->next = p->next;
+    else
+        p->list->head = p->next;
+    if (p->next)
+        p->next->prev = p->prev;
+    p->list->count--;
+}
+
+struct peer *peer_list_first(const struct peer_list *l)
+{
+    return l->head;
+}
+
+struct peer *peer_list_next(const struct peer *p)
+{
+    return p->next;
+}
+
+static void on_handle_closed(uv_handle_t *h)
+{
+    struct peer *p = h->data;
+    list_remove(p);
+    proto_reader_free(p->reader);
+    proto_buf_free(&p->writing);
+    proto_buf_free(&p->queued);
+    free(p);
+}
+
+static void really_close(struct peer *p)
+{
+    if (uv_is_closing((uv_handle_t *)&p->pipe))
+        return;
+    uv_close((uv_handle_t *)&p->pipe, on_handle_closed);
+}
+
+void peer_close(struct peer *p, const char *reason)
+{
+    if (p->closing)
+        return;
+    p->closing = true;
+    if (reason != p->close_reason)
+        snprintf(p->close_reason, sizeof(p->close_reason), "%s", reason);
+    uv_read_stop((uv_stream_t *)&p->pipe);
+    p->cb.closing(p, reason);
+    /* Not waiting for a write in flight: it may never finish (a client
+     * that stopped reading). uv_close() cancels it, its callback runs with
+     * UV_ECANCELED before the handle's, and the buffers live until then. */
+    really_close(p);
+}
+
+static void start_write(struct peer *p);
+
+static void on_write_done(uv_write_t *req, int status)
+{
+    struct peer *p = req->data;
+
+    p->write_in_flight = false;
+    proto_buf_reset(&p->writing);
+    if (p->closing) {
+        really_close(p);
+        return;
+    }
+    if (status < 0) {
+        char why[96];
+        snprintf(why, sizeof(why), "write failed: %s", uv_strerror(status));
+        peer_close(p, why);
+        return;
+    }
+    if (p->queued.len) {
+        start_write(p);
+        return;
+    }
+    if (p->close_after_flush)
+        peer_close(p, p->close_reason);
+}
+
+static void start_write(struct peer *p)
+{
+    struct proto_buf tmp = p->writing;
+    uv_buf_t b;
+    int rc;
+
+    p->writing = p->queued;
+    p->queued = tmp;
+    b = uv_buf_init((char *)p->writing.data, (unsigned)p->writing.len);
+    p->write_req.data = p;
+    rc = uv_write(&p->write_req, (uv_stream_t *)&p->pipe, &b, 1, on_write_done);
+    if (rc < 0) {
+        char why[96];
+        proto_buf_reset(&p->writing);
+        snprintf(why, sizeof(why), "write failed: %s", uv_strerror(rc));
+        peer_close(p, why);
+        return;
+    }
+    p->write_in_flight = true;
+}
+
+size_t peer_queue_bytes(const struct peer *p)
+{
+    return p->writing.len + p->queued.len;
+}
+
+int peer_send(struct peer *p, const struct proto_msg *m)
+{
+    size_t before = p->queued.len;
+    int rc;
+
+    if (p->closing)
+        return PROTO_E_BROKER_GONE;
+    rc = proto_msg_encode(&p->queued, m, p->limits.frame.max_frame);
+    if (rc < 0)
+        return rc;
+    if (p->cb.sent)
+        p->cb.sent(p, p->queued.data + before + PROTO_LENGTH_PREFIX,
+                   p->queued.len - before - PROTO_LENGTH_PREFIX);
+    if (peer_queue_bytes(p) > p->limits.max_queue_bytes) {
+        char why[128];
+        snprintf(why, sizeof(why), "slow consumer: %zu bytes queued, limit %u", peer_queue_bytes(p),
+                 p->limits.max_queue_bytes);
+        p->slow_consumer = true;
+        peer_close(p, why);
+        return PROTO_E_LIMIT_EXCEEDED;
+    }
+    if (!p->write_in_flight)
+        start_write(p);
+    return 0;
+}
+
+void peer_send_and_close(struct peer *p, const struct proto_msg *m, const char *reason)
+{
+    /* The first fatal frame and its reason win; a second is dropped. */
+    if (p->closing || p->close_after_flush)
+        return;
+    snprintf(p->close_reason, sizeof(p->close_reason), "%s", reason);
+    p->close_after_flush = true;
+    uv_read_stop((uv_stream_t *)&p->pipe);
+    if (peer_send(p, m) < 0 || !p->write_in_flight)
+        peer_close(p, reason);
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    struct peer *p = h->data;
+    void *ptr = NULL;
+    size_t len = 0;
+
+    (void)suggested;
+    if (proto_reader_space(p->reader, READ_HINT, &ptr, &len) < 0) {
+        *buf = uv_buf_init(NULL, 0); /* libuv reports UV_ENOBUFS */
+        return;
+    }
+    *buf = uv_buf_init(ptr, (unsigned)(len > UINT32_MAX ? UINT32_MAX : len));
+}
+
+static void drain_frames(struct peer *p)
+{
+    struct proto_span frame;
+    int rc;
+
+    while (!p->closing && !p->close_after_flush) {
+        rc = proto_reader_next(p->reader, &frame);
+        if (rc == 0)
+            return;
+        if (rc > 0) {
+            p->cb.frame(p, &frame);
+            continue;
+        }
+        if (proto_reader_fatal(p->reader)) {
+            struct proto_msg err = {.op = PROTO_OP_ERROR};
+            const char *why = proto_reader_error(p->reader);
+            const char *name = proto_error_name(rc);
+            err.fields = PROTO_F_CODE | PROTO_F_MESSAGE;
+            err.code = proto_span_str(name, (uint32_t)strlen(name));
+            err.message = proto_span_str(why, (uint32_t)strlen(why));
+            char reason[200];
+            snprintf(reason, sizeof(reason), "protocol error: %s", why);
+            peer_send_and_close(p, &err, reason);
+            return;
+        }
+        p->cb.bad_frame(p, rc, proto_reader_error(p->reader));
+    }
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    struct peer *p = s->data;
+
+    (void)buf;
+    if (nread == UV_EOF) {
+        peer_close(p, "client closed the connection");
+        return;
+    }
+    if (nread < 0) {
+        char why[96];
+        snprintf(why, sizeof(why), "read failed: %s", uv_strerror((int)nread));
+        peer_close(p, why);
+        return;
+    }
+    proto_reader_commit(p->reader, (size_t)nread);
+    drain_frames(p);
+}
+
+struct peer *peer_new(uv_loop_t *loop, uv_pipe_t *server, struct peer_list *list, uint64_t id,
+                      const struct peer_limits *limits, const struct peer_callbacks *cb,
+                      void *owner, int *err)
+{
+    struct peer *p = calloc(1, sizeof(*p));
+    struct ucred cred;
+    socklen_t len = sizeof(cred);
+    uv_os_fd_t fd;
+    int rc;
+
+    if (!p) {
+        *err = -ENOMEM;
+        return NULL;
+    }
+    p->id = id;
+    p->limits = *limits;
+    p->cb = *cb;
+    p->owner = owner;
+    p->reader = proto_reader_new(&limits->frame);
+    if (!p->reader) {
+        free(p);
+        *err = -ENOMEM;
+        return NULL;
+    }
+    p->list = list;
+    p->next = list->head;
+    if (list->head)
+        list->head->prev = p;
+    list->head = p;
+    list->count++;
+    rc = uv_pipe_init(loop, &p->pipe, 0);
+    if (rc == 0)
+        rc = uv_accept((uv_stream_t *)server, (uv_stream_t *)&p->pipe);
+    p->pipe.data = p;
+    if (rc < 0) {
+        *err = rc;
+        goto fail_handle;
+    }
+    if (uv_fileno((uv_handle_t *)&p->pipe, &fd) < 0 ||
+        getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) {
+        *err = -errno;
+        goto fail_handle;
+    }
+    p->pid = cred.pid;
+    p->uid = cred.uid;
+    p->gid = cred.gid;
+    return p;
+
+fail_handle:
+    /* The handle was initialised: it must go through uv_close. */
+    p->closing = true;
+    really_close(p);
+    return NULL;
+}
+
+int peer_start(struct peer *p)
+{
+    return uv_read_start((uv_stream_t *)&p->pipe, on_alloc, on_read);
+}
+
+bool peer_is_closing(const struct peer *p)
+{
+    return p->closing;
+}
+
+bool peer_is_slow_consumer(const struct peer *p)
+{
+    return p->slow_consumer;
+}
+
+uint64_t peer_id(const struct peer *p)
+{
+    return p->id;
+}
+
+pid_t peer_pid(const struct peer *p)
+{
+    return p->pid;
+}
+
+uid_t peer_uid(const struct peer *p)
+{
+    return p->uid;
+}
+
+gid_t peer_gid(const struct peer *p)
+{
+    return p->gid;
+}
+
+void *peer_owner(const struct peer *p)
+{
+    return p->owner;
+}
+
+void peer_set_data(struct peer *p, void *data)
+{
+    p->data = data;
+}
+
+void *peer_data(const struct peer *p)
+{
+    return p->data;
+}
+
+const char *peer_name(const struct peer *p)
+{
+    return p->name;
+}
+
+void peer_set_name(struct peer *p, const char *name, size_t len)
+{
+    size_t n = len < PEER_NAME_MAX ? len : PEER_NAME_MAX;
+    /* Keep logs one line and printable whatever a client calls itself. */
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)name[i];
+        p->name[i] = (c >= 0x20 && c < 0x7f) ? (char)c : '?';
+    }
+    p->name[n] = '\0';
+}
+
+uint32_t peer_flags(const struct peer *p)
+{
+    return p->flags;
+}
+
+void peer_set_flags(struct peer *p, uint32_t flags)
+{
+    p->flags = flags;
+}

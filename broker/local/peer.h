@@ -1,0 +1,103 @@
+/* A local peer: one accepted client connection.
+ *
+ * The peer owns the socket handle, the frame reader and the outbound
+ * queue; it knows nothing of routing. Frames read are handed to the owner
+ * through `peer_frame_cb`; frames to send are encoded straight into the
+ * outbound buffer (no allocation per frame once the buffers are warm).
+ *
+ * Output uses two buffers: one being written by libuv, one collecting the
+ * next batch. When the write completes they swap. So a burst of small
+ * frames goes out in one write(2), and the bytes queued to a peer are
+ * bounded: past `max_queue_bytes` the peer is a slow consumer and is
+ * closed (the policy of dbus-broker and NATS: nobody waits for it).
+ *
+ * Lifetime: the owner calls peer_close(); the close callback (after libuv
+ * has released the handle) is the last thing the peer reports, and the
+ * peer frees itself after it returns.
+ */
+#ifndef LOCAL_PEER_H
+#define LOCAL_PEER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <uv.h>
+
+#include "proto/limits.h"
+#include "proto/msg.h"
+
+struct peer;
+
+struct peer_callbacks {
+    /* One frame body (validated msgpack map), valid during the call. The
+     * callback may close the peer. */
+    void (*frame)(struct peer *p, const struct proto_span *frame);
+    /* A frame the reader rejected but the stream is still in sync. */
+    void (*bad_frame)(struct peer *p, int code, const char *why);
+    /* The connection is over (EOF, error, fatal frame error, slow consumer,
+     * or peer_close()); called once, before the handle is released. The
+     * owner drops every reference to the peer here. */
+    void (*closing)(struct peer *p, const char *reason);
+    /* For monitors: every frame as it is queued (body only). May be NULL. */
+    void (*sent)(struct peer *p, const uint8_t *body, size_t len);
+};
+
+struct peer_limits {
+    struct proto_limits frame;
+    uint32_t max_queue_bytes;
+};
+
+/* All peers of one owner, for shutdown and counting. A peer is in the list
+ * from peer_new until its handle is released. */
+struct peer_list {
+    struct peer *head;
+    uint32_t count;
+};
+/* First/next peer in the list; closing peers included. */
+struct peer *peer_list_first(const struct peer_list *l);
+struct peer *peer_list_next(const struct peer *p);
+
+/* Takes an accepted pipe handle's fd; reads SO_PEERCRED. NULL on error
+ * with *err (negative errno); the caller then closes the client handle. */
+struct peer *peer_new(uv_loop_t *loop, uv_pipe_t *accepted_from, struct peer_list *list,
+                      uint64_t id, const struct peer_limits *limits,
+                      const struct peer_callbacks *cb, void *owner, int *err);
+
+/* Starts reading. */
+int peer_start(struct peer *p);
+
+/* Encodes and queues one frame. 0; PROTO_E_FRAME_TOO_LARGE (nothing
+ * queued, peer still fine); or PROTO_E_LIMIT_EXCEEDED when the peer is over
+ * its queue limit and is being closed as a slow consumer. */
+int peer_send(struct peer *p, const struct proto_msg *m);
+
+/* Queues the frame, flushes, then closes (for fatal protocol errors).
+ * Reading stops at once. Once called, a second call is ignored (the first
+ * reason stands); peer_close() still closes at once. */
+void peer_send_and_close(struct peer *p, const struct proto_msg *m, const char *reason);
+
+/* Starts closing; `reason` is logged. Idempotent. Output not yet written
+ * is dropped, a write in flight included: it does not wait for a client
+ * that may never read (peer_send_and_close() is the flushing close). */
+void peer_close(struct peer *p, const char *reason);
+
+bool peer_is_closing(const struct peer *p);
+/* True when the peer was closed for falling behind its queue limit. */
+bool peer_is_slow_consumer(const struct peer *p);
+uint64_t peer_id(const struct peer *p);
+pid_t peer_pid(const struct peer *p);
+uid_t peer_uid(const struct peer *p);
+gid_t peer_gid(const struct peer *p);
+void *peer_owner(const struct peer *p);
+/* Owner's per-peer data (e.g. the router's state). */
+void peer_set_data(struct peer *p, void *data);
+void *peer_data(const struct peer *p);
+size_t peer_queue_bytes(const struct peer *p);
+/* Bits the owner keeps per peer (e.g. "said hello", "is a monitor"). */
+uint32_t peer_flags(const struct peer *p);
+void peer_set_flags(struct peer *p, uint32_t flags);
+/* The client's name from hello (NUL-terminated, "" before hello). */
+const char *peer_name(const struct peer *p);
+void peer_set_name(struct peer *p, const char *name, size_t len);
+
+#endif

@@ -1,0 +1,895 @@
+#include "router.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+#include "local/peer.h"
+#include "proto/errors.h"
+#include "proto/msgpack.h"
+#include "util/idtable.h"
+#include "util/log.h"
+#include "util/timerqueue.h"
+
+#define COMMAND_NAME_MAX 256
+#define TYPE_FILTER_MAX  256
+
+enum match_kind { MATCH_ALL, MATCH_EXACT, MATCH_PREFIX };
+
+struct subscription {
+    enum match_kind match;
+    uint32_t len;
+    char *type;
+};
+
+struct group; /* the registrants of one command */
+
+/* Routing state of one client that said hello. */
+struct rclient {
+    struct router *router;
+    struct peer *peer; /* NULL for the router's `orphans` */
+    struct rclient *prev, *next;
+    struct group **handlers; /* the groups this client is a member of */
+    uint32_t n_handlers, cap_handlers;
+    struct subscription *subs;
+    uint32_t n_subs, cap_subs;
+    uint32_t in_flight; /* outbound requests waiting for the session */
+    uint32_t open_calls;
+};
+
+struct group {
+    char *command;
+    uint32_t len;
+    uint32_t hash;
+    struct rclient **members;
+    uint32_t n, cap;
+    uint32_t next_turn; /* round-robin cursor */
+};
+
+/* Command -> group, open addressing with linear probing and backward-shift
+ * deletion (no tombstones, so lookups stay short under churn). */
+struct group_map {
+    struct group **slots;
+    uint32_t cap; /* power of two */
+    uint32_t count;
+};
+
+struct router {
+    uv_loop_t *loop;
+    const struct broker_config *cfg;
+    struct session *session;
+    struct rclient *clients;
+    uint32_t n_clients;
+    struct group_map groups;
+    /* Outbound requests, keyed by (peer id, client's id): detects reused
+     * ids and gives the session a stable context pointer. ctx = the
+     * rclient, or &orphans once the client left; tag = the client's id. */
+    struct idtable *requests;
+    struct rclient orphans;
+    /* Inbound calls, keyed by the call id we hand out. ctx = the
+     * session_inbound, tag = the holding rclient's address (all of a
+     * client's calls are answered before it is freed, so it never dangles). */
+    struct idtable *calls;
+    struct timer_queue *call_deadlines;
+    uint64_t next_call_id;
+    struct router_counters counters;
+};
+
+/* ---- group map ---- */
+
+static uint32_t hash_name(const uint8_t *s, uint32_t len)
+{
+    uint32_t h = 2166136261u;
+    for (uint32_t i = 0; i < len; i++)
+        h = (h ^ s[i]) * 16777619u;
+    return h;
+}
+
+static struct group *groups_find(const struct group_map *m, const uint8_t *name, uint32_t len,
+                                 uint32_t hash, uint32_t *slot_out)
+{
+    if (!m->cap)
+        return NULL;
+    for (uint32_t i = hash & (m->cap - 1);; i = (i + 1) & (m->cap - 1)) {
+        struct group *g = m->slots[i];
+        if (!g) {
+            if (slot_out)
+                *slot_out = i;
+            return NULL;
+        }
+        if (g->hash == hash && g->len == len && !memcmp(g->command, name, len)) {
+            if (slot_out)
+                *slot_out = i;
+            return g;
+        }
+    }
+}
+
+static int groups_grow(struct group_map *m)
+{
+    uint32_t cap = m->cap ? m->cap * 2 : 64;
+    struct group **slots = calloc(cap, sizeof(*slots));
+
+    if (!slots)
+        return -ENOMEM;
+    for (uint32_t i = 0; i < m->cap; i++) {
+        struct group *g = m->slots[i];
+        if (!g)
+            continue;
+        uint32_t j = g->hash & (cap - 1);
+        while (slots[j])
+            j = (j + 1) & (cap - 1);
+        slots[j] = g;
+    }
+    free(m->slots);
+    m->slots = slots;
+    m->cap = cap;
+    return 0;
+}
+
+static void groups_remove_slot(struct group_map *m, uint32_t i)
+{
+    uint32_t mask = m->cap - 1;
+
+    m->slots[i] = NULL;
+    m->count--;
+    /* Backward shift: move later entries of the run into the hole when
+     * their home slot allows it. */
+    for (uint32_t j = (i + 1) & mask; m->slots[j]; j = (j + 1) & mask) {
+        uint32_t home = m->slots[j]->hash & mask;
+        bool movable = (j > i) ? (home <= i || home > j) : (home <= i && home > j);
+        if (movable) {
+            m->slots[i] = m->slots[j];
+            m->slots[j] = NULL;
+            i = j;
+        }
+    }
+}
+
+/* ---- helpers ---- */
+
+static void key_for(uint8_t key[IDTABLE_ID_LEN], uint64_t a, uint64_t b)
+{
+    for (int i = 0; i < 8; i++) {
+        key[i] = (uint8_t)(a >> (56 - 8 * i));
+        key[8 + i] = (uint8_t)(b >> (56 - 8 * i));
+    }
+}
+
+static struct rclient *client_of(const struct peer *p)
+{
+    return peer_data(p);
+}
+
+static void send_result(struct peer *p, uint64_t id, int code, const char *message,
+                        const struct proto_span *data, const struct proto_span *server_code)
+{
+    struct proto_msg m = {.op = PROTO_OP_RESULT};
+
+    m.fields = PROTO_F_ID | PROTO_F_OK;
+    m.id = id;
+    m.ok = code == 0;
+    if (code == 0) {
+        if (data && data->len) {
+            m.fields |= PROTO_F_DATA;
+            m.data = *data;
+        }
+    } else {
+        const char *name = proto_error_name(code);
+        m.fields |= PROTO_F_CODE | PROTO_F_MESSAGE;
+        m.code = proto_span_str(name, (uint32_t)strlen(name));
+        m.message = proto_span_str(message ? message : "", message ? (uint32_t)strlen(message) : 0);
+        if (server_code && server_code->len) {
+            m.fields |= PROTO_F_SERVER_CODE;
+            m.server_code = *server_code;
+        }
+    }
+    peer_send(p, &m);
+}
+
+static void send_error_frame(struct peer *p, int code, const char *message)
+{
+    struct proto_msg m = {.op = PROTO_OP_ERROR};
+    const char *name = proto_error_name(code);
+
+    m.fields = PROTO_F_CODE | PROTO_F_MESSAGE;
+    m.code = proto_span_str(name, (uint32_t)strlen(name));
+    m.message = proto_span_str(message, (uint32_t)strlen(message));
+    peer_send(p, &m);
+}
+
+static void respond_upstream(struct router *r, struct session_inbound *in, const char *code,
+                             const char *message)
+{
+    struct proto_span msg = proto_span_str(message, (uint32_t)strlen(message));
+    session_respond(r->session, in, false, NULL, code, &msg);
+}
+
+/* ---- calls (inbound requests held by a client) ---- */
+
+/* Takes the call out of every index; returns its session_inbound. */
+static struct session_inbound *call_take(struct router *r, struct idtable_entry *e)
+{
+    struct session_inbound *in = e->ctx;
+    struct rclient *holder = (struct rclient *)(uintptr_t)e->tag;
+
+    timer_queue_remove(r->call_deadlines, &e->timer);
+    holder->open_calls--;
+    idtable_remove(r->calls, e);
+    return in;
+}
+
+static void on_call_deadline(struct timer_node *node, void *ud)
+{
+    struct router *r = ud;
+    struct idtable_entry *e = container_of(node, struct idtable_entry, timer);
+    struct session_inbound *in;
+
+    struct rclient *holder = (struct rclient *)(uintptr_t)e->tag;
+    log_warn("inbound request %.36s: no reply from client %llu (%s) in time",
+             session_inbound_id(e->ctx), (unsigned long long)peer_id(holder->peer),
+             peer_name(holder->peer));
+    r->counters.inbound_timeout++;
+    in = call_take(r, e);
+    respond_upstream(r, in, "HandlerTimeout", "the handler did not reply in time");
+}
+
+void router_inbound_request(struct router *r, struct session_inbound *in,
+                            const struct proto_span *command, const struct proto_span *payload)
+{
+    struct group *g = groups_find(&r->groups, command->ptr, command->len,
+                                  hash_name(command->ptr, command->len), NULL);
+    struct idtable_entry *e;
+    struct rclient *c;
+    uint8_t key[IDTABLE_ID_LEN];
+    uint64_t call_id;
+    struct proto_msg m = {.op = PROTO_OP_CALL};
+    int rc;
+
+    if (!g || g->n == 0) {
+        r->counters.inbound_no_handler++;
+        log_debug("inbound request %.36s: no handler for '%.*s'", session_inbound_id(in),
+                  (int)command->len, command->ptr);
+        respond_upstream(r, in, "NoHandler", "no handler is registered for this command");
+        return;
+    }
+    c = g->members[g->next_turn++ % g->n];
+    call_id = ++r->next_call_id;
+    key_for(key, 0, call_id);
+    rc = idtable_insert(r->calls, key, &e);
+    if (rc < 0) {
+        r->counters.inbound_handler_error++;
+        respond_upstream(r, in, "HandlerError", "too many inbound requests in progress");
+        return;
+    }
+    e->ctx = in;
+    e->tag = (uint64_t)(uintptr_t)c;
+    c->open_calls++;
+    timer_queue_add(r->call_deadlines, &e->timer,
+                    timer_queue_deadline_in(r->call_deadlines, r->cfg->command_timeout_ms));
+
+    m.fields = PROTO_F_ID | PROTO_F_COMMAND | PROTO_F_TIMEOUT_MS;
+    m.id = call_id;
+    m.command = *command;
+    m.timeout_ms = r->cfg->command_timeout_ms;
+    if (payload && payload->len) {
+        m.fields |= PROTO_F_PAYLOAD;
+        m.payload = *payload;
+    }
+    /* If the send closes the client (slow consumer), router_peer_leave has
+     * already answered this call with HandlerError: do not touch e. */
+    rc = peer_send(c->peer, &m);
+    if (rc == PROTO_E_FRAME_TOO_LARGE) {
+        r->counters.inbound_handler_error++;
+        in = call_take(r, e);
+        respond_upstream(r, in, "HandlerError",
+                         "the request is larger than the client's frame limit");
+    }
+}
+
+static void handle_reply(struct router *r, struct rclient *c, const struct proto_msg *m)
+{
+    uint8_t key[IDTABLE_ID_LEN];
+    struct idtable_entry *e;
+    struct session_inbound *in;
+
+    key_for(key, 0, m->id);
+    e = idtable_find(r->calls, key);
+    if (!e || e->tag != (uint64_t)(uintptr_t)c) {
+        /* Expired, already answered, or not this client's: the server has
+         * its answer already (exactly once), so this one is dropped. */
+        r->counters.late_replies++;
+        log_debug("client %llu: reply to unknown or expired call %llu dropped",
+                  (unsigned long long)peer_id(c->peer), (unsigned long long)m->id);
+        return;
+    }
+    in = call_take(r, e);
+    r->counters.inbound_answered++;
+    if (m->ok) {
+        session_respond(r->session, in, true, proto_msg_has(m, PROTO_F_DATA) ? &m->data : NULL,
+                        NULL, NULL);
+        return;
+    }
+    char code[64] = "HandlerError";
+    if (proto_msg_has(m, PROTO_F_CODE) && m->code.len && m->code.len < sizeof(code)) {
+        memcpy(code, m->code.ptr, m->code.len);
+        code[m->code.len] = '\0';
+    }
+    struct proto_span empty = {(const uint8_t *)"", 0};
+    session_respond(r->session, in, false, NULL, code,
+                    proto_msg_has(m, PROTO_F_MESSAGE) ? &m->message : &empty);
+}
+
+/* ---- outbound requests ---- */
+
+static void on_request_result(void *ctx, const struct session_result *res)
+{
+    struct idtable_entry *e = ctx;
+    struct rclient *c = e->ctx;
+    struct router *r = c->router;
+    char msg[256];
+
+    c->in_flight--;
+    if (c == &r->orphans) {
+        r->counters.results_dropped++;
+    } else {
+        snprintf(msg, sizeof(msg), "%.*s", (int)res->message.len,
+                 res->message.ptr ? (const char *)res->message.ptr : "");
+        send_result(c->peer, e->tag, res->code, msg, &res->data, &res->server_code);
+    }
+    idtable_remove(r->requests, e);
+}
+
+static void handle_request(struct router *r, struct rclient *c, const struct proto_msg *m)
+{
+    uint8_t key[IDTABLE_ID_LEN];
+    struct idtable_entry *e;
+    const char *why = "the upstream session is not ready";
+    int rc;
+
+    if (!r->session) {
+        send_result(c->peer, m->id, PROTO_E_SOCKET_NOT_READY, "no upstream is configured", NULL,
+                    NULL);
+        return;
+    }
+    if (c->in_flight >= r->cfg->max_in_flight_per_client) {
+        send_result(c->peer, m->id, PROTO_E_LIMIT_EXCEEDED,
+                    "too many requests in flight for this client", NULL, NULL);
+        return;
+    }
+    key_for(key, peer_id(c->peer), m->id);
+    rc = idtable_insert(r->requests, key, &e);
+    if (rc == -EEXIST) {
+        send_result(c->peer, m->id, PROTO_E_DUPLICATE_ID, "this id is already in flight", NULL,
+                    NULL);
+        return;
+    }
+    if (rc < 0) {
+        send_result(c->peer, m->id, PROTO_E_LIMIT_EXCEEDED, "too many requests in flight", NULL,
+                    NULL);
+        return;
+    }
+    e->ctx = c;
+    e->tag = m->id;
+    c->in_flight++;
+    rc = session_request(
+        r->session, &m->command, proto_msg_has(m, PROTO_F_PAYLOAD) ? &m->payload : NULL,
+        proto_msg_has(m, PROTO_F_TIMEOUT_MS) ? m->timeout_ms : 0, on_request_result, e, &why);
+    if (rc < 0) {
+        c->in_flight--;
+        idtable_remove(r->requests, e);
+        send_result(c->peer, m->id, rc, why, NULL, NULL);
+    }
+}
+
+static void handle_emit(struct router *r, struct rclient *c, const struct proto_msg *m)
+{
+    const char *why = "the upstream session is not ready";
+    struct proto_span nil = {(const uint8_t *)"\xc0", 1};
+    int rc = PROTO_E_EMIT_FAILED;
+
+    if (r->session)
+        rc = session_emit(r->session, &m->type, proto_msg_has(m, PROTO_F_DATA) ? &m->data : &nil,
+                          &why);
+    if (proto_msg_has(m, PROTO_F_ID)) {
+        send_result(c->peer, m->id, rc, why, NULL, NULL);
+        return;
+    }
+    if (rc < 0)
+        send_error_frame(c->peer, rc, why);
+}
+
+/* ---- handlers ---- */
+
+static bool client_has_group(const struct rclient *c, const struct group *g)
+{
+    for (uint32_t i = 0; i < c->n_handlers; i++) {
+        if (c->handlers[i] == g)
+            return true;
+    }
+    return false;
+}
+
+static int grow(void **arr, uint32_t *cap, size_t elem)
+{
+    uint32_t ncap = *cap ? *cap * 2 : 8;
+    void *n = realloc(*arr, ncap * elem);
+    if (!n)
+        return -ENOMEM;
+    *arr = n;
+    *cap = ncap;
+    return 0;
+}
+
+/* Adds c to the group of `name`; *created tells whether the union grew. */
+static int group_join(struct router *r, struct rclient *c, const struct proto_span *name,
+                      bool *created)
+{
+    uint32_t hash = hash_name(name->ptr, name->len);
+    struct group *g = groups_find(&r->groups, name->ptr, name->len, hash, NULL);
+    uint32_t slot;
+
+    if (!g) {
+        if ((r->groups.count + 1) * 4 > r->groups.cap * 3 && groups_grow(&r->groups) < 0)
+            return -ENOMEM;
+        g = calloc(1, sizeof(*g));
+        if (!g || !(g->command = malloc(name->len + 1))) {
+            free(g);
+            return -ENOMEM;
+        }
+        memcpy(g->command, name->ptr, name->len);
+        g->command[name->len] = '\0';
+        g->len = name->len;
+        g->hash = hash;
+        groups_find(&r->groups, name->ptr, name->len, hash, &slot);
+        r->groups.slots[slot] = g;
+        r->groups.count++;
+        *created = true;
+    }
+    if (client_has_group(c, g))
+        return 0;
+    if ((g->n == g->cap && grow((void **)&g->members, &g->cap, sizeof(*g->members)) < 0) ||
+        (c->n_handlers == c->cap_handlers &&
+         grow((void **)&c->handlers, &c->cap_handlers, sizeof(*c->handlers)) < 0))
+        return -ENOMEM;
+    g->members[g->n++] = c;
+    c->handlers[c->n_handlers++] = g;
+    return 0;
+}
+
+/* Removes c from g; frees g when empty. True when the union shrank. */
+static bool group_leave(struct router *r, struct rclient *c, struct group *g)
+{
+    uint32_t slot;
+
+    for (uint32_t i = 0; i < g->n; i++) {
+        if (g->members[i] == c) {
+            /* Keep order so round-robin stays fair among the rest. */
+            memmove(&g->members[i], &g->members[i + 1], (g->n - i - 1) * sizeof(*g->members));
+            g->n--;
+            break;
+        }
+    }
+    for (uint32_t i = 0; i < c->n_handlers; i++) {
+        if (c->handlers[i] == g) {
+            c->handlers[i] = c->handlers[--c->n_handlers];
+            break;
+        }
+    }
+    if (g->n)
+        return false;
+    groups_find(&r->groups, (const uint8_t *)g->command, g->len, g->hash, &slot);
+    groups_remove_slot(&r->groups, slot);
+    free(g->members);
+    free(g->command);
+    free(g);
+    return true;
+}
+
+static bool valid_name(const struct proto_span *s, uint32_t max)
+{
+    if (s->len == 0 || s->len > max)
+        return false;
+    for (uint32_t i = 0; i < s->len; i++) {
+        if (s->ptr[i] < 0x20 || s->ptr[i] == 0x7f)
+            return false;
+    }
+    return true;
+}
+
+static void handle_register(struct router *r, struct rclient *c, const struct proto_msg *m,
+                            bool add)
+{
+    struct proto_str_iter it;
+    struct proto_span name;
+    bool changed = false;
+
+    /* Validate everything first so a bad list changes nothing. */
+    proto_msg_commands(m, &it);
+    uint32_t n_new = 0;
+    while (proto_str_iter_next(&it, &name)) {
+        if (!valid_name(&name, COMMAND_NAME_MAX)) {
+            send_result(c->peer, m->id, PROTO_E_BAD_REQUEST,
+                        "command names must be 1..256 bytes without control characters", NULL,
+                        NULL);
+            return;
+        }
+        n_new++;
+    }
+    if (add && c->n_handlers + n_new > r->cfg->max_handlers_per_client) {
+        send_result(c->peer, m->id, PROTO_E_LIMIT_EXCEEDED, "too many handlers for this client",
+                    NULL, NULL);
+        return;
+    }
+    proto_msg_commands(m, &it);
+    while (proto_str_iter_next(&it, &name)) {
+        if (add) {
+            if (group_join(r, c, &name, &changed) < 0) {
+                send_result(c->peer, m->id, PROTO_E_NOMEM, "out of memory", NULL, NULL);
+                break;
+            }
+            continue;
+        }
+        struct group *g =
+            groups_find(&r->groups, name.ptr, name.len, hash_name(name.ptr, name.len), NULL);
+        if (g && client_has_group(c, g))
+            changed |= group_leave(r, c, g);
+    }
+    log_info("client %llu (%s) %s %u command%s", (unsigned long long)peer_id(c->peer),
+             peer_name(c->peer), add ? "registered" : "unregistered", n_new, n_new == 1 ? "" : "s");
+    send_result(c->peer, m->id, 0, NULL, NULL, NULL);
+    if (changed && r->session)
+        session_handlers_changed(r->session);
+}
+
+/* ---- subscriptions ---- */
+
+static int parse_match(const struct proto_span *s, enum match_kind *out)
+{
+    if (s->len == 3 && !memcmp(s->ptr, "all", 3))
+        *out = MATCH_ALL;
+    else if (s->len == 5 && !memcmp(s->ptr, "exact", 5))
+        *out = MATCH_EXACT;
+    else if (s->len == 6 && !memcmp(s->ptr, "prefix", 6))
+        *out = MATCH_PREFIX;
+    else
+        return -1;
+    return 0;
+}
+
+static int find_sub(const struct rclient *c, enum match_kind k, const struct proto_span *type)
+{
+    for (uint32_t i = 0; i < c->n_subs; i++) {
+        const struct subscription *s = &c->subs[i];
+        if (s->match == k &&
+            (k == MATCH_ALL || (s->len == type->len && !memcmp(s->type, type->ptr, type->len))))
+            return (int)i;
+    }
+    return -1;
+}
+
+static void handle_subscribe(struct router *r, struct rclient *c, const struct proto_msg *m,
+                             bool add)
+{
+    enum match_kind k;
+    struct proto_span type = {(const uint8_t *)"", 0};
+    int at;
+
+    if (parse_match(&m->match, &k) < 0) {
+        send_result(c->peer, m->id, PROTO_E_BAD_REQUEST,
+                    "match must be \"all\", \"exact\" or \"prefix\"", NULL, NULL);
+        return;
+    }
+    if (k != MATCH_ALL) {
+        if (!proto_msg_has(m, PROTO_F_TYPE) || !valid_name(&m->type, TYPE_FILTER_MAX)) {
+            send_result(c->peer, m->id, PROTO_E_BAD_REQUEST,
+                        "type must be 1..256 bytes without control characters", NULL, NULL);
+            return;
+        }
+        type = m->type;
+    }
+    at = find_sub(c, k, &type);
+    if (!add) {
+        if (at >= 0) {
+            free(c->subs[at].type);
+            c->subs[at] = c->subs[--c->n_subs];
+        }
+        send_result(c->peer, m->id, 0, NULL, NULL, NULL);
+        return;
+    }
+    if (at < 0) {
+        if (c->n_subs >= r->cfg->max_subscriptions_per_client) {
+            send_result(c->peer, m->id, PROTO_E_LIMIT_EXCEEDED,
+                        "too many subscriptions for this client", NULL, NULL);
+            return;
+        }
+        if (c->n_subs == c->cap_subs && grow((void **)&c->subs, &c->cap_subs, sizeof(*c->subs)) < 0)
+            goto nomem;
+        struct subscription *s = &c->subs[c->n_subs];
+        s->match = k;
+        s->len = type.len;
+        s->type = malloc(type.len + 1);
+        if (!s->type)
+            goto nomem;
+        memcpy(s->type, type.ptr, type.len);
+        s->type[type.len] = '\0';
+        c->n_subs++;
+    }
+    send_result(c->peer, m->id, 0, NULL, NULL, NULL);
+    return;
+nomem:
+    send_result(c->peer, m->id, PROTO_E_NOMEM, "out of memory", NULL, NULL);
+}
+
+static bool client_wants(const struct rclient *c, const struct proto_span *type)
+{
+    for (uint32_t i = 0; i < c->n_subs; i++) {
+        const struct subscription *s = &c->subs[i];
+        switch (s->match) {
+        case MATCH_ALL:
+            return true;
+        case MATCH_EXACT:
+            if (s->len == type->len && !memcmp(s->type, type->ptr, s->len))
+                return true;
+            break;
+        case MATCH_PREFIX:
+            if (s->len <= type->len && !memcmp(s->type, type->ptr, s->len))
+                return true;
+            break;
+        }
+    }
+    return false;
+}
+
+void router_inbound_message(struct router *r, const struct proto_span *type,
+                            const struct proto_span *data)
+{
+    struct proto_msg m = {.op = PROTO_OP_MESSAGE};
+    struct rclient *c, *next;
+
+    m.fields = PROTO_F_TYPE | PROTO_F_DATA;
+    m.type = *type;
+    m.data = *data;
+    /* `next` is taken first: a send may close (and unlink) the client. */
+    for (c = r->clients; c; c = next) {
+        next = c->next;
+        if (client_wants(c, type))
+            peer_send(c->peer, &m);
+    }
+}
+
+void router_broadcast(struct router *r, const struct proto_msg *m)
+{
+    struct rclient *c, *next;
+    for (c = r->clients; c; c = next) {
+        next = c->next;
+        peer_send(c->peer, m);
+    }
+}
+
+/* ---- clients ---- */
+
+int router_peer_join(struct router *r, struct peer *p)
+{
+    struct rclient *c = calloc(1, sizeof(*c));
+
+    if (!c)
+        return -ENOMEM;
+    c->router = r;
+    c->peer = p;
+    c->next = r->clients;
+    if (r->clients)
+        r->clients->prev = c;
+    r->clients = c;
+    r->n_clients++;
+    peer_set_data(p, c);
+    return 0;
+}
+
+void router_peer_leave(struct router *r, struct peer *p)
+{
+    struct rclient *c = client_of(p);
+    bool changed = false;
+    if (!c)
+        return;
+    if (peer_is_slow_consumer(p))
+        r->counters.slow_consumers++;
+    /* Calls it held: answered at once, never left to time out. */
+    if (c->open_calls) {
+        for (struct idtable_entry *e = idtable_first(r->calls); e; e = idtable_next(r->calls, e)) {
+            if (e->tag != (uint64_t)(uintptr_t)c)
+                continue;
+            r->counters.inbound_handler_error++;
+            struct session_inbound *in = call_take(r, e);
+            respond_upstream(r, in, "HandlerError", "the handler's process went away");
+        }
+    }
+    /* Its requests stay in the session until answered; the results are dropped. */
+    if (c->in_flight) {
+        for (struct idtable_entry *e = idtable_first(r->requests); e;
+             e = idtable_next(r->requests, e)) {
+            if (e->ctx == c) {
+                e->ctx = &r->orphans;
+                r->orphans.in_flight++;
+            }
+        }
+    }
+    while (c->n_handlers)
+        changed |= group_leave(r, c, c->handlers[c->n_handlers - 1]);
+    for (uint32_t i = 0; i < c->n_subs; i++)
+        free(c->subs[i].type);
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        r->clients = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    r->n_clients--;
+    free(c->subs);
+    free(c->handlers);
+    free(c);
+    peer_set_data(p, NULL);
+    if (changed && r->session)
+        session_handlers_changed(r->session);
+}
+
+bool router_handle(struct router *r, struct peer *p, const struct proto_msg *m)
+{
+    struct rclient *c = client_of(p);
+
+    if (!c)
+        return false;
+    switch (m->op) {
+    case PROTO_OP_REQUEST:
+        handle_request(r, c, m);
+        return true;
+    case PROTO_OP_EMIT:
+        handle_emit(r, c, m);
+        return true;
+    case PROTO_OP_REGISTER:
+        handle_register(r, c, m, true);
+        return true;
+    case PROTO_OP_UNREGISTER:
+        handle_register(r, c, m, false);
+        return true;
+    case PROTO_OP_SUBSCRIBE:
+        handle_subscribe(r, c, m, true);
+        return true;
+    case PROTO_OP_UNSUBSCRIBE:
+        handle_subscribe(r, c, m, false);
+        return true;
+    case PROTO_OP_REPLY:
+        handle_reply(r, c, m);
+        return true;
+    default:
+        return false;
+    }
+}
+
+int router_handler_list(struct router *r, struct proto_buf *out)
+{
+    int rc = proto_mp_put_array(out, r->groups.count);
+    for (uint32_t i = 0; i < r->groups.cap && rc == 0; i++) {
+        const struct group *g = r->groups.slots[i];
+        if (g)
+            rc = proto_mp_put_str(out, g->command, g->len);
+    }
+    return rc;
+}
+
+size_t router_handler_count(const struct router *r)
+{
+    return r->groups.count;
+}
+
+size_t router_client_count(const struct router *r)
+{
+    return r->n_clients;
+}
+
+size_t router_open_calls(const struct router *r)
+{
+    return idtable_count(r->calls);
+}
+
+void router_fail_open_calls(struct router *r, const char *code, const char *message)
+{
+    for (struct idtable_entry *e = idtable_first(r->calls); e; e = idtable_next(r->calls, e)) {
+        r->counters.inbound_handler_error++;
+        struct session_inbound *in = call_take(r, e);
+        respond_upstream(r, in, code, message);
+    }
+}
+
+static const char *match_name(enum match_kind k)
+{
+    return k == MATCH_ALL ? "all" : k == MATCH_EXACT ? "exact" : "prefix";
+}
+
+int router_status_clients(const struct router *r, struct proto_buf *o)
+{
+    int err = proto_mp_put_array(o, r->n_clients);
+    char sub[TYPE_FILTER_MAX + 16];
+
+    for (const struct rclient *c = r->clients; c && !err; c = c->next) {
+        err |= proto_mp_put_map(o, 8);
+        err |= proto_mp_put_cstr(o, "id");
+        err |= proto_mp_put_uint(o, peer_id(c->peer));
+        err |= proto_mp_put_cstr(o, "pid");
+        err |= proto_mp_put_uint(o, (uint64_t)peer_pid(c->peer));
+        err |= proto_mp_put_cstr(o, "uid");
+        err |= proto_mp_put_uint(o, (uint64_t)peer_uid(c->peer));
+        err |= proto_mp_put_cstr(o, "name");
+        err |= proto_mp_put_cstr(o, peer_name(c->peer));
+        err |= proto_mp_put_cstr(o, "handlers");
+        err |= proto_mp_put_array(o, c->n_handlers);
+        for (uint32_t i = 0; i < c->n_handlers; i++)
+            err |= proto_mp_put_str(o, c->handlers[i]->command, c->handlers[i]->len);
+        err |= proto_mp_put_cstr(o, "subscriptions");
+        err |= proto_mp_put_array(o, c->n_subs);
+        for (uint32_t i = 0; i < c->n_subs; i++) {
+            int n = snprintf(sub, sizeof(sub), "%s%s%s", match_name(c->subs[i].match),
+                             c->subs[i].match == MATCH_ALL ? "" : ":", c->subs[i].type);
+            err |= proto_mp_put_str(o, sub, (size_t)n < sizeof(sub) ? (size_t)n : sizeof(sub) - 1);
+        }
+        err |= proto_mp_put_cstr(o, "queue_bytes");
+        err |= proto_mp_put_uint(o, peer_queue_bytes(c->peer));
+        err |= proto_mp_put_cstr(o, "in_flight");
+        err |= proto_mp_put_uint(o, c->in_flight);
+    }
+    return err ? PROTO_E_NOMEM : 0;
+}
+
+void router_get_counters(const struct router *r, struct router_counters *out)
+{
+    *out = r->counters;
+}
+
+struct router *router_new(uv_loop_t *loop, const struct broker_config *cfg)
+{
+    struct router *r = calloc(1, sizeof(*r));
+
+    if (!r)
+        return NULL;
+    r->loop = loop;
+    r->cfg = cfg;
+    r->orphans.router = r;
+    if (idtable_new(&r->requests, cfg->max_pending) < 0 ||
+        idtable_new(&r->calls, cfg->max_pending) < 0 ||
+        timer_queue_new(&r->call_deadlines, loop, on_call_deadline, r) < 0) {
+        router_free(r);
+        return NULL;
+    }
+    return r;
+}
+
+void router_set_session(struct router *r, struct session *s)
+{
+    r->session = s;
+}
+
+void router_free(struct router *r)
+{
+    if (!r)
+        return;
+    if (r->calls && r->session)
+        router_fail_open_calls(r, "HandlerError", "the broker is stopping");
+    while (r->clients)
+        router_peer_leave(r, r->clients->peer);
+    for (uint32_t i = 0; i < r->groups.cap; i++) {
+        struct group *g = r->groups.slots[i];
+        if (g) {
+            free(g->members);
+            free(g->command);
+            free(g);
+        }
+    }
+    free(r->groups.slots);
+    if (r->call_deadlines)
+        timer_queue_close(r->call_deadlines);
+    idtable_free(r->calls);
+    idtable_free(r->requests);
+    free(r);
+}

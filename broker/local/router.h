@@ -1,0 +1,86 @@
+/* The router: what local clients ask for, mapped onto the one upstream
+ * session, and what the server sends, delivered to the right clients.
+ *
+ * Routing rules (the contract of PROTOCOL.md, in one place):
+ *
+ * - Outbound requests. A client's `request` becomes one session_request();
+ *   the session promises exactly one result callback, which the router
+ *   turns into exactly one `result` under the client's own id. If the
+ *   client has gone meanwhile, the result is dropped (the request record
+ *   stays until the callback so that "exactly once" holds on both sides).
+ *   A client may not reuse an id that is still in flight.
+ *
+ * - Handlers form queue groups: a command maps to the list of clients that
+ *   registered it, and each inbound request goes to the next one in
+ *   round-robin order. The router answers upstream itself when no client
+ *   can: NoHandler at once when nobody has the command, HandlerError at
+ *   once when the client holding a call goes away, HandlerTimeout when the
+ *   call's deadline passes. Every inbound request is answered exactly once:
+ *   the call record is removed from every index before its answer is sent.
+ *
+ * - The handler list upstream is the union of live registrations; any
+ *   change in that union (not in a single client's set) is announced.
+ *
+ * - Subscriptions are (match, type) filters per client; an inbound message
+ *   goes once to each client with a matching filter.
+ *
+ * - Events (connected / disconnected / error) go to every client that has
+ *   said hello.
+ */
+#ifndef LOCAL_ROUTER_H
+#define LOCAL_ROUTER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "proto/buf.h"
+#include "proto/msg.h"
+#include "upstream/session.h"
+
+struct router;
+struct peer;
+struct broker_config;
+
+struct router_counters {
+    uint64_t inbound_no_handler, inbound_handler_error, inbound_timeout, inbound_answered;
+    uint64_t late_replies, results_dropped, slow_consumers;
+};
+
+struct router *router_new(uv_loop_t *loop, const struct broker_config *cfg);
+/* The session is created after the router (it needs the router's events). */
+void router_set_session(struct router *r, struct session *s);
+/* Answers every open call with HandlerError (or ShuttingDown) and frees. */
+void router_free(struct router *r);
+
+/* A client finished hello: it takes part in routing from now on. 0 or -ENOMEM. */
+int router_peer_join(struct router *r, struct peer *p);
+/* A client is going: its calls are answered HandlerError upstream, its
+ * handlers and subscriptions are dropped, its requests are detached. */
+void router_peer_leave(struct router *r, struct peer *p);
+
+/* Handles request, emit, register, unregister, subscribe, unsubscribe and
+ * reply. Returns false if the op is not a routing op. */
+bool router_handle(struct router *r, struct peer *p, const struct proto_msg *m);
+
+/* Session events. */
+void router_inbound_request(struct router *r, struct session_inbound *in,
+                            const struct proto_span *command, const struct proto_span *payload);
+void router_inbound_message(struct router *r, const struct proto_span *type,
+                            const struct proto_span *data);
+int router_handler_list(struct router *r, struct proto_buf *out);
+/* Sends an event frame to every joined client. */
+void router_broadcast(struct router *r, const struct proto_msg *m);
+
+/* Number of calls not yet answered (for draining on shutdown). */
+size_t router_open_calls(const struct router *r);
+/* Answers every open call upstream with `code` (shutdown after the drain). */
+void router_fail_open_calls(struct router *r, const char *code, const char *message);
+
+/* Status: appends the "clients" array (msgpack) to out. */
+int router_status_clients(const struct router *r, struct proto_buf *out);
+size_t router_handler_count(const struct router *r);
+size_t router_client_count(const struct router *r);
+void router_get_counters(const struct router *r, struct router_counters *out);
+
+#endif

@@ -1,0 +1,1361 @@
+/* The upstream session state machine.
+ *
+ *   idle -> [enrolling] -> connecting -> registering -> ready
+ *             ^   |            |              |          |
+ *             |   v            v              v          v
+ *             +-- backoff <----+--------------+----------+
+ *
+ * - enrolling: only without stored credentials and with a token. The
+ *   rotated password is written to the credential store (fsync'd, renamed,
+ *   directory fsync'd) before the socket is even opened, so a crash can
+ *   never lose it. A 4xx is final (state failed); anything else retries.
+ * - connecting covers the WebSocket upgrade, the Engine.IO open packet and
+ *   the namespace CONNECT (with the credentials as auth), under one
+ *   deadline (socket.timeout).
+ * - registering: daemon:register with an ack id; ready only on
+ *   {success:true} within commandTimeout.
+ * - Every way out of a live connection (transport close, ping timeout,
+ *   server DISCONNECT, three failed heartbeats, refusal) goes through the
+ *   WebSocket's on_close: that is the single place where pending requests
+ *   fail with SOCKET_NOT_READY and the backoff starts. Deciding to drop
+ *   the link just records the reason and calls ws_close().
+ *
+ * Outbound packets are built in one buffer with a gap in front: the JSON
+ * is written first (transcoded straight from the local msgpack), and the
+ * Engine.IO/Socket.IO header, whose attachment count is only known after
+ * transcoding, is written into the gap just before it. No second copy.
+ */
+#include "session.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "proto/errors.h"
+#include "proto/json.h"
+#include "proto/msg.h"
+#include "upstream/eio.h"
+#include "upstream/enroll.h"
+#include "upstream/http.h"
+#include "upstream/sio.h"
+#include "upstream/url.h"
+#include "upstream/ws.h"
+#include "util/backoff.h"
+#include "util/credstore.h"
+#include "util/idtable.h"
+#include "util/log.h"
+#include "util/timerqueue.h"
+#include "util/uuid.h"
+
+#define MAX_ATTACHMENTS             64
+#define INBOUND_ID_MAX              128
+#define HEADER_GAP_BASE             48
+#define HEARTBEATS_BEFORE_RECONNECT 3
+
+struct session_inbound {
+    struct session_inbound *next_free;
+    uint32_t generation;
+    uint32_t id_len;
+    char id[INBOUND_ID_MAX + 1];
+};
+
+struct session {
+    uv_loop_t *loop;
+    const struct broker_config *cfg;
+    struct session_events ev;
+    enum session_state state;
+    char reason[256];
+    uint64_t since;
+    uint64_t started;
+
+    struct url_parts url;
+    struct proto_buf handshake_path;
+    const char *nsp;
+    char hostname[256];
+
+    char *team_cluster_id;
+    char *daemon_password;
+    bool need_enrollment;
+    struct credstore *store;
+    struct http_client *http;
+    struct enroll *enroll;
+
+    struct ws_transport *transport;
+    struct ws_conn *conn;
+    char drop_reason[256]; /* set when we close the link on purpose */
+    struct eio_handshake hs;
+    bool got_open;
+    struct sio_assembler sio;
+    uint64_t next_ack_id;
+    uint64_t register_ack_id;
+    uint32_t generation; /* bumped per connection: stale inbound answers are dropped */
+
+    struct backoff backoff;
+    uint32_t attempts;
+    uv_timer_t phase_timer; /* connect deadline, register deadline, backoff delay */
+    uv_timer_t ping_timer;  /* liveness: pingInterval + pingTimeout after the last ping */
+    uv_timer_t heartbeat_timer;
+    uint32_t heartbeat_failures;
+    bool heartbeat_outstanding;
+
+    struct idtable *pending;
+    struct timer_queue *deadlines;
+
+    struct proto_buf out;
+    struct proto_buf header;
+    struct proto_buf scratch;
+    struct proto_buf scratch2;
+    struct proto_json_doc doc;
+    struct proto_json_error json_err; /* details of the last failed conversion */
+    struct proto_span attachments[MAX_ATTACHMENTS];
+    struct session_inbound *inbound_free;
+
+    struct session_counters counters;
+    bool tap_on;
+    void (*stopped)(void *ud);
+    void *stopped_ud;
+    int handles_open;
+};
+
+const char *session_state_name(enum session_state st)
+{
+    static const char *const names[] = {"idle",  "enrolling", "connecting", "registering",
+                                        "ready", "backoff",   "stopping",   "failed"};
+    return (unsigned)st < sizeof(names) / sizeof(names[0]) ? names[st] : "?";
+}
+
+static void set_state(struct session *s, enum session_state st, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void set_state(struct session *s, enum session_state st, const char *fmt, ...)
+{
+    va_list ap;
+    enum session_state old = s->state;
+
+    va_start(ap, fmt);
+    vsnprintf(s->reason, sizeof(s->reason), fmt, ap);
+    va_end(ap);
+    s->state = st;
+    s->since = uv_now(s->loop);
+    log_info("upstream: %s -> %s: %s", session_state_name(old), session_state_name(st), s->reason);
+    if (s->ev.state_changed)
+        s->ev.state_changed(s->ev.ud, st, s->reason);
+}
+
+static void report_error(struct session *s, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void report_error(struct session *s, int code, const char *fmt, ...)
+{
+    char text[256];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof(text), fmt, ap);
+    va_end(ap);
+    log_warn("upstream error %s: %s", proto_error_name(code), text);
+    if (s->ev.error)
+        s->ev.error(s->ev.ud, code, text);
+}
+
+/* ---- building packets ---- */
+
+static size_t header_gap(const struct session *s)
+{
+    return HEADER_GAP_BASE + strlen(s->nsp);
+}
+
+/* Starts a packet: leaves room for the header in front. */
+static int packet_begin(struct session *s)
+{
+    proto_buf_reset(&s->out);
+    if (proto_buf_reserve(&s->out, header_gap(s) + 256) < 0)
+        return PROTO_E_NOMEM;
+    s->out.len = header_gap(s);
+    return 0;
+}
+
+static int put(struct session *s, const char *text)
+{
+    return proto_buf_append(&s->out, text, strlen(text));
+}
+
+static int put_json_string(struct proto_buf *b, const char *text, size_t len)
+{
+    return proto_json_put_string(b, text, len);
+}
+
+static int send_message(struct session *s, const void *data, size_t len, bool binary)
+{
+    if (s->tap_on && s->ev.tap)
+        s->ev.tap(s->ev.ud, true, data, len, binary);
+    return ws_send(s->conn, data, len, binary);
+}
+
+void session_set_tap(struct session *s, bool on)
+{
+    s->tap_on = on;
+}
+
+/* Writes the header into the gap and sends the packet and its attachments.
+ * Returns 0, PROTO_E_PAYLOAD_TOO_LARGE (nothing sent), or
+ * PROTO_E_EMIT_FAILED (the link is gone or its queue is full). */
+static int packet_send(struct session *s, enum sio_packet_type type, const uint64_t *ack_id,
+                       uint32_t n_attach)
+{
+    size_t gap = header_gap(s);
+    size_t body = s->out.len - gap;
+    int rc;
+
+    if (!s->conn)
+        return PROTO_E_EMIT_FAILED;
+    if (n_attach)
+        type = type == SIO_ACK ? SIO_BINARY_ACK : SIO_BINARY_EVENT;
+    proto_buf_reset(&s->header);
+    if (eio_encode_message_prefix(&s->header) < 0 ||
+        sio_encode_header(&s->header, type, s->nsp, ack_id, n_attach) < 0)
+        return PROTO_E_NOMEM;
+    if (s->header.len > gap)
+        return PROTO_E_INTERNAL;
+    if (s->hs.max_payload && s->header.len + body > s->hs.max_payload)
+        return PROTO_E_PAYLOAD_TOO_LARGE;
+    for (uint32_t i = 0; i < n_attach; i++) {
+        if (s->hs.max_payload && s->attachments[i].len > s->hs.max_payload)
+            return PROTO_E_PAYLOAD_TOO_LARGE;
+    }
+    uint8_t *start = s->out.data + gap - s->header.len;
+    memcpy(start, s->header.data, s->header.len);
+    rc = send_message(s, start, s->header.len + body, false);
+    for (uint32_t i = 0; rc == 0 && i < n_attach; i++)
+        rc = send_message(s, s->attachments[i].ptr, s->attachments[i].len, true);
+    if (rc < 0) {
+        log_warn("upstream: cannot queue a packet (%s)", strerror(-rc));
+        return PROTO_E_EMIT_FAILED;
+    }
+    return 0;
+}
+
+/* Appends a msgpack value as JSON to the packet; binary values become
+ * placeholders numbered on from *n_attach (several values may carry
+ * binary in one packet). */
+static int put_value(struct session *s, const struct proto_span *v, uint32_t *n_attach,
+                     const char **why)
+{
+    struct proto_json_opts o = {
+        .bin = PROTO_JSON_BIN_PLACEHOLDER,
+        .attachments = s->attachments,
+        .max_attachments = MAX_ATTACHMENTS,
+        .n_attachments = *n_attach,
+    };
+    int rc = proto_msgpack_to_json(v->ptr, v->len, &s->out, &o, &s->json_err);
+
+    if (rc < 0) {
+        *why = s->json_err.text[0] ? s->json_err.text : "value has no JSON form";
+        return rc == PROTO_E_NOMEM ? rc : PROTO_E_NOT_JSON;
+    }
+    *n_attach = o.n_attachments;
+    return 0;
+}
+
+/* ---- ids ---- */
+
+static void on_request_timeout(struct timer_node *node, void *ud);
+
+/* ---- heartbeat ---- */
+
+static void drop_link(struct session *s, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void drop_link(struct session *s, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (!s->conn)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(s->drop_reason, sizeof(s->drop_reason), fmt, ap);
+    va_end(ap);
+    ws_close(s->conn);
+}
+
+static void on_heartbeat_result(void *ctx, const struct session_result *r)
+{
+    struct session *s = ctx;
+
+    s->heartbeat_outstanding = false;
+    if (r->code == 0) {
+        s->heartbeat_failures = 0;
+        return;
+    }
+    if (r->code == PROTO_E_SOCKET_NOT_READY)
+        return; /* the link went away: that is reported on its own */
+    s->heartbeat_failures++;
+    report_error(s, PROTO_E_HEARTBEAT_FAILED, "heartbeat failed (%s%s%.*s), %u in a row",
+                 proto_error_name(r->code), r->message.len ? ": " : "", (int)r->message.len,
+                 r->message.ptr ? (const char *)r->message.ptr : "", s->heartbeat_failures);
+    if (s->heartbeat_failures >= HEARTBEATS_BEFORE_RECONNECT)
+        drop_link(s, "%u heartbeats failed in a row", s->heartbeat_failures);
+}
+
+static void on_heartbeat_tick(uv_timer_t *t)
+{
+    struct session *s = t->data;
+    uint64_t clients = 0, handlers = 0;
+    const char *why = NULL;
+    uint8_t payload[64];
+    size_t n = 0;
+    struct proto_span command = proto_span_str("runtime.heartbeat", 17);
+
+    if (s->state != SESSION_READY || s->heartbeat_outstanding)
+        return;
+    if (s->ev.local_counts)
+        s->ev.local_counts(s->ev.ud, &clients, &handlers);
+    /* {"uptimeMs":N,"clients":N,"handlers":N} as msgpack, by hand: three
+     * fixed keys and uint64 values (0xcf) fit a small stack buffer. */
+    const char *keys[3] = {"uptimeMs", "clients", "handlers"};
+    uint64_t vals[3] = {uv_now(s->loop) - s->started, clients, handlers};
+    payload[n++] = 0x83;
+    for (int i = 0; i < 3; i++) {
+        size_t kl = strlen(keys[i]);
+        payload[n++] = (uint8_t)(0xa0 | kl);
+        memcpy(payload + n, keys[i], kl);
+        n += kl;
+        payload[n++] = 0xcf;
+        for (int b = 7; b >= 0; b--)
+            payload[n++] = (uint8_t)(vals[i] >> (8 * b));
+    }
+    struct proto_span p = {payload, (uint32_t)n};
+    uint64_t timeout = s->cfg->command_timeout_ms < s->cfg->heartbeat_interval_ms
+                           ? s->cfg->command_timeout_ms
+                           : s->cfg->heartbeat_interval_ms;
+    if (session_request(s, &command, &p, timeout, on_heartbeat_result, s, &why) == 0)
+        s->heartbeat_outstanding = true;
+}
+
+/* ---- outbound requests ---- */
+
+static void finish_request(struct session *s, struct idtable_entry *e,
+                           const struct session_result *r)
+{
+    session_result_cb cb = (session_result_cb)(uintptr_t)e->tag;
+    void *ctx = e->ctx;
+
+    timer_queue_remove(s->deadlines, &e->timer);
+    idtable_remove(s->pending, e);
+    s->counters.pending = idtable_count(s->pending);
+    cb(ctx, r);
+}
+
+static void fail_request(struct session *s, struct idtable_entry *e, int code, const char *text)
+{
+    struct session_result r = {.code = code};
+    r.message = proto_span_str(text, (uint32_t)strlen(text));
+    finish_request(s, e, &r);
+}
+
+static void on_request_timeout(struct timer_node *node, void *ud)
+{
+    struct session *s = ud;
+    struct idtable_entry *e = container_of(node, struct idtable_entry, timer);
+
+    s->counters.timeouts++;
+    fail_request(s, e, PROTO_E_COMMAND_TIMEOUT, "the server did not answer in time");
+}
+
+static void fail_all_pending(struct session *s, const char *why)
+{
+    for (struct idtable_entry *e = idtable_first(s->pending); e; e = idtable_next(s->pending, e)) {
+        s->counters.not_ready++;
+        fail_request(s, e, PROTO_E_SOCKET_NOT_READY, why);
+    }
+}
+
+int session_request(struct session *s, const struct proto_span *command,
+                    const struct proto_span *payload, uint64_t timeout_ms, session_result_cb cb,
+                    void *ctx, const char **why)
+{
+    uint8_t id[UUID_LEN];
+    char id_text[UUID_STR_LEN + 1];
+    struct idtable_entry *e;
+    uint32_t n_attach = 0;
+    int rc;
+
+    if (s->state != SESSION_READY) {
+        s->counters.not_ready++;
+        *why = "the upstream session is not ready";
+        return PROTO_E_SOCKET_NOT_READY;
+    }
+    if (packet_begin(s) < 0)
+        goto nomem;
+    if (uuid_generate_v4(id) < 0) {
+        *why = "no randomness for a request id";
+        return PROTO_E_INTERNAL;
+    }
+    uuid_format(id, id_text);
+    rc = put(s, "[\"daemon:request\",{\"requestId\":\"");
+    rc |= proto_buf_append(&s->out, id_text, UUID_STR_LEN);
+    rc |= put(s, "\",\"command\":");
+    if (rc < 0)
+        goto nomem;
+    if (put_json_string(&s->out, (const char *)command->ptr, command->len) < 0) {
+        *why = "the command name is not valid UTF-8";
+        return PROTO_E_NOT_JSON;
+    }
+    if (payload && payload->len) {
+        if (put(s, ",\"payload\":") < 0)
+            goto nomem;
+        rc = put_value(s, payload, &n_attach, why);
+        if (rc < 0)
+            return rc;
+    }
+    if (put(s, "}]") < 0)
+        goto nomem;
+
+    rc = idtable_insert(s->pending, id, &e);
+    if (rc < 0) {
+        *why = rc == -ENOSPC ? "too many requests waiting for the server" : "request id collision";
+        return PROTO_E_LIMIT_EXCEEDED;
+    }
+    rc = packet_send(s, SIO_EVENT, NULL, n_attach);
+    if (rc < 0) {
+        idtable_remove(s->pending, e);
+        *why = rc == PROTO_E_PAYLOAD_TOO_LARGE ? "the request exceeds the server's maxPayload"
+                                               : "the request could not be written upstream";
+        if (rc == PROTO_E_EMIT_FAILED) {
+            s->counters.not_ready++;
+            return PROTO_E_SOCKET_NOT_READY;
+        }
+        return rc;
+    }
+    e->ctx = ctx;
+    e->tag = (uint64_t)(uintptr_t)cb;
+    if (!timeout_ms)
+        timeout_ms = s->cfg->command_timeout_ms;
+    timer_queue_add(s->deadlines, &e->timer, timer_queue_deadline_in(s->deadlines, timeout_ms));
+    s->counters.requests++;
+    s->counters.pending = idtable_count(s->pending);
+    return 0;
+nomem:
+    *why = "out of memory";
+    return PROTO_E_NOMEM;
+}
+
+int session_emit(struct session *s, const struct proto_span *type, const struct proto_span *data,
+                 const char **why)
+{
+    uint32_t n_attach = 0;
+    int rc;
+
+    if (s->state != SESSION_READY) {
+        *why = "the upstream session is not ready";
+        return PROTO_E_EMIT_FAILED;
+    }
+    if (packet_begin(s) < 0 || put(s, "[\"message\",{\"type\":") < 0)
+        goto nomem;
+    if (put_json_string(&s->out, (const char *)type->ptr, type->len) < 0) {
+        *why = "the message type is not valid UTF-8";
+        return PROTO_E_NOT_JSON;
+    }
+    if (put(s, ",\"data\":") < 0)
+        goto nomem;
+    rc = put_value(s, data, &n_attach, why);
+    if (rc < 0)
+        return rc;
+    if (put(s, "}]") < 0)
+        goto nomem;
+    rc = packet_send(s, SIO_EVENT, NULL, n_attach);
+    if (rc < 0) {
+        *why = rc == PROTO_E_PAYLOAD_TOO_LARGE ? "the message exceeds the server's maxPayload"
+                                               : "the message could not be written upstream";
+        return rc == PROTO_E_PAYLOAD_TOO_LARGE ? rc : PROTO_E_EMIT_FAILED;
+    }
+    s->counters.messages_out++;
+    return 0;
+nomem:
+    *why = "out of memory";
+    return PROTO_E_NOMEM;
+}
+
+/* ---- inbound requests ---- */
+
+const char *session_inbound_id(const struct session_inbound *in)
+{
+    return in->id;
+}
+
+void session_respond(struct session *s, struct session_inbound *in, bool ok,
+                     const struct proto_span *data, const char *code,
+                     const struct proto_span *message)
+{
+    uint32_t n_attach = 0;
+    const char *why = NULL;
+    int rc = 0;
+
+    if (in->generation != s->generation || s->state != SESSION_READY) {
+        /* The server forgot this request with the connection it came on. */
+        log_debug("upstream: answer to %s dropped: the connection it came on is gone", in->id);
+        goto done;
+    }
+    if (packet_begin(s) < 0)
+        goto done;
+    rc |= put(s, "[\"server:response\",{\"requestId\":");
+    rc |= put_json_string(&s->out, in->id, in->id_len);
+    if (ok) {
+        rc |= put(s, ",\"success\":true");
+        if (data && data->len) {
+            rc |= put(s, ",\"data\":");
+            if (rc == 0 && put_value(s, data, &n_attach, &why) < 0) {
+                /* The handler's result has no JSON form: the server still
+                 * gets exactly one answer, an error saying so. */
+                log_warn("upstream: result for %s has no JSON form (%s)", in->id, why);
+                packet_begin(s);
+                rc = put(s, "[\"server:response\",{\"requestId\":");
+                rc |= put_json_string(&s->out, in->id, in->id_len);
+                rc |=
+                    put(s, ",\"success\":false,\"error\":{\"code\":\"HandlerError\",\"message\":");
+                rc |= put_json_string(&s->out, why, strlen(why));
+                rc |= put(s, "}");
+                n_attach = 0;
+            }
+        }
+    } else {
+        rc |= put(s, ",\"success\":false,\"error\":{\"code\":");
+        rc |= put_json_string(&s->out, code, strlen(code));
+        rc |= put(s, ",\"message\":");
+        /* A message that is not UTF-8 is replaced rather than failing the answer. */
+        if (!message || put_json_string(&s->out, (const char *)message->ptr, message->len) < 0)
+            rc |= put(s, "\"(the handler's message was not valid UTF-8)\"");
+        rc |= put(s, "}");
+    }
+    rc |= put(s, "}]");
+    if (rc == 0)
+        rc = packet_send(s, SIO_EVENT, NULL, n_attach);
+    if (rc < 0)
+        log_warn("upstream: could not send the answer to %s", in->id);
+done:
+    in->next_free = s->inbound_free;
+    s->inbound_free = in;
+}
+
+/* ---- inbound packets ---- */
+
+static int json_string_field(struct session *s, uint32_t obj, const char *key,
+                             struct proto_buf *out)
+{
+    int tok = proto_json_find(&s->doc, obj, key);
+    if (tok < 0 || s->doc.tok[tok].type != PROTO_JSON_STRING)
+        return -1;
+    proto_buf_reset(out);
+    return proto_json_string(&s->doc, (uint32_t)tok, out, NULL) < 0 ? -1 : 0;
+}
+
+/* The value of `key` as msgpack in out (len 0 when absent). */
+static int json_value_field(struct session *s, uint32_t obj, const char *key,
+                            const struct sio_message *msg, struct proto_buf *out)
+{
+    int tok = proto_json_find(&s->doc, obj, key);
+    struct proto_span att[MAX_ATTACHMENTS];
+    struct proto_json_opts o = {.bin = PROTO_JSON_BIN_PLACEHOLDER, .attachments = att};
+    struct proto_json_error err;
+
+    proto_buf_reset(out);
+    if (tok < 0)
+        return 0;
+    o.n_attachments =
+        msg->packet.attachments < MAX_ATTACHMENTS ? msg->packet.attachments : MAX_ATTACHMENTS;
+    for (uint32_t i = 0; i < o.n_attachments; i++) {
+        att[i].ptr = msg->attachments[i].data;
+        att[i].len = (uint32_t)msg->attachments[i].len;
+    }
+    if (proto_json_to_msgpack_tok(&s->doc, (uint32_t)tok, out, &o, &err) < 0) {
+        log_debug("upstream: cannot convert '%s': %s", key, err.text);
+        return -1;
+    }
+    return 0;
+}
+
+static void on_daemon_response(struct session *s, uint32_t obj, const struct sio_message *msg)
+{
+    uint8_t id[UUID_LEN];
+    struct idtable_entry *e;
+    int tok;
+
+    if (json_string_field(s, obj, "requestId", &s->scratch2) < 0 ||
+        uuid_parse((const char *)s->scratch2.data, s->scratch2.len, id) < 0) {
+        log_debug("upstream: daemon:response without a valid requestId ignored");
+        return;
+    }
+    e = idtable_find(s->pending, id);
+    if (!e) {
+        s->counters.late_responses++;
+        log_debug("upstream: response to unknown or expired request %.*s dropped",
+                  (int)s->scratch2.len, s->scratch2.data);
+        return;
+    }
+    tok = proto_json_find(&s->doc, obj, "success");
+    if (tok >= 0 && s->doc.tok[tok].type == PROTO_JSON_TRUE) {
+        struct session_result r = {0};
+        if (json_value_field(s, obj, "data", msg, &s->scratch) < 0) {
+            fail_request(s, e, PROTO_E_COMMAND_REJECTED, "the server's data could not be decoded");
+            return;
+        }
+        r.data.ptr = s->scratch.data;
+        r.data.len = (uint32_t)s->scratch.len;
+        s->counters.responses_ok++;
+        finish_request(s, e, &r);
+        return;
+    }
+    /* success false (or missing): a rejection with the server's words. */
+    struct session_result r = {.code = PROTO_E_COMMAND_REJECTED};
+    int err_tok = proto_json_find(&s->doc, obj, "error");
+    proto_buf_reset(&s->scratch);
+    proto_buf_reset(&s->scratch2);
+    if (err_tok >= 0 && s->doc.tok[err_tok].type == PROTO_JSON_OBJECT) {
+        int c = proto_json_find(&s->doc, (uint32_t)err_tok, "code");
+        int m = proto_json_find(&s->doc, (uint32_t)err_tok, "message");
+        if (c >= 0 && s->doc.tok[c].type == PROTO_JSON_STRING)
+            proto_json_string(&s->doc, (uint32_t)c, &s->scratch, NULL);
+        if (m >= 0 && s->doc.tok[m].type == PROTO_JSON_STRING)
+            proto_json_string(&s->doc, (uint32_t)m, &s->scratch2, NULL);
+    }
+    if (!s->scratch2.len)
+        proto_buf_append(&s->scratch2, "rejected by the server", 22);
+    r.server_code.ptr = s->scratch.data;
+    r.server_code.len = (uint32_t)s->scratch.len;
+    r.message.ptr = s->scratch2.data;
+    r.message.len = (uint32_t)s->scratch2.len;
+    s->counters.rejected++;
+    finish_request(s, e, &r);
+}
+
+static struct session_inbound *inbound_new(struct session *s)
+{
+    struct session_inbound *in = s->inbound_free;
+    if (in) {
+        s->inbound_free = in->next_free;
+        return in;
+    }
+    return malloc(sizeof(*in));
+}
+
+static void on_server_request(struct session *s, uint32_t obj, const struct sio_message *msg)
+{
+    struct session_inbound *in;
+    struct proto_span cmd, payload;
+
+    if (json_string_field(s, obj, "requestId", &s->scratch2) < 0 || !s->scratch2.len ||
+        s->scratch2.len > INBOUND_ID_MAX) {
+        log_warn("upstream: server:request without a usable requestId ignored");
+        return;
+    }
+    in = inbound_new(s);
+    if (!in)
+        return;
+    in->generation = s->generation;
+    in->id_len = (uint32_t)s->scratch2.len;
+    memcpy(in->id, s->scratch2.data, in->id_len);
+    in->id[in->id_len] = '\0';
+    s->counters.inbound++;
+    if (json_string_field(s, obj, "command", &s->scratch2) < 0) {
+        struct proto_span m = proto_span_str("the request has no command", 26);
+        session_respond(s, in, false, NULL, "HandlerError", &m);
+        return;
+    }
+    if (json_value_field(s, obj, "payload", msg, &s->scratch) < 0) {
+        struct proto_span m = proto_span_str("the payload could not be decoded", 32);
+        session_respond(s, in, false, NULL, "HandlerError", &m);
+        return;
+    }
+    cmd.ptr = s->scratch2.data;
+    cmd.len = (uint32_t)s->scratch2.len;
+    payload.ptr = s->scratch.data;
+    payload.len = (uint32_t)s->scratch.len;
+    s->ev.inbound_request(s->ev.ud, in, &cmd, &payload);
+}
+
+static void on_message_event(struct session *s, uint32_t obj, const struct sio_message *msg)
+{
+    struct proto_span type, data;
+    static const uint8_t nil = 0xc0;
+
+    if (json_string_field(s, obj, "type", &s->scratch2) < 0) {
+        log_debug("upstream: message without a type ignored");
+        return;
+    }
+    if (json_value_field(s, obj, "data", msg, &s->scratch) < 0)
+        return;
+    s->counters.messages_in++;
+    type.ptr = s->scratch2.data;
+    type.len = (uint32_t)s->scratch2.len;
+    data.ptr = s->scratch.len ? s->scratch.data : &nil;
+    data.len = s->scratch.len ? (uint32_t)s->scratch.len : 1;
+    s->ev.inbound_message(s->ev.ud, &type, &data);
+}
+
+static void send_register(struct session *s);
+
+static void on_event(struct session *s, const struct sio_message *msg)
+{
+    const struct sio_packet *p = &msg->packet;
+    struct proto_json_error err;
+    uint32_t name_tok, obj;
+
+    if (proto_json_parse(&s->doc, p->data, p->data_len, 0, &err) < 0) {
+        log_debug("upstream: event with bad JSON ignored: %s", err.text);
+        return;
+    }
+    if (s->doc.n < 2 || s->doc.tok[0].type != PROTO_JSON_ARRAY ||
+        s->doc.tok[1].type != PROTO_JSON_STRING) {
+        log_debug("upstream: event without a name ignored");
+        return;
+    }
+    name_tok = 1;
+    obj = s->doc.tok[name_tok].next;
+    if (obj >= s->doc.n || s->doc.tok[obj].type != PROTO_JSON_OBJECT || s->doc.tok[0].count < 2) {
+        log_debug("upstream: event without an object argument ignored");
+        return;
+    }
+    if (proto_json_string_eq(&s->doc, name_tok, "daemon:response"))
+        on_daemon_response(s, obj, msg);
+    else if (proto_json_string_eq(&s->doc, name_tok, "server:request"))
+        on_server_request(s, obj, msg);
+    else if (proto_json_string_eq(&s->doc, name_tok, "message"))
+        on_message_event(s, obj, msg);
+    else
+        log_debug("upstream: unknown event ignored");
+}
+
+static void on_register_ack(struct session *s, const struct sio_packet *p)
+{
+    struct proto_json_error err;
+    char code[64] = "", message[192] = "";
+
+    if (s->state != SESSION_REGISTERING)
+        return;
+    if (proto_json_parse(&s->doc, p->data, p->data_len, 0, &err) == 0 && s->doc.n >= 2 &&
+        s->doc.tok[0].type == PROTO_JSON_ARRAY && s->doc.tok[1].type == PROTO_JSON_OBJECT) {
+        int ok = proto_json_find(&s->doc, 1, "success");
+        if (ok >= 0 && s->doc.tok[ok].type == PROTO_JSON_TRUE) {
+            uv_timer_stop(&s->phase_timer);
+            backoff_reset(&s->backoff);
+            s->attempts = 0;
+            s->heartbeat_failures = 0;
+            s->heartbeat_outstanding = false;
+            uv_timer_start(&s->heartbeat_timer, on_heartbeat_tick, s->cfg->heartbeat_interval_ms,
+                           s->cfg->heartbeat_interval_ms);
+            set_state(s, SESSION_READY, "registered as %s", s->team_cluster_id);
+            return;
+        }
+        int e = proto_json_find(&s->doc, 1, "error");
+        if (e >= 0 && s->doc.tok[e].type == PROTO_JSON_OBJECT) {
+            int c = proto_json_find(&s->doc, (uint32_t)e, "code");
+            int m = proto_json_find(&s->doc, (uint32_t)e, "message");
+            proto_buf_reset(&s->scratch);
+            if (c >= 0 && s->doc.tok[c].type == PROTO_JSON_STRING &&
+                proto_json_string(&s->doc, (uint32_t)c, &s->scratch, NULL) == 0)
+                snprintf(code, sizeof(code), "%.*s", (int)s->scratch.len, s->scratch.data);
+            proto_buf_reset(&s->scratch);
+            if (m >= 0 && s->doc.tok[m].type == PROTO_JSON_STRING &&
+                proto_json_string(&s->doc, (uint32_t)m, &s->scratch, NULL) == 0)
+                snprintf(message, sizeof(message), "%.*s", (int)s->scratch.len, s->scratch.data);
+        }
+    }
+    report_error(s, PROTO_E_SOCKET_REGISTRATION_FAILED, "registration refused: %s%s%s",
+                 code[0] ? code : "no reason given", message[0] ? ": " : "", message);
+    drop_link(s, "registration refused%s%s", code[0] ? ": " : "", code);
+}
+
+static void on_sio_packet(struct session *s, const struct sio_message *msg)
+{
+    const struct sio_packet *p = &msg->packet;
+
+    if (!sio_nsp_equals(p, s->nsp)) {
+        log_debug("upstream: packet for namespace %.*s ignored", (int)p->nsp_len, p->nsp);
+        return;
+    }
+    switch (p->type) {
+    case SIO_CONNECT:
+        if (s->state == SESSION_CONNECTING)
+            send_register(s);
+        return;
+    case SIO_CONNECT_ERROR: {
+        const char *text = "refused";
+        if (proto_json_parse(&s->doc, p->data, p->data_len, 0, NULL) == 0 && s->doc.n &&
+            s->doc.tok[0].type == PROTO_JSON_OBJECT &&
+            json_string_field(s, 0, "message", &s->scratch2) == 0 &&
+            proto_buf_append_byte(&s->scratch2, 0) == 0)
+            text = (const char *)s->scratch2.data;
+        report_error(s, PROTO_E_SOCKET_REGISTRATION_FAILED, "the server refused the connection: %s",
+                     text);
+        drop_link(s, "namespace connection refused: %s", text);
+        return;
+    }
+    case SIO_DISCONNECT:
+        drop_link(s, "the server disconnected the session");
+        return;
+    case SIO_EVENT:
+    case SIO_BINARY_EVENT:
+        if (s->state == SESSION_READY)
+            on_event(s, msg);
+        return;
+    case SIO_ACK:
+    case SIO_BINARY_ACK:
+        if (p->has_ack_id && p->ack_id == s->register_ack_id)
+            on_register_ack(s, p);
+        return;
+    }
+}
+
+/* ---- the link ---- */
+
+static void on_phase_timeout(uv_timer_t *t);
+static void begin_attempt(struct session *s);
+
+static void send_register(struct session *s)
+{
+    uint32_t n_attach = 0;
+    const char *why = NULL;
+    int rc = 0;
+
+    proto_buf_reset(&s->scratch);
+    if (packet_begin(s) < 0 || s->ev.handler_list(s->ev.ud, &s->scratch) < 0) {
+        drop_link(s, "out of memory");
+        return;
+    }
+    struct proto_span handlers = {s->scratch.data, (uint32_t)s->scratch.len};
+    rc |= put(s, "[\"daemon:register\",{\"teamClusterId\":");
+    rc |= put_json_string(&s->out, s->team_cluster_id, strlen(s->team_cluster_id));
+    rc |= put(s, ",\"hostname\":");
+    rc |= put_json_string(&s->out, s->hostname, strlen(s->hostname));
+    rc |= put(s, ",\"version\":\"" VOLT_VERSION "\",\"handlers\":");
+    if (rc == 0)
+        rc = put_value(s, &handlers, &n_attach, &why);
+    rc |= put(s, "}]");
+    s->register_ack_id = s->next_ack_id++;
+    if (rc == 0)
+        rc = packet_send(s, SIO_EVENT, &s->register_ack_id, 0);
+    if (rc < 0) {
+        drop_link(s, "cannot send daemon:register");
+        return;
+    }
+    set_state(s, SESSION_REGISTERING, "namespace %s connected, daemon:register sent", s->nsp);
+    uv_timer_start(&s->phase_timer, on_phase_timeout, s->cfg->command_timeout_ms, 0);
+}
+
+void session_handlers_changed(struct session *s)
+{
+    uint32_t n_attach = 0;
+    const char *why = NULL;
+    int rc = 0;
+
+    if (s->state != SESSION_READY)
+        return; /* the next registration carries the list */
+    proto_buf_reset(&s->scratch);
+    if (packet_begin(s) < 0 || s->ev.handler_list(s->ev.ud, &s->scratch) < 0)
+        return;
+    struct proto_span handlers = {s->scratch.data, (uint32_t)s->scratch.len};
+    rc |= put(s, "[\"daemon:handlers\",{\"handlers\":");
+    if (rc == 0)
+        rc = put_value(s, &handlers, &n_attach, &why);
+    rc |= put(s, "}]");
+    if (rc == 0)
+        rc = packet_send(s, SIO_EVENT, NULL, 0);
+    if (rc < 0)
+        log_warn("upstream: could not announce the handler list");
+}
+
+static void on_ping_timeout(uv_timer_t *t)
+{
+    struct session *s = t->data;
+    drop_link(s, "no ping from the server for %u ms (pingInterval + pingTimeout)",
+              s->hs.ping_interval_ms + s->hs.ping_timeout_ms);
+}
+
+static void arm_ping_watchdog(struct session *s)
+{
+    uv_timer_start(&s->ping_timer, on_ping_timeout,
+                   (uint64_t)s->hs.ping_interval_ms + s->hs.ping_timeout_ms, 0);
+}
+
+static void send_connect(struct session *s)
+{
+    bool tap = s->tap_on;
+    int rc = 0;
+
+    if (packet_begin(s) < 0)
+        return;
+    rc |= put(s, "{\"teamClusterId\":");
+    rc |= put_json_string(&s->out, s->team_cluster_id, strlen(s->team_cluster_id));
+    rc |= put(s, ",\"daemonPassword\":");
+    size_t secret_at = s->out.len;
+    rc |= put_json_string(&s->out, s->daemon_password ? s->daemon_password : "",
+                          s->daemon_password ? strlen(s->daemon_password) : 0);
+    size_t secret_end = s->out.len;
+    rc |= put(s, "}");
+    /* Monitors see the packet with the password replaced. */
+    s->tap_on = false;
+    if (rc == 0)
+        rc = packet_send(s, SIO_CONNECT, NULL, 0);
+    s->tap_on = tap;
+    if (rc == 0 && tap && s->ev.tap) {
+        size_t gap = header_gap(s);
+        proto_buf_reset(&s->scratch);
+        proto_buf_append(&s->scratch, s->header.data, s->header.len);
+        proto_buf_append(&s->scratch, s->out.data + gap, secret_at - gap);
+        proto_buf_append(&s->scratch, "\"(redacted)\"", 12);
+        proto_buf_append(&s->scratch, s->out.data + secret_end, s->out.len - secret_end);
+        s->ev.tap(s->ev.ud, true, s->scratch.data, s->scratch.len, false);
+    }
+    /* The buffer held the password: wipe it. */
+    memset(s->out.data, 0, s->out.len);
+    if (rc < 0)
+        drop_link(s, "cannot send the namespace CONNECT");
+}
+
+static void on_ws_open(void *ud)
+{
+    (void)ud;
+    log_debug("upstream: WebSocket open, waiting for the Engine.IO handshake");
+}
+
+static void on_ws_message(void *ud, const void *data, size_t len, bool binary)
+{
+    struct session *s = ud;
+    struct eio_packet pkt;
+    struct sio_message msg;
+    const char *why = NULL;
+
+    if (s->tap_on && s->ev.tap)
+        s->ev.tap(s->ev.ud, false, data, len, binary);
+    if (eio_decode(data, len, binary, &pkt, &why) < 0) {
+        drop_link(s, "bad Engine.IO packet: %s", why);
+        return;
+    }
+    switch (pkt.type) {
+    case EIO_OPEN:
+        if (s->got_open) {
+            log_debug("upstream: second Engine.IO open ignored");
+            return;
+        }
+        if (eio_parse_handshake(pkt.data, pkt.len, &s->hs, &why) < 0) {
+            drop_link(s, "bad Engine.IO handshake: %s", why);
+            return;
+        }
+        if (!s->hs.has_max_payload)
+            s->hs.max_payload = EIO_DEFAULT_MAX_PAYLOAD;
+        s->got_open = true;
+        arm_ping_watchdog(s);
+        send_connect(s);
+        return;
+    case EIO_PING: {
+        uint8_t pong = '3';
+        arm_ping_watchdog(s);
+        if (send_message(s, &pong, 1, false) < 0)
+            drop_link(s, "cannot answer the server's ping");
+        return;
+    }
+    case EIO_CLOSE:
+        drop_link(s, "the server closed the Engine.IO session");
+        return;
+    case EIO_MESSAGE:
+        break;
+    default:
+        return; /* pong, upgrade, noop: nothing to do over WebSocket */
+    }
+    int rc = sio_assembler_feed(&s->sio, pkt.data, pkt.len, pkt.binary, &msg);
+    if (rc < 0) {
+        drop_link(s, "bad Socket.IO packet: %s", s->sio.error ? s->sio.error : "malformed");
+        return;
+    }
+    if (rc == SIO_ASM_READY)
+        on_sio_packet(s, &msg);
+}
+
+static void on_ws_close(void *ud, const struct ws_close_info *info)
+{
+    struct session *s = ud;
+    const char *why = s->drop_reason[0] ? s->drop_reason : info->text;
+    enum session_state was = s->state;
+    char reason[300];
+
+    snprintf(reason, sizeof(reason), "%s", why);
+    s->conn = NULL;
+    s->drop_reason[0] = '\0';
+    s->generation++;
+    s->got_open = false;
+    sio_assembler_reset(&s->sio);
+    uv_timer_stop(&s->phase_timer);
+    uv_timer_stop(&s->ping_timer);
+    uv_timer_stop(&s->heartbeat_timer);
+    fail_all_pending(s, "the upstream session was lost");
+    if (was == SESSION_STOPPING)
+        return;
+    if (was == SESSION_READY)
+        s->counters.reconnects++;
+    if (was == SESSION_CONNECTING && !info->was_open)
+        report_error(s, PROTO_E_SOCKET_CONNECTION_FAILED, "%s", reason);
+    {
+        uint32_t delay;
+        if (!s->cfg->reconnection ||
+            (s->cfg->reconnection_attempts && ++s->attempts > s->cfg->reconnection_attempts)) {
+            set_state(s, SESSION_FAILED, "%s; not reconnecting", reason);
+            return;
+        }
+        delay = backoff_duration(&s->backoff);
+        set_state(s, SESSION_BACKOFF, "%s; retrying in %u ms", reason, delay);
+        uv_timer_start(&s->phase_timer, on_phase_timeout, delay, 0);
+    }
+}
+
+static void connect_socket(struct session *s)
+{
+    static const struct ws_callbacks cb = {
+        .on_open = on_ws_open,
+        .on_message = on_ws_message,
+        .on_close = on_ws_close,
+    };
+    struct ws_connect_options o = {
+        .host = s->url.host,
+        .port = s->url.port,
+        .tls = s->url.tls,
+        .path = (const char *)s->handshake_path.data,
+        .connect_timeout_ms = s->cfg->connect_timeout_ms,
+        .max_message_size = (size_t)s->cfg->max_frame + 4096,
+        .send_queue_limit = (size_t)s->cfg->max_queue_bytes,
+    };
+    int rc;
+
+    set_state(s, SESSION_CONNECTING, "connecting to %s://%s:%u%s", s->url.tls ? "wss" : "ws",
+              s->url.host, s->url.port, s->nsp);
+    rc = ws_connect(s->transport, &o, &cb, s, &s->conn);
+    if (rc < 0) {
+        struct ws_close_info info = {.cause = WS_CLOSE_CONNECT, .text = "cannot start connecting"};
+        s->conn = NULL;
+        on_ws_close(s, &info);
+        return;
+    }
+    /* ws covers DNS..upgrade; this covers the rest up to the namespace CONNECT. */
+    uv_timer_start(&s->phase_timer, on_phase_timeout, s->cfg->connect_timeout_ms, 0);
+}
+
+static void on_phase_timeout(uv_timer_t *t)
+{
+    struct session *s = t->data;
+
+    switch (s->state) {
+    case SESSION_CONNECTING:
+        drop_link(s, "no namespace connection within %u ms", s->cfg->connect_timeout_ms);
+        return;
+    case SESSION_REGISTERING:
+        report_error(s, PROTO_E_SOCKET_REGISTRATION_FAILED,
+                     "no answer to daemon:register within %u ms", s->cfg->command_timeout_ms);
+        drop_link(s, "no answer to daemon:register within %u ms", s->cfg->command_timeout_ms);
+        return;
+    case SESSION_BACKOFF:
+        begin_attempt(s);
+        return;
+    default:
+        return;
+    }
+}
+
+/* ---- enrollment ---- */
+
+static void on_enrolled(struct enroll *e, struct enroll_result *res, void *ud)
+{
+    struct session *s = ud;
+    char err[256];
+
+    (void)e;
+    s->enroll = NULL;
+    if (res->outcome == ENROLL_OK) {
+        if (credstore_store(s->store, &res->credentials, err, sizeof(err)) < 0) {
+            report_error(s, PROTO_E_ENROLLMENT_FAILED,
+                         "enrolled, but cannot store the credentials: %s", err);
+            set_state(s, SESSION_FAILED, "cannot persist enrolled credentials: %s", err);
+            return;
+        }
+        free(s->team_cluster_id);
+        free(s->daemon_password);
+        s->team_cluster_id = strdup(res->credentials.team_cluster_id);
+        s->daemon_password =
+            res->credentials.daemon_password ? strdup(res->credentials.daemon_password) : NULL;
+        s->need_enrollment = false;
+        log_info("upstream: enrolled as %s%s; credentials stored in %s", s->team_cluster_id,
+                 res->password_rotated ? " (password rotated)" : "", credstore_path(s->store));
+        connect_socket(s);
+        return;
+    }
+    report_error(s, PROTO_E_ENROLLMENT_FAILED, "%s", res->message);
+    if (res->outcome == ENROLL_FINAL) {
+        set_state(s, SESSION_FAILED, "enrollment refused: %s", res->message);
+        return;
+    }
+    uint32_t delay = backoff_duration(&s->backoff);
+    set_state(s, SESSION_BACKOFF, "enrollment failed: %s; retrying in %u ms", res->message, delay);
+    uv_timer_start(&s->phase_timer, on_phase_timeout, delay, 0);
+}
+
+static void begin_attempt(struct session *s)
+{
+    if (!s->need_enrollment) {
+        connect_socket(s);
+        return;
+    }
+    struct enroll_config ec = {
+        .server_url = s->cfg->server_url,
+        .team_cluster_id = s->team_cluster_id,
+        .enrollment_token = s->cfg->enrollment_token,
+        .daemon_password = s->daemon_password,
+        .hostname = s->hostname,
+        .version = VOLT_VERSION,
+        .ca_file = s->cfg->ca_file,
+        .timeout_ms = s->cfg->connect_timeout_ms,
+    };
+    set_state(s, SESSION_ENROLLING, "enrolling at %s", s->cfg->server_url);
+    if (enroll_start(s->http, &ec, on_enrolled, s, &s->enroll) < 0) {
+        s->enroll = NULL;
+        uint32_t delay = backoff_duration(&s->backoff);
+        set_state(s, SESSION_BACKOFF, "cannot start enrollment; retrying in %u ms", delay);
+        uv_timer_start(&s->phase_timer, on_phase_timeout, delay, 0);
+    }
+}
+
+/* ---- lifecycle ---- */
+
+static void load_credentials(struct session *s, const char **fatal)
+{
+    struct credentials stored = {0};
+    char err[256];
+    int rc = 1;
+
+    s->team_cluster_id = strdup(s->cfg->team_cluster_id ? s->cfg->team_cluster_id : "");
+    s->daemon_password = s->cfg->daemon_password ? strdup(s->cfg->daemon_password) : NULL;
+    if (s->store)
+        rc = credstore_load(s->store, &stored, err, sizeof(err));
+    if (rc == 0) {
+        free(s->team_cluster_id);
+        free(s->daemon_password);
+        s->team_cluster_id = strdup(stored.team_cluster_id);
+        s->daemon_password = stored.daemon_password ? strdup(stored.daemon_password) : NULL;
+        log_info("upstream: using the credentials stored in %s (not enrolling again)",
+                 credstore_path(s->store));
+        credentials_clear(&stored);
+        return;
+    }
+    if (rc < 0) {
+        log_error("upstream: %s", err);
+        *fatal = "the stored credentials cannot be read";
+        return;
+    }
+    if (s->cfg->enrollment_token && s->cfg->server_url) {
+        s->need_enrollment = true;
+        return;
+    }
+    if (!s->daemon_password)
+        *fatal = "no daemonPassword, no stored credentials and no enrollmentToken";
+}
+
+struct session *session_new(uv_loop_t *loop, const struct broker_config *cfg,
+                            const struct session_events *events)
+{
+    struct session *s = calloc(1, sizeof(*s));
+    const char *why = NULL;
+    struct sio_limits lim = SIO_LIMITS_DEFAULT;
+    struct backoff_options bo;
+
+    if (!s)
+        return NULL;
+    s->loop = loop;
+    s->cfg = cfg;
+    s->ev = *events;
+    s->state = SESSION_IDLE;
+    s->since = s->started = uv_now(loop);
+    s->next_ack_id = 0;
+    snprintf(s->reason, sizeof(s->reason), "not started");
+    if (url_parse(cfg->control_socket_url, &s->url, &why) < 0) {
+        log_error("controlSocketUrl: %s", why);
+        free(s);
+        return NULL;
+    }
+    s->nsp = s->url.path;
+    if (cfg->hostname)
+        snprintf(s->hostname, sizeof(s->hostname), "%s", cfg->hostname);
+    else if (gethostname(s->hostname, sizeof(s->hostname) - 1) < 0)
+        snprintf(s->hostname, sizeof(s->hostname), "unknown");
+    proto_buf_init(&s->handshake_path);
+    if (eio_handshake_path(&s->handshake_path, cfg->engineio_path) < 0) {
+        log_error("socket.path: '%s' is not a usable Engine.IO path", cfg->engineio_path);
+        free(s);
+        return NULL;
+    }
+    lim.max_attachment_bytes = cfg->max_frame;
+    lim.max_attachments = MAX_ATTACHMENTS;
+    sio_assembler_init(&s->sio, &lim);
+    proto_json_doc_init(&s->doc);
+    bo.min_ms = cfg->reconnection_delay_ms;
+    bo.max_ms = cfg->reconnection_delay_max_ms;
+    bo.factor = 2.0;
+    bo.jitter = cfg->randomization_factor;
+    backoff_init(&s->backoff, &bo);
+    return s;
+}
+
+int session_start(struct session *s)
+{
+    const char *fatal = NULL;
+    struct ws_transport_options wo = {.ca_file = s->cfg->ca_file, .insecure = s->cfg->tls_insecure};
+    int rc;
+
+    if (s->cfg->state_dir && credstore_new(&s->store, s->cfg->state_dir) < 0)
+        s->store = NULL;
+    rc = idtable_new(&s->pending, s->cfg->max_pending);
+    if (rc == 0)
+        rc = timer_queue_new(&s->deadlines, s->loop, on_request_timeout, s);
+    if (rc == 0)
+        rc = http_client_new(&s->http, s->loop);
+    if (rc == 0)
+        rc = ws_transport_new(s->loop, &wo, &s->transport);
+    if (rc < 0)
+        return rc;
+    uv_timer_init(s->loop, &s->phase_timer);
+    uv_timer_init(s->loop, &s->ping_timer);
+    uv_timer_init(s->loop, &s->heartbeat_timer);
+    s->phase_timer.data = s->ping_timer.data = s->heartbeat_timer.data = s;
+    s->handles_open = 3;
+    load_credentials(s, &fatal);
+    if (fatal) {
+        report_error(s, PROTO_E_SOCKET_CONNECTION_FAILED, "%s", fatal);
+        set_state(s, SESSION_FAILED, "%s", fatal);
+        return 0;
+    }
+    begin_attempt(s);
+    return 0;
+}
+
+static void maybe_stopped(struct session *s)
+{
+    if (s->handles_open == 0 && s->stopped) {
+        void (*cb)(void *) = s->stopped;
+        s->stopped = NULL;
+        cb(s->stopped_ud);
+    }
+}
+
+static void on_handle_closed(uv_handle_t *h)
+{
+    struct session *s = h->data;
+    s->handles_open--;
+    maybe_stopped(s);
+}
+
+static void on_transport_closed(void *ud)
+{
+    struct session *s = ud;
+    s->transport = NULL;
+    s->handles_open--;
+    maybe_stopped(s);
+}
+
+void session_stop(struct session *s, void (*done)(void *ud), void *ud)
+{
+    if (s->state == SESSION_STOPPING)
+        return;
+    s->stopped = done;
+    s->stopped_ud = ud;
+    if (s->state == SESSION_READY) {
+        /* A clean goodbye: Socket.IO DISCONNECT for our namespace. */
+        if (packet_begin(s) == 0)
+            packet_send(s, SIO_DISCONNECT, NULL, 0);
+    }
+    set_state(s, SESSION_STOPPING, "the broker is stopping");
+    if (s->enroll) {
+        enroll_cancel(s->enroll);
+        s->enroll = NULL;
+    }
+    if (s->pending)
+        fail_all_pending(s, "the broker is stopping");
+    if (s->conn)
+        ws_close(s->conn);
+    if (s->handles_open) {
+        uv_close((uv_handle_t *)&s->phase_timer, on_handle_closed);
+        uv_close((uv_handle_t *)&s->ping_timer, on_handle_closed);
+        uv_close((uv_handle_t *)&s->heartbeat_timer, on_handle_closed);
+    }
+    timer_queue_close(s->deadlines);
+    s->deadlines = NULL;
+    http_client_close(s->http);
+    s->http = NULL;
+    if (s->transport) {
+        s->handles_open++;
+        ws_transport_close(s->transport, on_transport_closed, s);
+    }
+    maybe_stopped(s);
+}
+
+void session_free(struct session *s)
+{
+    if (!s)
+        return;
+    while (s->inbound_free) {
+        struct session_inbound *in = s->inbound_free;
+        s->inbound_free = in->next_free;
+        free(in);
+    }
+    idtable_free(s->pending);
+    credstore_free(s->store);
+    sio_assembler_free(&s->sio);
+    proto_json_doc_free(&s->doc);
+    proto_buf_free(&s->handshake_path);
+    proto_buf_free(&s->out);
+    proto_buf_free(&s->header);
+    proto_buf_free(&s->scratch);
+    proto_buf_free(&s->scratch2);
+    free(s->team_cluster_id);
+    if (s->daemon_password) {
+        memset(s->daemon_password, 0, strlen(s->daemon_password));
+        free(s->daemon_password);
+    }
+    free(s);
+}
+
+enum session_state session_state(const struct session *s)
+{
+    return s->state;
+}
+
+const char *session_reason(const struct session *s)
+{
+    return s->reason;
+}
+
+uint64_t session_since(const struct session *s)
+{
+    return s->since;
+}
+
+bool session_is_ready(const struct session *s)
+{
+    return s->state == SESSION_READY;
+}
+
+const char *session_team_cluster_id(const struct session *s)
+{
+    return s->team_cluster_id ? s->team_cluster_id : s->cfg->team_cluster_id;
+}
+
+const char *session_daemon_password(const struct session *s)
+{
+    return s->daemon_password;
+}
+
+void session_get_counters(const struct session *s, struct session_counters *out)
+{
+    *out = s->counters;
+    out->pending = s->pending ? idtable_count(s->pending) : 0;
+}

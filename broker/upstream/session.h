@@ -1,0 +1,137 @@
+/* The upstream session: the one Socket.IO conversation with the VOLT server.
+ *
+ * It owns enrollment, the WebSocket, registration, the heartbeat, the
+ * pending table of outbound requests and the reconnect backoff. The local
+ * side (router) sees only this interface: it sends requests and messages,
+ * answers inbound requests, and is told about state changes, inbound
+ * requests and inbound messages through `struct session_events`.
+ *
+ * Values cross this interface as msgpack (struct proto_span); the session
+ * transcodes to and from the JSON of the wire in one pass each way.
+ *
+ * Exactly-once rules the router relies on:
+ * - every session_request() that returns 0 ends in exactly one call of its
+ *   result callback (response, rejection, timeout, or SOCKET_NOT_READY when
+ *   the session is lost), possibly from inside session_free();
+ * - every inbound request handed out by events->inbound_request must be
+ *   answered with exactly one session_respond() (the session keeps the
+ *   request id; a response after the session was lost is dropped quietly,
+ *   since the server has forgotten the request with the connection).
+ */
+#ifndef UPSTREAM_SESSION_H
+#define UPSTREAM_SESSION_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "proto/buf.h"
+#include "proto/msgpack.h"
+
+struct broker_config;
+struct session;
+
+enum session_state {
+    SESSION_IDLE,        /* not started, or no server configured */
+    SESSION_ENROLLING,   /* HTTP enrollment in progress */
+    SESSION_CONNECTING,  /* DNS, TCP, TLS, WebSocket, Engine.IO handshake, namespace CONNECT */
+    SESSION_REGISTERING, /* daemon:register sent, waiting for its ack */
+    SESSION_READY,       /* registered: requests and messages flow */
+    SESSION_BACKOFF,     /* waiting before the next attempt */
+    SESSION_STOPPING,    /* closing for good */
+    SESSION_FAILED,      /* a final error (e.g. enrollment refused); no retry */
+};
+
+const char *session_state_name(enum session_state st);
+
+/* Outcome of an outbound request, valid only during the callback. */
+struct session_result {
+    int code; /* 0, or PROTO_E_COMMAND_REJECTED / _COMMAND_TIMEOUT / _SOCKET_NOT_READY / ... */
+    struct proto_span data;        /* msgpack value of the response's data (len 0: none) */
+    struct proto_span server_code; /* COMMAND_REJECTED: the server's error code */
+    struct proto_span message;     /* English text: the server's message or ours */
+};
+
+typedef void (*session_result_cb)(void *ctx, const struct session_result *r);
+
+/* An inbound server:request; owned by the session until session_respond(). */
+struct session_inbound;
+
+struct session_events {
+    void *ud;
+    void (*state_changed)(void *ud, enum session_state st, const char *reason);
+    /* An error worth telling local clients about (heartbeat failure,
+     * connection or registration failure); code is a PROTO_E_* value. */
+    void (*error)(void *ud, int code, const char *message);
+    void (*inbound_request)(void *ud, struct session_inbound *in, const struct proto_span *command,
+                            const struct proto_span *payload);
+    void (*inbound_message)(void *ud, const struct proto_span *type, const struct proto_span *data);
+    /* Appends the current handler names (a msgpack array of str) to out. */
+    int (*handler_list)(void *ud, struct proto_buf *out);
+    /* Monitoring: every WebSocket message sent (out = true) or received,
+     * while enabled with session_set_tap(). May be NULL. */
+    void (*tap)(void *ud, bool out, const void *data, size_t len, bool binary);
+    /* Local figures for the heartbeat payload. */
+    void (*local_counts)(void *ud, uint64_t *clients, uint64_t *handlers);
+};
+
+/* Creates an idle session; nothing happens before session_start(). The
+ * config must outlive the session. NULL on out of memory. */
+struct session *session_new(uv_loop_t *loop, const struct broker_config *cfg,
+                            const struct session_events *events);
+/* Starts enrolling/connecting. 0 or negative errno. */
+int session_start(struct session *s);
+/* Closes the upstream cleanly (Socket.IO DISCONNECT, WebSocket close) and
+ * fails what is pending with SOCKET_NOT_READY; done is called once every
+ * handle is closed (the loop can then be closed). */
+void session_stop(struct session *s, void (*done)(void *ud), void *ud);
+/* Frees a stopped session. */
+void session_free(struct session *s);
+
+enum session_state session_state(const struct session *s);
+/* Why the session entered its current state (English, no secrets). */
+const char *session_reason(const struct session *s);
+/* Milliseconds (uv_now) at which the current state began. */
+uint64_t session_since(const struct session *s);
+bool session_is_ready(const struct session *s);
+
+/* Sends daemon:request. timeout_ms 0 = commandTimeout. Returns 0 (the
+ * callback will follow exactly once, never from inside this call), or an
+ * error answered by the caller: PROTO_E_SOCKET_NOT_READY, PROTO_E_NOT_JSON,
+ * PROTO_E_PAYLOAD_TOO_LARGE, PROTO_E_LIMIT_EXCEEDED. *why is set on error. */
+int session_request(struct session *s, const struct proto_span *command,
+                    const struct proto_span *payload, uint64_t timeout_ms, session_result_cb cb,
+                    void *ctx, const char **why);
+
+/* Answers an inbound request exactly once. ok: data (may be empty) is the
+ * handler's result; !ok: code names the error (HandlerError, NoHandler,
+ * HandlerTimeout) and message explains it. Frees `in`. */
+void session_respond(struct session *s, struct session_inbound *in, bool ok,
+                     const struct proto_span *data, const char *code,
+                     const struct proto_span *message);
+/* The request id of an inbound request, for logs (36 chars, not NUL-terminated). */
+const char *session_inbound_id(const struct session_inbound *in);
+
+/* Sends a message upstream. 0, or PROTO_E_EMIT_FAILED / PROTO_E_NOT_JSON /
+ * PROTO_E_PAYLOAD_TOO_LARGE with *why. */
+int session_emit(struct session *s, const struct proto_span *type, const struct proto_span *data,
+                 const char **why);
+
+/* Turns the tap on or off (off costs one branch per packet). */
+void session_set_tap(struct session *s, bool on);
+
+/* The handler list changed: announce it (daemon:handlers) if ready. */
+void session_handlers_changed(struct session *s);
+
+/* Credentials as currently in force (after rotation). Never log them. */
+const char *session_team_cluster_id(const struct session *s);
+const char *session_daemon_password(const struct session *s);
+
+struct session_counters {
+    uint64_t requests, responses_ok, rejected, timeouts, not_ready;
+    uint64_t inbound, messages_in, messages_out, reconnects, late_responses;
+    uint64_t pending;
+};
+void session_get_counters(const struct session *s, struct session_counters *out);
+
+#endif

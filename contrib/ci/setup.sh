@@ -9,7 +9,7 @@ top=$(cd "$(dirname "$0")/../.." && pwd)
 packages=(
   build-essential gcc clang cmake pkg-config git ca-certificates openssl
   libuv1-dev libwebsockets-dev libcurl4-openssl-dev libmsgpack-dev libcjson-dev libcmocka-dev
-  libclang-rt-14-dev valgrind clang-format curl
+  libssl-dev libclang-rt-14-dev valgrind clang-format curl
 )
 
 as_root() {

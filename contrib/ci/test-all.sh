@@ -30,10 +30,11 @@ run_ctest() {
 }
 
 step "format check (clang-format)"
-unformatted=$(git ls-files '*.c' '*.h' | xargs -r clang-format --dry-run 2>&1 | grep -c warning || true)
+git ls-files '*.c' '*.h' | xargs -r clang-format --dry-run >"$logs/format.txt" 2>&1 || true
+unformatted=$(grep -c 'warning:' "$logs/format.txt" || true)
 if [ "$unformatted" != 0 ]; then
-  git ls-files '*.c' '*.h' | xargs -r clang-format --dry-run 2>&1 | grep warning | head -20
-  echo "clang-format: $unformatted places differ"; status=1; summary+=("format: FAILED")
+  grep 'warning:' "$logs/format.txt" | cut -d: -f1 | sort -u | sed 's/^/not clang-formatted: /'
+  status=1; summary+=("format: FAILED")
 else
   summary+=("format: ok")
 fi

@@ -94,12 +94,12 @@ enum proto_json_type {
 };
 
 struct proto_json_token {
-    uint8_t type;      /* enum proto_json_type */
-    uint8_t escaped;   /* STRING: contains a backslash escape */
-    uint32_t start;    /* byte offset of the token's text */
-    uint32_t len;      /* byte length of the text (for containers: up to the closing bracket) */
-    uint32_t count;    /* ARRAY: elements, OBJECT: members (key+value pairs) */
-    uint32_t next;     /* index of the token after this whole subtree */
+    uint8_t type;    /* enum proto_json_type */
+    uint8_t escaped; /* STRING: contains a backslash escape */
+    uint32_t start;  /* byte offset of the token's text */
+    uint32_t len;    /* byte length of the text (for containers: up to the closing bracket) */
+    uint32_t count;  /* ARRAY: elements, OBJECT: members (key+value pairs) */
+    uint32_t next;   /* index of the token after this whole subtree */
 };
 
 /* Caller-owned, reusable token array: grows as needed up to max_tokens. */

@@ -7,10 +7,10 @@
 
 /* Frames are a 4-byte big-endian length followed by that many bytes of
  * msgpack (exactly one map). */
-#define PROTO_LENGTH_PREFIX 4u
-#define PROTO_DEFAULT_MAX_FRAME (16u * 1024u * 1024u)
-#define PROTO_HARD_MAX_FRAME (256u * 1024u * 1024u)
-#define PROTO_DEFAULT_MAX_DEPTH 64u
+#define PROTO_LENGTH_PREFIX        4u
+#define PROTO_DEFAULT_MAX_FRAME    (16u * 1024u * 1024u)
+#define PROTO_HARD_MAX_FRAME       (256u * 1024u * 1024u)
+#define PROTO_DEFAULT_MAX_DEPTH    64u
 #define PROTO_DEFAULT_MAX_ELEMENTS (1u << 20)
 /* Validators keep a fixed stack per nesting level (no allocation), so a
  * max_depth above this is treated as this. */

@@ -50,30 +50,31 @@ enum proto_op {
 
 /* Presence bits, one per field. */
 enum proto_field {
-    PROTO_F_ID = 1u << 0,          /* uint: correlation id (client's for requests, broker's for calls) */
+    PROTO_F_ID = 1u << 0, /* uint: correlation id (client's for requests, broker's for calls) */
     PROTO_F_MIN_VERSION = 1u << 1, /* uint: hello */
     PROTO_F_MAX_VERSION = 1u << 2, /* uint: hello */
     PROTO_F_VERSION = 1u << 3,     /* uint: welcome */
-    PROTO_F_NAME = 1u << 4,        /* str: hello (client name), welcome (broker name), credential (which) */
-    PROTO_F_COMMAND = 1u << 5,     /* str: request, call */
-    PROTO_F_COMMANDS = 1u << 6,    /* array of str: register, unregister */
-    PROTO_F_PAYLOAD = 1u << 7,     /* any: request, call */
-    PROTO_F_TIMEOUT_MS = 1u << 8,  /* uint: request (0 = broker default), call (time left) */
-    PROTO_F_OK = 1u << 9,          /* bool: result, reply */
-    PROTO_F_DATA = 1u << 10,       /* any: result, reply, emit, message */
-    PROTO_F_CODE = 1u << 11,       /* str: error code name (result, reply, event, error) */
-    PROTO_F_MESSAGE = 1u << 12,    /* str: error message (result, reply, event, error) */
+    PROTO_F_NAME =
+        1u << 4, /* str: hello (client name), welcome (broker name), credential (which) */
+    PROTO_F_COMMAND = 1u << 5,      /* str: request, call */
+    PROTO_F_COMMANDS = 1u << 6,     /* array of str: register, unregister */
+    PROTO_F_PAYLOAD = 1u << 7,      /* any: request, call */
+    PROTO_F_TIMEOUT_MS = 1u << 8,   /* uint: request (0 = broker default), call (time left) */
+    PROTO_F_OK = 1u << 9,           /* bool: result, reply */
+    PROTO_F_DATA = 1u << 10,        /* any: result, reply, emit, message */
+    PROTO_F_CODE = 1u << 11,        /* str: error code name (result, reply, event, error) */
+    PROTO_F_MESSAGE = 1u << 12,     /* str: error message (result, reply, event, error) */
     PROTO_F_SERVER_CODE = 1u << 13, /* str: the server's own code of a COMMAND_REJECTED */
-    PROTO_F_TYPE = 1u << 14,       /* str: emit/message type; subscribe filter text */
-    PROTO_F_MATCH = 1u << 15,      /* str: subscribe/unsubscribe: "all" | "exact" | "prefix" */
-    PROTO_F_EVENT = 1u << 16,      /* str: event: "connected" | "disconnected" | "error" */
-    PROTO_F_REASON = 1u << 17,     /* str: event: why (disconnected) */
-    PROTO_F_MAX_FRAME = 1u << 18,  /* uint: welcome */
-    PROTO_F_STATE = 1u << 19,      /* str: welcome/event: upstream state */
-    PROTO_F_DIR = 1u << 20,        /* str: trace: direction */
-    PROTO_F_PEER = 1u << 21,       /* uint: trace: peer id */
-    PROTO_F_TIME_US = 1u << 22,    /* uint: trace: microseconds since the epoch */
-    PROTO_F_FRAME = 1u << 23,      /* any: trace: the frame (map) or upstream packet (str/bin) */
+    PROTO_F_TYPE = 1u << 14,        /* str: emit/message type; subscribe filter text */
+    PROTO_F_MATCH = 1u << 15,       /* str: subscribe/unsubscribe: "all" | "exact" | "prefix" */
+    PROTO_F_EVENT = 1u << 16,       /* str: event: "connected" | "disconnected" | "error" */
+    PROTO_F_REASON = 1u << 17,      /* str: event: why (disconnected) */
+    PROTO_F_MAX_FRAME = 1u << 18,   /* uint: welcome */
+    PROTO_F_STATE = 1u << 19,       /* str: welcome/event: upstream state */
+    PROTO_F_DIR = 1u << 20,         /* str: trace: direction */
+    PROTO_F_PEER = 1u << 21,        /* uint: trace: peer id */
+    PROTO_F_TIME_US = 1u << 22,     /* uint: trace: microseconds since the epoch */
+    PROTO_F_FRAME = 1u << 23,       /* any: trace: the frame (map) or upstream packet (str/bin) */
 };
 
 struct proto_msg {
@@ -86,8 +87,8 @@ struct proto_msg {
     uint64_t peer;
     uint64_t time_us;
     bool ok;
-    struct proto_span name, command, code, message, server_code, type, match, event, reason,
-        state, dir;
+    struct proto_span name, command, code, message, server_code, type, match, event, reason, state,
+        dir;
     struct proto_span commands; /* raw msgpack array; every element checked to be a str */
     uint32_t commands_count;
     struct proto_span payload, data, frame; /* raw msgpack values */

@@ -22,15 +22,15 @@
 enum proto_mp_type {
     PROTO_MP_NIL,
     PROTO_MP_BOOL,
-    PROTO_MP_INT,   /* signed families (and negative fixint): value in .i */
-    PROTO_MP_UINT,  /* unsigned families (and positive fixint): value in .u */
+    PROTO_MP_INT,  /* signed families (and negative fixint): value in .i */
+    PROTO_MP_UINT, /* unsigned families (and positive fixint): value in .u */
     PROTO_MP_FLOAT32,
     PROTO_MP_FLOAT64, /* both float kinds: value in .f */
-    PROTO_MP_STR,   /* .str, not NUL-terminated, UTF-8 not checked here */
-    PROTO_MP_BIN,   /* .str holds the bytes */
-    PROTO_MP_ARRAY, /* .count elements follow */
-    PROTO_MP_MAP,   /* .count key/value pairs follow */
-    PROTO_MP_EXT,   /* .ext_type, .str holds the data */
+    PROTO_MP_STR,     /* .str, not NUL-terminated, UTF-8 not checked here */
+    PROTO_MP_BIN,     /* .str holds the bytes */
+    PROTO_MP_ARRAY,   /* .count elements follow */
+    PROTO_MP_MAP,     /* .count key/value pairs follow */
+    PROTO_MP_EXT,     /* .ext_type, .str holds the data */
 };
 
 struct proto_span {
@@ -61,8 +61,8 @@ struct proto_mp_cursor {
  * Stores its encoded size in *used. Returns 0, or PROTO_E_BAD_FRAME with a
  * static reason in *why (may be NULL). limits may be NULL for the defaults;
  * max_depth is capped at PROTO_HARD_MAX_DEPTH. */
-int proto_mp_validate(const void *data, size_t len, const struct proto_limits *limits,
-                      size_t *used, const char **why);
+int proto_mp_validate(const void *data, size_t len, const struct proto_limits *limits, size_t *used,
+                      const char **why);
 
 /* The frame check of proto_reader, for bytes that did not come through one:
  * data[0..len) must be exactly one map (nothing trailing) whose keys are

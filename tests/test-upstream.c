@@ -1,0 +1,909 @@
+/* The upstream contract (shared/volt-upstream-protocol.md, sections 1-9)
+ * against the real socket.io 4.8 dev server, through a real volt-broker
+ * driven over its local socket. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "harness.h"
+
+struct fixture {
+    struct h_server server;
+    struct h_broker broker;
+};
+
+#define BASE_CONFIG                                                                                \
+    "\"serverUrl\":\"http://127.0.0.1:%PORT%\","                                                   \
+    "\"controlSocketUrl\":\"ws://127.0.0.1:%PORT%/control\","                                      \
+    "\"socket\":{\"reconnectionDelay\":100,\"reconnectionDelayMax\":300},"                         \
+    "\"broker\":{\"listen\":\"%SOCK%\",\"stateDir\":\"%STATE%\",\"logLevel\":\"debug\"}"
+
+static const char *const plain_config =
+    "{" BASE_CONFIG ",\"credentials\":{\"teamClusterId\":\"cluster-dev\","
+    "\"daemonPassword\":\"dev-password\"},\"commandTimeout\":3000}";
+
+static struct fixture fx;
+
+static int start_all(const char *const *server_args, const char *config)
+{
+    memset(&fx, 0, sizeof(fx));
+    if (h_server_start(&fx.server, server_args) < 0)
+        return -1;
+    if (h_broker_start(&fx.broker, &fx.server, config, NULL) < 0) {
+        h_server_stop(&fx.server);
+        return -1;
+    }
+    return 0;
+}
+
+static int stop_all(void)
+{
+    int rc = h_broker_stop(&fx.broker, 15000);
+    h_broker_cleanup(&fx.broker);
+    h_server_stop(&fx.server);
+    return rc;
+}
+
+static int setup_plain(void **state)
+{
+    static const char *const args[] = {"--ping-interval", "500", "--ping-timeout", "500", NULL};
+    (void)state;
+    return start_all(args, plain_config);
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    return stop_all() == 0 ? 0 : -1;
+}
+
+static double server_counter(const char *name)
+{
+    char path[128];
+    cJSON *st = h_http_json(&fx.server, "GET", "/_dev/state", NULL);
+    snprintf(path, sizeof(path), "counters.%s", name);
+    double v = h_json_num(st, path, -1);
+    cJSON_Delete(st);
+    return v;
+}
+
+/* The handler list the server has for the (single) connected daemon, as
+ * compact JSON text (caller frees), or NULL. */
+static char *server_handlers(void)
+{
+    cJSON *st = h_http_json(&fx.server, "GET", "/_dev/state", NULL);
+    cJSON *conn = cJSON_GetArrayItem(cJSON_GetObjectItem(st, "connected"), 0);
+    cJSON *h = cJSON_GetObjectItem(conn, "handlers");
+    char *text = h ? cJSON_PrintUnformatted(h) : NULL;
+    cJSON_Delete(st);
+    return text;
+}
+
+static cJSON *request(struct h_conn *c, long long id, const char *command, const char *payload,
+                      int timeout_ms)
+{
+    char frame[8192];
+    if (payload)
+        snprintf(frame, sizeof(frame),
+                 "{\"op\":\"request\",\"id\":%lld,\"command\":\"%s\",\"payload\":%s,"
+                 "\"timeout_ms\":%d}",
+                 id, command, payload, timeout_ms);
+    else
+        snprintf(frame, sizeof(frame),
+                 "{\"op\":\"request\",\"id\":%lld,\"command\":\"%s\",\"timeout_ms\":%d}", id,
+                 command, timeout_ms);
+    if (h_conn_send(*&c, frame) < 0)
+        return NULL;
+    return h_conn_expect(c, "result", id, timeout_ms + 5000);
+}
+
+static void assert_ok(cJSON *r)
+{
+    assert_non_null(r);
+    if (!cJSON_IsTrue(cJSON_GetObjectItem(r, "ok"))) {
+        char *t = cJSON_PrintUnformatted(r);
+        fprintf(stderr, "expected ok, got %s\n", t);
+        free(t);
+        fail();
+    }
+}
+
+static void assert_code(cJSON *r, const char *code)
+{
+    assert_non_null(r);
+    assert_false(cJSON_IsTrue(cJSON_GetObjectItem(r, "ok")));
+    assert_string_equal(h_json_str(r, "code"), code);
+}
+
+/* ---- 2, 3, 4: connect, register, commands ---- */
+
+static void test_commands(void **state)
+{
+    (void)state;
+    assert_int_equal(h_wait_state(fx.broker.sock, "ready", 15000), 0);
+    struct h_conn *c = h_conn_hello(fx.broker.sock, "t-commands");
+    cJSON *r;
+
+    /* echo, with integers at the edges of exactness and a float. */
+    r = request(c, 1, "echo", "{\"a\":[1,2,3],\"big\":9007199254740993,\"f\":0.1,\"s\":\"é\"}",
+                3000);
+    assert_ok(r);
+    assert_int_equal((int)h_json_num(r, "data.a", -1), -1); /* an array, not a number */
+    assert_string_equal(h_json_str(r, "data.s"), "é");
+    assert_true(h_json_num(r, "data.f", 0) == 0.1);
+    cJSON_Delete(r);
+
+    /* reject: COMMAND_REJECTED with the server's code and message */
+    r = request(c, 2, "reject", "{\"code\":\"E_NOPE\",\"message\":\"not today\"}", 3000);
+    assert_code(r, "COMMAND_REJECTED");
+    assert_string_equal(h_json_str(r, "server_code"), "E_NOPE");
+    assert_string_equal(h_json_str(r, "message"), "not today");
+    cJSON_Delete(r);
+
+    /* never: COMMAND_TIMEOUT after the per-request timeout */
+    uint64_t t0 = h_now_ms();
+    r = request(c, 3, "never", NULL, 400);
+    assert_code(r, "COMMAND_TIMEOUT");
+    assert_true(h_now_ms() - t0 >= 350);
+    cJSON_Delete(r);
+
+    /* late: times out, and the response arriving later is dropped */
+    r = request(c, 4, "late", "{\"ms\":600}", 300);
+    assert_code(r, "COMMAND_TIMEOUT");
+    cJSON_Delete(r);
+    h_sleep_ms(700);
+    cJSON *st = h_status(fx.broker.sock);
+    assert_true(h_json_num(st, "counters.drops", 0) >= 1);
+    cJSON_Delete(st);
+    /* nothing else arrived for id 4 */
+    assert_null(h_conn_expect(c, "result", 4, 200));
+
+    /* no payload: the server sees no payload key */
+    r = request(c, 5, "status", NULL, 3000);
+    assert_ok(r);
+    assert_string_equal(h_json_str(r, "data.server"), "volt-dev-server");
+    cJSON_Delete(r);
+
+    /* many in flight at once, answered out of order by id */
+    for (int i = 0; i < 200; i++) {
+        char frame[256];
+        snprintf(frame, sizeof(frame),
+                 "{\"op\":\"request\",\"id\":%d,\"command\":\"echo\",\"payload\":{\"i\":%d}}",
+                 1000 + i, i);
+        assert_int_equal(h_conn_send(c, frame), 0);
+    }
+    int seen[200] = {0};
+    for (int i = 0; i < 200; i++) {
+        r = h_conn_expect(c, "result", -1, 5000);
+        assert_ok(r);
+        int id = (int)h_json_num(r, "id", 0) - 1000;
+        assert_true(id >= 0 && id < 200);
+        assert_int_equal((int)h_json_num(r, "data.i", -1), id);
+        seen[id]++;
+        cJSON_Delete(r);
+    }
+    for (int i = 0; i < 200; i++)
+        assert_int_equal(seen[i], 1);
+
+    /* the same id twice while in flight */
+    assert_int_equal(h_conn_send(c, "{\"op\":\"request\",\"id\":77,\"command\":\"slow\","
+                                    "\"payload\":{\"ms\":300}}"),
+                     0);
+    assert_int_equal(h_conn_send(c, "{\"op\":\"request\",\"id\":77,\"command\":\"echo\"}"), 0);
+    r = h_conn_expect(c, "result", 77, 5000);
+    assert_code(r, "DuplicateId");
+    cJSON_Delete(r);
+    r = h_conn_expect(c, "result", 77, 5000);
+    assert_ok(r);
+    cJSON_Delete(r);
+    h_conn_close(c);
+}
+
+/* ---- 4: a disconnect fails what is pending with SOCKET_NOT_READY ---- */
+
+static void test_disconnect_fails_pending(void **state)
+{
+    (void)state;
+    assert_int_equal(h_wait_state(fx.broker.sock, "ready", 15000), 0);
+    struct h_conn *c = h_conn_hello(fx.broker.sock, "t-pending");
+    cJSON *r;
+
+    assert_int_equal(h_conn_send(c, "{\"op\":\"request\",\"id\":1,\"command\":\"never\","
+                                    "\"timeout_ms\":20000}"),
+                     0);
+    h_sleep_ms(200);
+    assert_int_equal(
+        h_http(&fx.server, "POST", "/_dev/disconnect", "{\"mode\":\"transport\"}", NULL), 200);
+    r = h_conn_expect(c, "result", 1, 5000);
+    assert_code(r, "SOCKET_NOT_READY");
+    cJSON_Delete(r);
+    /* events: disconnected, then connected again */
+    r = h_conn_expect(c, "event", -1, 5000);
+    assert_non_null(r);
+    assert_string_equal(h_json_str(r, "event"), "disconnected");
+    assert_non_null(h_json_str(r, "reason"));
+    cJSON_Delete(r);
+    r = h_conn_expect(c, "event", -1, 10000);
+    assert_non_null(r);
+    assert_string_equal(h_json_str(r, "event"), "connected");
+    cJSON_Delete(r);
+    h_conn_close(c);
+}
+
+/* ---- 3, 6: handlers, registration, server:request ---- */
+
+static void test_handlers_and_server_requests(void **state)
+{
+    (void)state;
+    assert_int_equal(h_wait_state(fx.broker.sock, "ready", 15000), 0);
+    struct h_conn *c = h_conn_hello(fx.broker.sock, "t-handler");
+    cJSON *r;
+    char *text;
+
+    /* No registrant: NoHandler at once. */
+    cJSON *resp = h_http_json(&fx.server, "POST", "/_dev/server-request",
+                              "{\"command\":\"list-files\",\"timeoutMs\":5000}");
+    assert_non_null(resp);
+    assert_string_equal(h_json_str(resp, "response.error.code"), "NoHandler");
+    assert_true(h_json_num(resp, "elapsedMs", 1e9) < 2000);
+    cJSON_Delete(resp);
+
+    assert_int_equal(
+        h_conn_send(c, "{\"op\":\"register\",\"id\":1,\"commands\":[\"list-files\",\"run\"]}"), 0);
+    r = h_conn_expect(c, "result", 1, 5000);
+    assert_ok(r);
+    cJSON_Delete(r);
+    /* The server hears about it (daemon:handlers). */
+    uint64_t end = h_now_ms() + 5000;
+    while ((text = server_handlers()) && !strstr(text, "list-files") && h_now_ms() < end) {
+        free(text);
+        h_sleep_ms(50);
+    }
+    assert_non_null(text);
+    assert_non_null(strstr(text, "list-files"));
+    assert_non_null(strstr(text, "run"));
+    free(text);
+
+    /* A server:request reaches us as a call; our reply goes back. Run the
+     * HTTP call from a child so we can answer meanwhile. */
+    pid_t pid = fork();
+    if (pid == 0) {
+        cJSON *x = h_http_json(&fx.server, "POST", "/_dev/server-request",
+                               "{\"command\":\"list-files\",\"payload\":{\"path\":\"/tmp\"}}");
+        const char *ok = x ? h_json_str(x, "response.data.files.0") : NULL;
+        _exit(ok && !strcmp(ok, "a.txt") ? 0 : 1);
+    }
+    r = h_conn_expect(c, "call", -1, 5000);
+    assert_non_null(r);
+    assert_string_equal(h_json_str(r, "command"), "list-files");
+    assert_string_equal(h_json_str(r, "payload.path"), "/tmp");
+    char reply[256];
+    snprintf(reply, sizeof(reply),
+             "{\"op\":\"reply\",\"id\":%.0f,\"ok\":true,\"data\":{\"files\":[\"a.txt\"]}}",
+             h_json_num(r, "id", 0));
+    cJSON_Delete(r);
+    assert_int_equal(h_conn_send(c, reply), 0);
+    int st;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+
+    /* A handler error goes back as HandlerError with the message. */
+    pid = fork();
+    if (pid == 0) {
+        cJSON *x = h_http_json(&fx.server, "POST", "/_dev/server-request", "{\"command\":\"run\"}");
+        const char *code = x ? h_json_str(x, "response.error.code") : NULL;
+        const char *msg = x ? h_json_str(x, "response.error.message") : NULL;
+        _exit(code && !strcmp(code, "HandlerError") && msg && !strcmp(msg, "boom") ? 0 : 1);
+    }
+    r = h_conn_expect(c, "call", -1, 5000);
+    assert_non_null(r);
+    snprintf(reply, sizeof(reply),
+             "{\"op\":\"reply\",\"id\":%.0f,\"ok\":false,\"message\":\"boom\"}",
+             h_json_num(r, "id", 0));
+    cJSON_Delete(r);
+    assert_int_equal(h_conn_send(c, reply), 0);
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+
+    /* After the server drops us, the new registration carries the handlers. */
+    assert_int_equal(
+        h_http(&fx.server, "POST", "/_dev/disconnect", "{\"mode\":\"namespace\"}", NULL), 200);
+    h_sleep_ms(100);
+    assert_int_equal(h_wait_state(fx.broker.sock, "ready", 15000), 0);
+    text = server_handlers();
+    assert_non_null(text);
+    assert_non_null(strstr(text, "list-files"));
+    free(text);
+
+    /* The client goes away: the union shrinks to nothing. */
+    h_conn_close(c);
+    end = h_now_ms() + 5000;
+    while ((text = server_handlers()) && strcmp(text, "[]") && h_now_ms() < end) {
+        free(text);
+        h_sleep_ms(50);
+    }
+    assert_non_null(text);
+    assert_string_equal(text, "[]");
+    free(text);
+    assert_int_equal(server_counter("duplicateServerResponses"), 0);
+}
+
+/* ---- 7, 8: messages and binary, both ways ---- */
+
+static void test_messages_and_binary(void **state)
+{
+    (void)state;
+    assert_int_equal(h_wait_state(fx.broker.sock, "ready", 15000), 0);
+    struct h_conn *c = h_conn_hello(fx.broker.sock, "t-messages");
+    cJSON *r;
+
+    assert_int_equal(h_conn_send(c, "{\"op\":\"subscribe\",\"id\":1,\"match\":\"prefix\","
+                                    "\"type\":\"session.\"}"),
+                     0);
+    r = h_conn_expect(c, "result", 1, 5000);
+    assert_ok(r);
+    cJSON_Delete(r);
+    assert_int_equal(
+        h_http(&fx.server, "POST", "/_dev/message", "{\"type\":\"other\",\"data\":1}", NULL), 200);
+    assert_int_equal(
+        h_http(&fx.server, "POST", "/_dev/message",
+               "{\"type\":\"session.input\",\"data\":{\"blob\":{\"$bin\":\"AAEC/w==\"},"
+               "\"n\":[{\"$bin\":\"aGk=\"}]}}",
+               NULL),
+        200);
+    r = h_conn_expect(c, "message", -1, 5000);
+    assert_non_null(r);
+    assert_string_equal(h_json_str(r, "type"), "session.input");
+    assert_string_equal(h_json_str(r, "data.blob.$bin"), "AAEC/w==");
+    cJSON *n0 = cJSON_GetArrayItem(cJSON_GetObjectItem(cJSON_GetObjectItem(r, "data"), "n"), 0);
+    assert_string_equal(h_json_str(n0, "$bin"), "aGk=");
+    cJSON_Delete(r);
+
+    /* emit: acknowledged when an id is given; the server records it. */
+    assert_int_equal(h_conn_send(c, "{\"op\":\"emit\",\"id\":2,\"type\":\"exposure-snapshot\","
+                                    "\"data\":{\"raw\":{\"$bin\":\"AQID\"},\"ok\":true}}"),
+                     0);
+    r = h_conn_expect(c, "result", 2, 5000);
+    assert_ok(r);
+    cJSON_Delete(r);
+    uint64_t end = h_now_ms() + 5000;
+    bool found = false;
+    while (!found && h_now_ms() < end) {
+        cJSON *ev = h_http_json(&fx.server, "GET", "/_dev/events?since=0", NULL);
+        char *t = cJSON_PrintUnformatted(ev);
+        found = t && strstr(t, "exposure-snapshot") && strstr(t, "AQID");
+        free(t);
+        cJSON_Delete(ev);
+        if (!found)
+            h_sleep_ms(50);
+    }
+    assert_true(found);
+
+    /* binary request payload, echoed back as binary, several attachments */
+    r = request(c, 3, "echo",
+                "{\"a\":{\"$bin\":\"AAAA\"},\"b\":[{\"$bin\":\"//79\"},{\"c\":{\"$bin\":\"\"}}]}",
+                5000);
+    assert_ok(r);
+    assert_string_equal(h_json_str(r, "data.a.$bin"), "AAAA");
+    cJSON *b0 = cJSON_GetArrayItem(cJSON_GetObjectItem(cJSON_GetObjectItem(r, "data"), "b"), 0);
+    assert_string_equal(h_json_str(b0, "$bin"), "//79");
+    cJSON_Delete(r);
+    h_conn_close(c);
+}
+
+/* ---- 5: heartbeat ---- */
+
+static int setup_heartbeat(void **state)
+{
+    (void)state;
+    return start_all(NULL, "{" BASE_CONFIG ",\"credentials\":{\"teamClusterId\":\"cluster-dev\","
+                           "\"daemonPassword\":\"dev-password\"},\"heartbeat\":{\"interval\":200},"
+                           "\"commandTimeout\":300}");
+}
+
+static void test_heartbeat(void **state)
+{
+    (void)state;
+    assert_int_equal(h_wait_state(fx.broker.sock, "ready", 15000), 0);
+    struct h_conn *c = h_conn_hello(fx.broker.sock, "t-heartbeat");
+    uint64_t end = h_now_ms() + 5000;
+    while (server_counter("heartbeats") < 3 && h_now_ms() < end)
+        h_sleep_ms(50);
+    assert_true(server_counter("heartbeats") >= 3);
+    /* the payload carries the figures */
+    cJSON *ev = h_http_json(&fx.server, "GET", "/_dev/events?since=0", NULL);
+    char *t = cJSON_PrintUnformatted(ev);
+    assert_non_null(strstr(t, "uptimeMs"));
+    assert_non_null(strstr(t, "\"clients\""));
+    free(t);
+    cJSON_Delete(ev);
+    /* three failures in a row: an error event each, then a reconnect */
+    double connects = server_counter("connects");
+    assert_int_equal(h_http(&fx.server, "POST", "/_dev/behavior", "{\"heartbeat\":\"fail\"}", NULL),
+                     200);
+    /* skip the "connected" that greeted us */
+    cJSON *r = h_conn_expect(c, "event", -1, 5000);
+    while (r && strcmp(h_json_str(r, "event"), "error") != 0) {
+        cJSON_Delete(r);
+        r = h_conn_expect(c, "event", -1, 5000);
+    }
+    assert_non_null(r);
+    assert_string_equal(h_json_str(r, "code"), "HeartbeatFailed");
+    cJSON_Delete(r);
+    r = h_conn_expect(c, "event", -1, 5000);
+    while (r && strcmp(h_json_str(r, "event"), "disconnected") != 0) {
+        cJSON_Delete(r);
+        r = h_conn_expect(c, "event", -1, 5000);
+    }
+    assert_non_null(r);
+    assert_non_null(strstr(h_json_str(r, "reason"), "heartbeat"));
+    cJSON_Delete(r);
+    assert_int_equal(h_http(&fx.server, "POST", "/_dev/behavior", "{\"heartbeat\":\"ok\"}", NULL),
+                     200);
+    assert_int_equal(h_wait_state(fx.broker.sock, "ready", 15000), 0);
+    assert_true(server_counter("connects") > connects);
+    h_conn_close(c);
+}
+
+/* ---- 2: refusals ---- */
+
+static int setup_bad_password(void **state)
+{
+    (void)state;
+    return start_all(NULL, "{" BASE_CONFIG ",\"credentials\":{\"teamClusterId\":\"cluster-dev\","
+                           "\"daemonPassword\":\"wrong\"}}");
+}
+
+static void test_connect_error(void **state)
+{
+    (void)state;
+    struct h_conn *c = h_conn_hello(fx.broker.sock, "t-refused");
+    cJSON *r = h_conn_expect(c, "event", -1, 10000);
+    assert_non_null(r);
+    assert_string_equal(h_json_str(r, "event"), "error");
+    assert_string_equal(h_json_str(r, "code"), "SocketRegistrationFailed");
+    assert_non_null(strstr(h_json_str(r, "message"), "invalid credentials"));
+    cJSON_Delete(r);
+    r = request(c, 1, "echo", NULL, 1000);
+    assert_code(r, "SOCKET_NOT_READY");
+    cJSON_Delete(r);
+    h_conn_close(c);
+    assert_false(h_broker_log_contains(&fx.broker, "\"wrong\""));
+}
+
+static void test_registration_refused_then_ready(void **state)
+{
+    (void)state;
+    assert_int_equal(h_wait_state(fx.broker.sock, "ready", 15000), 0);
+    struct h_conn *c = h_conn_hello(fx.broker.sock, "t-register");
+    cJSON *r = h_conn_expect(c, "event", -1, 2000); /* connected */
+    cJSON_Delete(r);
+    assert_int_equal(h_http(&fx.server, "POST", "/_dev/behavior",
+                            "{\"registerRefuse\":1,\"registerSilent\":0}", NULL),
+                     200);
+    assert_int_equal(h_http(&fx.server, "POST", "/_dev/disconnect", "{}", NULL), 200);
+    bool saw_refusal = false;
+    uint64_t end = h_now_ms() + 10000;
+    while (!saw_refusal && h_now_ms() < end) {
+        r = h_conn_expect(c, "event", -1, 1000);
+        if (r && !strcmp(h_json_str(r, "event"), "error") &&
+            !strcmp(h_json_str(r, "code"), "SocketRegistrationFailed"))
+            saw_refusal = true;
+        cJSON_Delete(r);
+    }
+    assert_true(saw_refusal);
+    assert_int_equal(h_wait_state(fx.broker.sock, "ready", 15000), 0);
+    assert_true(server_counter("registrationsRefused") >= 1);
+
+    /* No ack: the broker stays out of ready and gives up after commandTimeout. */
+    assert_int_equal(h_http(&fx.server, "POST", "/_dev/behavior", "{\"registerSilent\":1}", NULL),
+                     200);
+    assert_int_equal(h_http(&fx.server, "POST", "/_dev/disconnect", "{}", NULL), 200);
+    assert_int_equal(h_wait_state(fx.broker.sock, "registering", 5000), 0);
+    r = request(c, 2, "echo", NULL, 1000);
+    assert_code(r, "SOCKET_NOT_READY");
+    cJSON_Delete(r);
+    assert_int_equal(h_wait_state(fx.broker.sock, "ready", 20000), 0);
+    h_conn_close(c);
+}
+
+/* ---- 1: enrollment ---- */
+
+static const char *const enroll_config =
+    "{" BASE_CONFIG ",\"credentials\":{\"teamClusterId\":\"cluster-dev\","
+    "\"enrollmentToken\":\"tok-e2e\"}}";
+
+static int setup_enroll(void **state)
+{
+    static const char *const args[] = {"--token", "tok-e2e", NULL};
+    (void)state;
+    return start_all(args, enroll_config);
+}
+
+static void test_enrollment_rotation_persisted(void **state)
+{
+    (void)state;
+    char path[600];
+    struct stat st;
+
+    assert_int_equal(h_wait_state(fx.broker.sock, "ready", 15000), 0);
+    assert_int_equal(server_counter("enrollments"), 1);
+    cJSON *cred = h_http_json(&fx.server, "GET", "/_dev/credentials", NULL);
+    const char *rotated = h_json_str(cred, "daemonPassword");
+    assert_non_null(rotated);
+    assert_string_not_equal(rotated, "dev-password");
+    /* persisted, 0600, with the rotated password */
+    snprintf(path, sizeof(path), "%s/credentials.json", fx.broker.state_dir);
+    assert_int_equal(stat(path, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0600);
+    FILE *f = fopen(path, "r");
+    char buf[4096] = "";
+    assert_non_null(f);
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    buf[n] = '\0';
+    fclose(f);
+    assert_non_null(strstr(buf, rotated));
+    /* the password is never logged */
+    assert_false(h_broker_log_contains(&fx.broker, rotated));
+    assert_false(h_broker_log_contains(&fx.broker, "tok-e2e"));
+    /* a client of the broker's own uid may read it */
+    struct h_conn *c = h_conn_hello(fx.broker.sock, "t-cred");
+    assert_int_equal(h_conn_send(c, "{\"op\":\"credential\",\"id\":1,\"name\":\"daemonPassword\"}"),
+                     0);
+    cJSON *r = h_conn_expect(c, "result", 1, 5000);
+    assert_ok(r);
+    assert_string_equal(cJSON_GetObjectItem(r, "data")->valuestring, rotated);
+    cJSON_Delete(r);
+    h_conn_close(c);
+
+    /* Restart: stored credentials are used, the spent token is not sent. */
+    assert_int_equal(h_broker_stop(&fx.broker, 10000), 0);
+    assert_int_equal(h_broker_restart(&fx.broker, &fx.server, NULL), 0);
+    assert_int_equal(h_wait_state(fx.broker.sock, "ready", 15000), 0);
+    assert_int_equal(server_counter("enrollments"), 1);
+    assert_true(h_broker_log_contains(&fx.broker, "not enrolling again"));
+    cJSON_Delete(cred);
+}
+
+static int setup_enroll_refused(void **state)
+{
+    (void)state;
+    /* The server knows no such token. */
+    return start_all(NULL, enroll_config);
+}
+
+static void test_enrollment_401_is_final(void **state)
+{
+    (void)state;
+    assert_int_equal(h_wait_state(fx.broker.sock, "failed", 10000), 0);
+    cJSON *st = h_status(fx.broker.sock);
+    assert_non_null(strstr(h_json_str(st, "upstream.reason"), "refused"));
+    cJSON_Delete(st);
+    h_sleep_ms(1500);
+    assert_int_equal(server_counter("enrollments"), 0);
+    assert_true(server_counter("enrollmentsRefused") <= 1);
+}
+
+static int setup_enroll_503(void **state)
+{
+    static const char *const args[] = {"--token", "tok-e2e", NULL};
+    (void)state;
+    memset(&fx, 0, sizeof(fx));
+    if (h_server_start(&fx.server, args) < 0)
+        return -1;
+    if (h_http(&fx.server, "POST", "/_dev/behavior", "{\"enrollStatuses\":[503,503]}", NULL) != 200)
+        return -1;
+    return h_broker_start(&fx.broker, &fx.server, enroll_config, NULL);
+}
+
+static void test_enrollment_503_then_success(void **state)
+{
+    (void)state;
+    assert_int_equal(h_wait_state(fx.broker.sock, "ready", 20000), 0);
+    assert_int_equal(server_counter("enrollments"), 1);
+    assert_true(h_broker_log_contains(&fx.broker, "503"));
+}
+
+/* ---- 9: reconnection ---- */
+
+static void test_fifty_drops(void **state)
+{
+    (void)state;
+    assert_int_equal(h_wait_state(fx.broker.sock, "ready", 15000), 0);
+    struct h_conn *c = h_conn_hello(fx.broker.sock, "t-drops");
+    cJSON *r;
+    assert_int_equal(h_conn_send(c, "{\"op\":\"register\",\"id\":1,\"commands\":[\"a\",\"b\"]}"),
+                     0);
+    r = h_conn_expect(c, "result", 1, 5000);
+    assert_ok(r);
+    cJSON_Delete(r);
+    double registrations = server_counter("registrations");
+    for (int i = 0; i < 50; i++) {
+        const char *mode = i % 2 ? "{\"mode\":\"transport\"}" : "{\"mode\":\"namespace\"}";
+        assert_int_equal(h_http(&fx.server, "POST", "/_dev/disconnect", mode, NULL), 200);
+        /* wait for this drop to be noticed, then for the new session */
+        r = h_conn_expect(c, "event", -1, 5000);
+        while (r && strcmp(h_json_str(r, "event"), "connected") != 0) {
+            cJSON_Delete(r);
+            r = h_conn_expect(c, "event", -1, 10000);
+        }
+        assert_non_null(r);
+        cJSON_Delete(r);
+        char *text = server_handlers();
+        assert_non_null(text);
+        assert_true(!strcmp(text, "[\"a\",\"b\"]") || !strcmp(text, "[\"b\",\"a\"]"));
+        free(text);
+    }
+    assert_true(server_counter("registrations") >= registrations + 50);
+    cJSON *st = h_status(fx.broker.sock);
+    assert_true(h_json_num(st, "counters.reconnects", 0) >= 50);
+    cJSON_Delete(st);
+    h_conn_close(c);
+}
+
+static int setup_fast_ping(void **state)
+{
+    static const char *const args[] = {"--ping-interval", "300", "--ping-timeout", "300", NULL};
+    (void)state;
+    return start_all(args, plain_config);
+}
+
+static void test_paused_server(void **state)
+{
+    (void)state;
+    assert_int_equal(h_wait_state(fx.broker.sock, "ready", 15000), 0);
+    h_server_pause(&fx.server, true);
+    /* pingInterval + pingTimeout = 600 ms without a ping: dead */
+    int rc = h_wait_state(fx.broker.sock, "backoff", 5000);
+    if (rc != 0)
+        rc = h_wait_state(fx.broker.sock, "connecting", 3000);
+    h_server_pause(&fx.server, false);
+    assert_int_equal(rc, 0);
+    assert_true(h_broker_log_contains(&fx.broker, "no ping from the server"));
+    assert_int_equal(h_wait_state(fx.broker.sock, "ready", 20000), 0);
+}
+
+/* ---- 2: maxPayload ---- */
+
+static int setup_small_payload(void **state)
+{
+    static const char *const args[] = {"--max-payload", "2000", NULL};
+    (void)state;
+    return start_all(args, plain_config);
+}
+
+static void test_max_payload(void **state)
+{
+    (void)state;
+    assert_int_equal(h_wait_state(fx.broker.sock, "ready", 15000), 0);
+    struct h_conn *c = h_conn_hello(fx.broker.sock, "t-big");
+    char payload[4000];
+    memset(payload, 'x', sizeof(payload));
+    payload[0] = '"';
+    payload[sizeof(payload) - 2] = '"';
+    payload[sizeof(payload) - 1] = '\0';
+    cJSON *r = request(c, 1, "echo", payload, 3000);
+    assert_code(r, "PayloadTooLarge");
+    cJSON_Delete(r);
+    r = request(c, 2, "echo", "\"small\"", 3000);
+    assert_ok(r);
+    cJSON_Delete(r);
+    h_conn_close(c);
+}
+
+/* ---- monitors: local and upstream traffic, two at once, no secrets ---- */
+
+static bool trace_seen(struct h_conn *m, const char *dir, const char *needle)
+{
+    uint64_t end = h_now_ms() + 5000;
+    while (h_now_ms() < end) {
+        cJSON *t = h_conn_expect(m, "trace", -1, 1000);
+        if (!t)
+            continue;
+        char *text = cJSON_PrintUnformatted(t);
+        bool hit = !strcmp(h_json_str(t, "dir"), dir) && strstr(text, needle);
+        assert_null(strstr(text, "dev-password"));
+        free(text);
+        cJSON_Delete(t);
+        if (hit)
+            return true;
+    }
+    return false;
+}
+
+static void test_two_monitors(void **state)
+{
+    (void)state;
+    assert_int_equal(h_wait_state(fx.broker.sock, "ready", 15000), 0);
+    struct h_conn *m[2];
+    for (int i = 0; i < 2; i++) {
+        m[i] = h_conn_hello(fx.broker.sock, "t-monitor");
+        assert_int_equal(h_conn_send(m[i], "{\"op\":\"monitor\",\"id\":1}"), 0);
+        cJSON *r = h_conn_expect(m[i], "result", 1, 5000);
+        assert_ok(r);
+        cJSON_Delete(r);
+    }
+    struct h_conn *c = h_conn_hello(fx.broker.sock, "t-traced");
+    cJSON *r = request(c, 5, "echo", "{\"marker\":\"m-42\"}", 3000);
+    assert_ok(r);
+    cJSON_Delete(r);
+    for (int i = 0; i < 2; i++) {
+        assert_true(trace_seen(m[i], "local-in", "m-42"));
+        assert_true(trace_seen(m[i], "upstream-out", "daemon:request"));
+        assert_true(trace_seen(m[i], "upstream-in", "daemon:response"));
+        assert_true(trace_seen(m[i], "local-out", "m-42"));
+    }
+    /* the namespace CONNECT after a reconnect is traced without the password */
+    assert_int_equal(h_http(&fx.server, "POST", "/_dev/disconnect", "{}", NULL), 200);
+    assert_true(trace_seen(m[0], "upstream-out", "(redacted)"));
+    assert_int_equal(h_wait_state(fx.broker.sock, "ready", 15000), 0);
+    for (int i = 0; i < 2; i++)
+        h_conn_close(m[i]);
+    h_conn_close(c);
+}
+
+/* ---- 2: TLS, a transport failure, and the refusal of an unknown CA ---- */
+
+static char tls_dir[H_DIR];
+
+/* A self-signed certificate for localhost / 127.0.0.1, made fresh. */
+static int make_cert(void)
+{
+    char cmd[1024];
+    snprintf(tls_dir, sizeof(tls_dir), "/tmp/volt-test-tls-XXXXXX");
+    if (!mkdtemp(tls_dir))
+        return -1;
+    snprintf(cmd, sizeof(cmd),
+             "openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=localhost "
+             "-addext subjectAltName=DNS:localhost,IP:127.0.0.1 "
+             "-keyout %s/key.pem -out %s/cert.pem >/dev/null 2>&1",
+             tls_dir, tls_dir);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+static int setup_tls(bool with_ca)
+{
+    char cert[H_PATH], key[H_PATH], config[2048];
+    if (make_cert() < 0)
+        return -1;
+    snprintf(cert, sizeof(cert), "%s/cert.pem", tls_dir);
+    snprintf(key, sizeof(key), "%s/key.pem", tls_dir);
+    const char *const args[] = {"--tls-cert", cert, "--tls-key", key, NULL};
+    snprintf(
+        config, sizeof(config),
+        "{\"controlSocketUrl\":\"wss://localhost:%%PORT%%/control\","
+        "\"socket\":{\"reconnectionDelay\":100,\"reconnectionDelayMax\":300%s%s%s},"
+        "\"credentials\":{\"teamClusterId\":\"cluster-dev\",\"daemonPassword\":\"dev-password\"},"
+        "\"broker\":{\"listen\":\"%%SOCK%%\",\"stateDir\":\"%%STATE%%\",\"logLevel\":\"debug\"}}",
+        with_ca ? ",\"caFile\":\"" : "", with_ca ? cert : "", with_ca ? "\"" : "");
+    return start_all(args, config);
+}
+
+static int setup_tls_no_ca(void **state)
+{
+    (void)state;
+    return setup_tls(false);
+}
+
+static int setup_tls_ca(void **state)
+{
+    (void)state;
+    return setup_tls(true);
+}
+
+static int teardown_tls(void **state)
+{
+    char cmd[H_PATH];
+    int rc = teardown(state);
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tls_dir);
+    if (system(cmd) != 0)
+        rc = -1;
+    return rc;
+}
+
+static void test_tls_refused_without_ca(void **state)
+{
+    (void)state;
+    struct h_conn *c = h_conn_hello(fx.broker.sock, "t-tls");
+    cJSON *r = h_conn_expect(c, "event", -1, 10000);
+    assert_non_null(r);
+    assert_string_equal(h_json_str(r, "event"), "error");
+    assert_string_equal(h_json_str(r, "code"), "SocketConnectionFailed");
+    cJSON_Delete(r);
+    cJSON *st = h_status(fx.broker.sock);
+    assert_string_not_equal(h_json_str(st, "upstream.state"), "ready");
+    cJSON_Delete(st);
+    assert_int_equal(server_counter("connects"), 0);
+    h_conn_close(c);
+}
+
+static void test_tls_accepted_with_ca(void **state)
+{
+    (void)state;
+    assert_int_equal(h_wait_state(fx.broker.sock, "ready", 15000), 0);
+    struct h_conn *c = h_conn_hello(fx.broker.sock, "t-tls");
+    cJSON *r = request(c, 1, "echo", "{\"over\":\"tls\"}", 3000);
+    assert_ok(r);
+    assert_string_equal(h_json_str(r, "data.over"), "tls");
+    cJSON_Delete(r);
+    h_conn_close(c);
+}
+
+static int setup_no_server(void **state)
+{
+    (void)state;
+    memset(&fx, 0, sizeof(fx));
+    /* A port nobody listens on: a server started and stopped again. */
+    if (h_server_start(&fx.server, NULL) < 0)
+        return -1;
+    int port = fx.server.port;
+    h_server_stop(&fx.server);
+    fx.server.port = port;
+    return h_broker_start(&fx.broker, &fx.server, plain_config, NULL);
+}
+
+static int teardown_no_server(void **state)
+{
+    (void)state;
+    int rc = h_broker_stop(&fx.broker, 15000);
+    h_broker_cleanup(&fx.broker);
+    return rc == 0 ? 0 : -1;
+}
+
+static void test_connection_failed_and_backoff(void **state)
+{
+    (void)state;
+    struct h_conn *c = h_conn_hello(fx.broker.sock, "t-noserver");
+    cJSON *r = h_conn_expect(c, "event", -1, 10000);
+    assert_non_null(r);
+    assert_string_equal(h_json_str(r, "code"), "SocketConnectionFailed");
+    cJSON_Delete(r);
+    /* it keeps trying, with backoff, and says why */
+    r = h_conn_expect(c, "event", -1, 10000);
+    assert_non_null(r);
+    cJSON_Delete(r);
+    assert_true(h_broker_log_contains(&fx.broker, "retrying in"));
+    h_conn_close(c);
+}
+
+int main(void)
+{
+    /* VOLT_TEST_FILTER picks tests by name (ctest runs the reconnect ones
+     * again under valgrind that way). */
+    const char *filter = getenv("VOLT_TEST_FILTER");
+    if (filter)
+        cmocka_set_test_filter(filter);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_commands, setup_plain, teardown),
+        cmocka_unit_test_setup_teardown(test_disconnect_fails_pending, setup_plain, teardown),
+        cmocka_unit_test_setup_teardown(test_handlers_and_server_requests, setup_plain, teardown),
+        cmocka_unit_test_setup_teardown(test_messages_and_binary, setup_plain, teardown),
+        cmocka_unit_test_setup_teardown(test_heartbeat, setup_heartbeat, teardown),
+        cmocka_unit_test_setup_teardown(test_connect_error, setup_bad_password, teardown),
+        cmocka_unit_test_setup_teardown(test_registration_refused_then_ready, setup_plain,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_enrollment_rotation_persisted, setup_enroll, teardown),
+        cmocka_unit_test_setup_teardown(test_enrollment_401_is_final, setup_enroll_refused,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_enrollment_503_then_success, setup_enroll_503,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_fifty_drops, setup_plain, teardown),
+        cmocka_unit_test_setup_teardown(test_paused_server, setup_fast_ping, teardown),
+        cmocka_unit_test_setup_teardown(test_max_payload, setup_small_payload, teardown),
+        cmocka_unit_test_setup_teardown(test_two_monitors, setup_plain, teardown),
+        cmocka_unit_test_setup_teardown(test_tls_refused_without_ca, setup_tls_no_ca, teardown_tls),
+        cmocka_unit_test_setup_teardown(test_tls_accepted_with_ca, setup_tls_ca, teardown_tls),
+        cmocka_unit_test_setup_teardown(test_connection_failed_and_backoff, setup_no_server,
+                                        teardown_no_server),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -253,8 +253,10 @@ static void handle_hello(struct broker *b, struct peer *p, const struct proto_ms
     log_info("client %llu hello: name=%s pid=%d uid=%u version=%llu",
              (unsigned long long)peer_id(p), peer_name(p), (int)peer_pid(p), (unsigned)peer_uid(p),
              (unsigned long long)hi);
-    w.fields = PROTO_F_VERSION | PROTO_F_MAX_FRAME | PROTO_F_NAME | PROTO_F_STATE;
+    w.fields =
+        PROTO_F_VERSION | PROTO_F_MAX_FRAME | PROTO_F_NAME | PROTO_F_STATE | PROTO_F_TIMEOUT_MS;
     w.version = hi;
+    w.timeout_ms = b->cfg->command_timeout_ms;
     w.max_frame = b->cfg->max_frame;
     w.name = proto_span_str(BROKER_NAME, (uint32_t)strlen(BROKER_NAME));
     w.state = proto_span_str(state, (uint32_t)strlen(state));

@@ -976,6 +976,8 @@ static void on_ws_message(void *ud, const void *data, size_t len, bool binary)
         on_sio_packet(s, &msg);
 }
 
+static void on_transport_closed(void *ud);
+
 static void on_ws_close(void *ud, const struct ws_close_info *info)
 {
     struct session *s = ud;
@@ -993,8 +995,13 @@ static void on_ws_close(void *ud, const struct ws_close_info *info)
     uv_timer_stop(&s->ping_timer);
     uv_timer_stop(&s->heartbeat_timer);
     fail_all_pending(s, "the upstream session was lost");
-    if (was == SESSION_STOPPING)
+    if (was == SESSION_STOPPING) {
+        /* session_stop's polite close is complete: what was queued (the
+         * last answers) is out; now the transport. */
+        if (s->transport)
+            ws_transport_close(s->transport, on_transport_closed, s);
         return;
+    }
     if (was == SESSION_READY)
         s->counters.reconnects++;
     if (was == SESSION_CONNECTING && !info->was_open)
@@ -1268,11 +1275,12 @@ void session_stop(struct session *s, void (*done)(void *ud), void *ud)
         return;
     s->stopped = done;
     s->stopped_ud = ud;
-    if (s->state == SESSION_READY) {
-        /* A clean goodbye: Socket.IO DISCONNECT for our namespace. */
-        if (packet_begin(s) == 0)
-            packet_send(s, SIO_DISCONNECT, NULL, 0);
-    }
+    /* No Socket.IO DISCONNECT: a socket.io server handles an event on the
+     * next tick and drops it if the DISCONNECT that follows in the same
+     * read came first ("ignore packet received after disconnection"), so
+     * the last server:response answers would be lost. The WebSocket close
+     * below sends everything queued, then the Close frame; the server
+     * reads that as "transport close" after the events are handled. */
     set_state(s, SESSION_STOPPING, "the broker is stopping");
     if (s->enroll) {
         enroll_cancel(s->enroll);
@@ -1292,8 +1300,13 @@ void session_stop(struct session *s, void (*done)(void *ud), void *ud)
     http_client_close(s->http);
     s->http = NULL;
     if (s->transport) {
+        /* Counted now, released by on_transport_closed. With a connection
+         * up, ws_close() above first sends what is queued and on_ws_close
+         * closes the transport; closing it right away would drop the
+         * queue (ws.h: "use ws_close() first and wait for on_close"). */
         s->handles_open++;
-        ws_transport_close(s->transport, on_transport_closed, s);
+        if (!s->conn)
+            ws_transport_close(s->transport, on_transport_closed, s);
     }
     maybe_stopped(s);
 }

@@ -131,7 +131,12 @@ static void on_hup(uv_signal_t *s, int signum)
     (void)signum;
     sdnotify_send("RELOADING=1");
     if (load_config(d, &fresh, errors, sizeof(errors), &check, &print) > 0) {
-        log_error("SIGHUP: configuration has problems, nothing reloaded:\n%s", errors);
+        /* One log line per problem: a line break inside an entry would
+         * reach the journal as lines without a priority. */
+        log_error("SIGHUP: configuration has problems, nothing reloaded");
+        for (char *save = NULL, *line = strtok_r(errors, "\n", &save); line;
+             line = strtok_r(NULL, "\n", &save))
+            log_error("SIGHUP: %s", line);
     } else {
         broker_reload(d->broker, &fresh);
     }

@@ -926,10 +926,14 @@ int h_run_input(const char *const *argv, const char *const *extra_env, const cha
                 char **out, char **err, int timeout_ms)
 {
     /* h_run()'s child inherits our stdin: lend it the pipe meanwhile. */
-    int saved = fcntl(STDIN_FILENO, F_DUPFD_CLOEXEC, 3);
-    int in = input_pipe(input);
-    int rc;
+    int saved, in, rc;
 
+    if (out)
+        *out = NULL;
+    if (err)
+        *err = NULL;
+    saved = fcntl(STDIN_FILENO, F_DUPFD_CLOEXEC, 3);
+    in = input_pipe(input);
     if (in < 0) {
         if (saved >= 0)
             close(saved);

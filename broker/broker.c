@@ -176,7 +176,8 @@ static int build_status(struct broker *b, struct proto_buf *o)
     err |= put_kv_str(o, "version", VOLT_VERSION);
     err |= put_kv_uint(o, "pid", (uint64_t)getpid());
     err |= put_kv_uint(o, "uptime_ms", now - b->started_ms);
-    err |= put_kv_str(o, "listen", b->cfg->listen_path);
+    err |=
+        put_kv_str(o, "listen", b->socket_activated ? "(socket activation)" : b->cfg->listen_path);
     err |= put_kv_uint(o, "clients", b->n_peers);
 
     err |= proto_mp_put_cstr(o, "upstream");
@@ -650,10 +651,13 @@ int broker_start(struct broker *b)
         log_error("cannot listen on %s: %s", b->cfg->listen_path, uv_strerror(rc));
         return rc;
     }
-    log_info("listening on %s (mode %04o%s%s)",
-             b->socket_activated ? "(socket activation)" : b->cfg->listen_path, b->cfg->listen_mode,
-             b->cfg->listen_group ? ", group " : "",
-             b->cfg->listen_group ? b->cfg->listen_group : "");
+    /* A passed socket's path and mode are systemd's (the .socket unit). */
+    if (b->socket_activated)
+        log_info("listening on the socket passed by systemd");
+    else
+        log_info("listening on %s (mode %04o%s%s)", b->cfg->listen_path, b->cfg->listen_mode,
+                 b->cfg->listen_group ? ", group " : "",
+                 b->cfg->listen_group ? b->cfg->listen_group : "");
     if (!b->session) {
         log_warn("no controlSocketUrl configured: serving local clients without an upstream");
         return 0;

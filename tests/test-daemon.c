@@ -999,7 +999,7 @@ static void test_socket_activation(void **state)
     assert_int_equal((int)h_json_num(r, "data.broker.pid", 0), (int)ts.broker.pid);
     cJSON_Delete(r);
     drop_conn(c);
-    assert_true(h_broker_log_contains(&ts.broker, "listening on (socket activation)"));
+    assert_true(h_broker_log_contains(&ts.broker, "listening on the socket passed by systemd"));
     assert_true(h_broker_log_contains(&ts.broker, "passed by systemd"));
     assert_int_equal(access(ts.broker.sock, F_OK), -1); /* never bound its own */
 
@@ -1017,7 +1017,7 @@ static void test_socket_activation_for_another_pid_ignored(void **state)
     const char *const env[] = {"LISTEN_FDS=1", "LISTEN_PID=1", NULL};
     assert_int_equal(h_broker_start(&ts.broker, NULL, local_config, env), 0);
     drop_conn(keep_conn(h_conn_hello(ts.broker.sock, "t-not-activated")));
-    assert_false(h_broker_log_contains(&ts.broker, "socket activation"));
+    assert_false(h_broker_log_contains(&ts.broker, "passed by systemd"));
     assert_int_equal(h_broker_stop(&ts.broker, 5000), 0);
     assert_int_equal(access(ts.broker.sock, F_OK), -1); /* its own socket is removed */
 }

@@ -429,7 +429,7 @@ static int group_join(struct router *r, struct rclient *c, const struct proto_sp
 {
     uint32_t hash = hash_name(name->ptr, name->len);
     struct group *g = groups_find(&r->groups, name->ptr, name->len, hash, NULL);
-    uint32_t slot;
+    uint32_t slot = 0;
 
     if (!g) {
         if ((r->groups.count + 1) * 4 > r->groups.cap * 3 && groups_grow(&r->groups) < 0)
@@ -462,7 +462,7 @@ static int group_join(struct router *r, struct rclient *c, const struct proto_sp
 /* Removes c from g; frees g when empty. True when the union shrank. */
 static bool group_leave(struct router *r, struct rclient *c, struct group *g)
 {
-    uint32_t slot;
+    uint32_t slot = 0;
 
     for (uint32_t i = 0; i < g->n; i++) {
         if (g->members[i] == c) {

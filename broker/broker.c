@@ -14,6 +14,7 @@
 #include "proto/msgpack.h"
 #include "upstream/session.h"
 #include "util/log.h"
+#include "util/sdnotify.h"
 
 #define BROKER_NAME  "volt-broker/" VOLT_VERSION
 #define MAX_MONITORS 16
@@ -506,7 +507,11 @@ static void on_session_state(void *ud, enum session_state st, const char *reason
     struct broker *b = ud;
     struct proto_msg ev = {.op = PROTO_OP_EVENT};
     const char *name = session_state_name(st);
+    char status[320];
 
+    /* systemctl status shows where the upstream is and why. */
+    snprintf(status, sizeof(status), "STATUS=upstream %s: %s", name, reason);
+    sdnotify_send(status);
     if (st == SESSION_READY) {
         ev.fields = PROTO_F_EVENT | PROTO_F_STATE;
         ev.event = proto_span_str("connected", 9);

@@ -1,0 +1,1087 @@
+/* volt-inspect in each of its modes, as a person or a script runs it,
+ * against a real volt-broker connected to the real socket.io dev server.
+ *
+ * The tool is a separate process here: short runs go through h_run_input()
+ * (stdin as a pipe, stdout/stderr/exit status collected), the long-lived
+ * modes (monitor, proxy, call --follow) through h_proc_start(), stopped by
+ * a signal. What the tool prints is checked against what the broker and
+ * the dev server really did: the broker's status, the dev server's
+ * counters, the frames a raw h_conn client saw.
+ */
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "harness.h"
+
+#define RUN_TIMEOUT_MS 10000
+#define MAX_PROCS      6
+
+static const char *const plain_config =
+    "{\"serverUrl\":\"http://127.0.0.1:%PORT%\","
+    "\"controlSocketUrl\":\"ws://127.0.0.1:%PORT%/control\","
+    "\"socket\":{\"reconnectionDelay\":100,\"reconnectionDelayMax\":300},"
+    "\"broker\":{\"listen\":\"%SOCK%\",\"stateDir\":\"%STATE%\",\"logLevel\":\"debug\"},"
+    "\"credentials\":{\"teamClusterId\":\"cluster-dev\",\"daemonPassword\":\"dev-password\"},"
+    "\"commandTimeout\":3000}";
+
+struct fixture {
+    struct h_server server;
+    struct h_broker broker;
+    bool broker_stopped; /* a test stopped it and checked its exit */
+    struct h_proc procs[MAX_PROCS];
+    int n_procs;
+};
+
+static struct fixture fx;
+
+static int setup(void **state)
+{
+    (void)state;
+    memset(&fx, 0, sizeof(fx));
+    /* The server's default heartbeat (25 s + 20 s): a busy machine must not
+     * turn a slow ping into a lost session in the middle of a test. */
+    if (h_server_start(&fx.server, NULL) < 0)
+        return -1;
+    if (h_broker_start(&fx.broker, &fx.server, plain_config, NULL) < 0) {
+        h_server_stop(&fx.server);
+        return -1;
+    }
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    int rc = 0;
+    (void)state;
+    /* Tools first, so a failed test leaves nothing behind. */
+    for (int i = 0; i < fx.n_procs; i++)
+        h_proc_cleanup(&fx.procs[i]);
+    if (!fx.broker_stopped)
+        rc = h_broker_stop(&fx.broker, 10000);
+    h_broker_cleanup(&fx.broker);
+    h_server_stop(&fx.server);
+    return rc == 0 ? 0 : -1;
+}
+
+/* ---- running the tool ---- */
+
+#define MAX_ARGS 24
+
+static void collect_args(const char **argv, const char *first, va_list ap)
+{
+    int n = 0;
+    argv[n++] = "volt-inspect";
+    for (const char *a = first; a; a = va_arg(ap, const char *)) {
+        assert_true(n < MAX_ARGS - 1);
+        argv[n++] = a;
+    }
+    argv[n] = NULL;
+}
+
+/* Runs volt-inspect with the arguments (NULL-terminated) and input on its
+ * stdin, and checks that its exit status is `expected`; *out and *err
+ * (caller frees) hold what it printed. */
+static void inspect_expect(int expected, const char *input, char **out, char **err,
+                           const char *first, ...)
+{
+    const char *argv[MAX_ARGS];
+    va_list ap;
+    va_start(ap, first);
+    collect_args(argv, first, ap);
+    va_end(ap);
+    int rc = h_run_input(argv, NULL, input, out, err, RUN_TIMEOUT_MS);
+    if (rc != expected)
+        fprintf(stderr, "volt-inspect exited %d, not %d\n  stdout: %s\n  stderr: %s\n", rc,
+                expected, *out ? *out : "?", *err ? *err : "?");
+    assert_int_equal(rc, expected);
+}
+
+/* Starts volt-inspect in the background; the fixture cleans it up. */
+static struct h_proc *start_inspect(const char *input, const char *first, ...)
+{
+    const char *argv[MAX_ARGS];
+    va_list ap;
+    assert_true(fx.n_procs < MAX_PROCS);
+    struct h_proc *p = &fx.procs[fx.n_procs++];
+    va_start(ap, first);
+    collect_args(argv, first, ap);
+    va_end(ap);
+    assert_int_equal(h_proc_start(p, argv, NULL, input), 0);
+    return p;
+}
+
+/* ---- reading what it printed ---- */
+
+/* Every line of text parsed as JSON, in an array (caller deletes); fails
+ * the test on a line that is not JSON. */
+static cJSON *json_lines(const char *text)
+{
+    cJSON *all = cJSON_CreateArray();
+    const char *p = text;
+    while (*p) {
+        const char *nl = strchr(p, '\n');
+        size_t len = nl ? (size_t)(nl - p) : strlen(p);
+        char *line = strndup(p, len);
+        cJSON *j = cJSON_Parse(line);
+        if (!j)
+            fprintf(stderr, "not a JSON line: '%s'\n", line);
+        free(line);
+        assert_non_null(j);
+        cJSON_AddItemToArray(all, j);
+        p += len + (nl ? 1 : 0);
+    }
+    return all;
+}
+
+static int count_lines(const char *text)
+{
+    int n = 0;
+    for (; *text; text++)
+        n += *text == '\n';
+    return n;
+}
+
+/* The first element of arr whose op is op and, when id >= 0, whose id is id. */
+static cJSON *find_frame(const cJSON *arr, const char *op, long long id)
+{
+    cJSON *f;
+    cJSON_ArrayForEach(f, arr)
+    {
+        const char *fop = h_json_str(f, "op");
+        if (fop && !strcmp(fop, op) && (id < 0 || h_json_num(f, "id", -1) == (double)id))
+            return f;
+    }
+    return NULL;
+}
+
+/* The number after the word `label` and blanks ("requests   12"), or -1. */
+static long long number_after(const char *text, const char *label)
+{
+    size_t n = strlen(label);
+    for (const char *p = strstr(text, label); p; p = strstr(p + 1, label)) {
+        bool word = (p == text || p[-1] == ' ' || p[-1] == '\n') && p[n] == ' ';
+        if (word)
+            return strtoll(p + n, NULL, 10);
+    }
+    return -1;
+}
+
+/* The line of text that starts with prefix (caller frees), or NULL. */
+static char *line_starting(const char *text, const char *prefix)
+{
+    for (const char *p = text; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL) {
+        if (!strncmp(p, prefix, strlen(prefix))) {
+            const char *nl = strchr(p, '\n');
+            return strndup(p, nl ? (size_t)(nl - p) : strlen(p));
+        }
+    }
+    return NULL;
+}
+
+static double server_requests(void)
+{
+    cJSON *st = h_http_json(&fx.server, "GET", "/_dev/state", NULL);
+    double v = h_json_num(st, "counters.requests", -1);
+    cJSON_Delete(st);
+    return v;
+}
+
+static double broker_counter(const char *name)
+{
+    char path[96];
+    cJSON *st = h_status(fx.broker.sock);
+    snprintf(path, sizeof(path), "counters.%s", name);
+    double v = h_json_num(st, path, -1);
+    cJSON_Delete(st);
+    return v;
+}
+
+/* The broker's client id for the client that said hello with name. */
+static long long client_id(const char *name)
+{
+    cJSON *st = h_status(fx.broker.sock);
+    cJSON *c;
+    long long id = -1;
+    cJSON_ArrayForEach(c, cJSON_GetObjectItem(st, "clients"))
+    {
+        const char *n = h_json_str(c, "name");
+        if (n && !strcmp(n, name))
+            id = (long long)h_json_num(c, "id", -1);
+    }
+    cJSON_Delete(st);
+    return id;
+}
+
+/* strcmp that takes NULL (as a value equal to nothing). */
+static bool streq(const char *a, const char *b)
+{
+    return a && b && !strcmp(a, b);
+}
+
+static void assert_result_ok(cJSON *r)
+{
+    assert_non_null(r);
+    if (!cJSON_IsTrue(cJSON_GetObjectItem(r, "ok"))) {
+        char *text = cJSON_PrintUnformatted(r);
+        fprintf(stderr, "expected ok:true, got %.500s\n", text);
+        free(text);
+        h_broker_dump_log(&fx.broker);
+        fail();
+    }
+}
+
+static void wait_ready(void)
+{
+    assert_int_equal(h_wait_state(fx.broker.sock, "ready", 15000), 0);
+}
+
+/* ---- 1: --oneshot ---- */
+
+static void test_oneshot_answers_and_exit_status(void **state)
+{
+    char *out, *err;
+    cJSON *lines, *r;
+    (void)state;
+    wait_ready();
+
+    /* ok:true: exit 0, exactly the answer on stdout. */
+    inspect_expect(0, NULL, &out, &err, "-s", fx.broker.sock, "-e",
+                   "{\"op\":\"request\",\"command\":\"echo\",\"payload\":{\"x\":1}}", NULL);
+    assert_int_equal(count_lines(out), 1);
+    lines = json_lines(out);
+    r = cJSON_GetArrayItem(lines, 0);
+    assert_string_equal(h_json_str(r, "op"), "result");
+    assert_int_equal((int)h_json_num(r, "id", -1), 1);
+    assert_true(cJSON_IsTrue(cJSON_GetObjectItem(r, "ok")));
+    assert_int_equal((int)h_json_num(r, "data.x", -1), 1);
+    assert_string_equal(err, "");
+    cJSON_Delete(lines);
+    free(out);
+    free(err);
+
+    /* ok:false: exit 1, the answer on stdout, code, message and the
+     * server's code on stderr. */
+    inspect_expect(1, NULL, &out, &err, "-s", fx.broker.sock, "-e",
+                   "{\"op\":\"request\",\"command\":\"reject\","
+                   "\"payload\":{\"code\":\"E_NOPE\",\"message\":\"not today\"}}",
+                   NULL);
+    lines = json_lines(out);
+    assert_int_equal(cJSON_GetArraySize(lines), 1);
+    r = cJSON_GetArrayItem(lines, 0);
+    assert_string_equal(h_json_str(r, "code"), "COMMAND_REJECTED");
+    assert_non_null(strstr(err, "COMMAND_REJECTED"));
+    assert_non_null(strstr(err, "not today"));
+    assert_non_null(strstr(err, "E_NOPE"));
+    cJSON_Delete(lines);
+    free(out);
+    free(err);
+
+    /* No answer within --timeout: exit 4, well before the broker's own
+     * commandTimeout (3 s) would have answered COMMAND_TIMEOUT (exit 1). */
+    uint64_t t0 = h_now_ms();
+    inspect_expect(4, NULL, &out, &err, "-s", fx.broker.sock, "--timeout", "300", "-e",
+                   "{\"op\":\"request\",\"command\":\"never\"}", NULL);
+    uint64_t took = h_now_ms() - t0;
+    assert_true(took >= 300 && took < 2500);
+    assert_string_equal(out, "");
+    assert_non_null(strstr(err, "no answer for id 1"));
+    free(out);
+    free(err);
+
+    /* Several frames from stdin: automatic ids 1 and 2, both answers. */
+    inspect_expect(0,
+                   "# the deploy check\n"
+                   "{\"op\":\"request\",\"command\":\"echo\",\"payload\":\"hi\"}\n"
+                   "{\"op\":\"credential\",\"name\":\"teamClusterId\"}\n",
+                   &out, &err, "-s", fx.broker.sock, "--oneshot", NULL);
+    lines = json_lines(out);
+    assert_int_equal(cJSON_GetArraySize(lines), 2);
+    assert_string_equal(h_json_str(find_frame(lines, "result", 1), "data"), "hi");
+    assert_string_equal(h_json_str(find_frame(lines, "result", 2), "data"), "cluster-dev");
+    cJSON_Delete(lines);
+    free(out);
+    free(err);
+}
+
+static bool listener_has_client(int fd)
+{
+    int c = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (c >= 0)
+        close(c);
+    return c >= 0;
+}
+
+static void test_oneshot_bad_input_and_no_socket(void **state)
+{
+    char *out, *err, path[H_PATH];
+    (void)state;
+    wait_ready();
+
+    /* A bad frame among good ones: exit 2, nothing sent, not even the
+     * good one before it. */
+    double upstream_before = server_requests();
+    double broker_before = broker_counter("requests");
+    assert_true(upstream_before >= 0 && broker_before >= 0);
+    inspect_expect(2, NULL, &out, &err, "-s", fx.broker.sock, "-e",
+                   "{\"op\":\"request\",\"command\":\"echo\"}", "-e", "{\"op\":\"request\",", NULL);
+    assert_string_equal(out, "");
+    assert_non_null(strstr(err, "not valid JSON"));
+    assert_non_null(strstr(err, "nothing sent"));
+    free(out);
+    free(err);
+    assert_true(server_requests() == upstream_before);
+    assert_true(broker_counter("requests") == broker_before);
+
+    /* ... and it does not even connect: a listener of our own hears
+     * nobody. */
+    struct sockaddr_un a = {.sun_family = AF_UNIX};
+    snprintf(path, sizeof(path), "%s/listener.sock", fx.broker.dir);
+    assert_true(strlen(path) < sizeof(a.sun_path));
+    memcpy(a.sun_path, path, strlen(path) + 1);
+    int lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    assert_true(lfd >= 0);
+    assert_int_equal(bind(lfd, (struct sockaddr *)&a, sizeof(a)), 0);
+    assert_int_equal(listen(lfd, 4), 0);
+    inspect_expect(2, NULL, &out, &err, "-s", path, "-e", "{\"op\":\"ping\"}", "-e", "[1,2]", NULL);
+    assert_false(listener_has_client(lfd));
+    close(lfd);
+    free(out);
+    free(err);
+
+    /* Not JSON lines on stdin: the same, with the line number. */
+    inspect_expect(2, "{\"op\":\"ping\"}\n{\"id\":3}\n", &out, &err, "-s", fx.broker.sock,
+                   "--oneshot", NULL);
+    assert_non_null(strstr(err, "line 2"));
+    free(out);
+    free(err);
+
+    /* No socket there: exit 3, naming the path. */
+    snprintf(path, sizeof(path), "%s/no-such-broker.sock", fx.broker.dir);
+    inspect_expect(3, NULL, &out, &err, "-s", path, "-e", "{\"op\":\"ping\"}", NULL);
+    assert_string_equal(out, "");
+    assert_non_null(strstr(err, path));
+    free(out);
+    free(err);
+
+    /* The same through $VOLT_BROKER_SOCKET. */
+    char env[H_PATH + 32];
+    snprintf(env, sizeof(env), "VOLT_BROKER_SOCKET=%s", path);
+    const char *const argv[] = {"volt-inspect", "-e", "{\"op\":\"ping\"}", NULL};
+    const char *const envv[] = {env, NULL};
+    assert_int_equal(h_run_input(argv, envv, NULL, &out, &err, RUN_TIMEOUT_MS), 3);
+    assert_non_null(strstr(err, path));
+    free(out);
+    free(err);
+}
+
+/* ---- 2: call mode, a script on stdin ---- */
+
+static void test_call_piped_stdin(void **state)
+{
+    char *out, *err;
+    (void)state;
+    wait_ready();
+
+    /* Lines 4 (comment) and 6 (empty) are skipped; 5 and 7 are bad; the
+     * typed id 10 pushes the automatic ids above it. */
+    const char *script = "{\"op\":\"ping\"}\n"
+                         "{\"op\":\"status\"}\n"
+                         "{\"op\":\"request\",\"command\":\"echo\",\"payload\":{\"y\":2}}\n"
+                         "# a comment\n"
+                         "{bad\n"
+                         "\n"
+                         "[1,2]\n"
+                         "{\"op\":\"ping\",\"id\":10}\n"
+                         "{\"op\":\"ping\"}"; /* no final newline: still a line */
+    inspect_expect(2, script, &out, &err, "-s", fx.broker.sock, "-n", "call-script", NULL);
+
+    /* One JSON line per frame received, nothing else. */
+    cJSON *lines = json_lines(out);
+    assert_int_equal(cJSON_GetArraySize(lines), 7);
+    cJSON *welcome = cJSON_GetArrayItem(lines, 0);
+    assert_string_equal(h_json_str(welcome, "op"), "welcome");
+    assert_string_equal(h_json_str(welcome, "state"), "ready");
+    assert_non_null(find_frame(lines, "event", -1));
+    assert_non_null(find_frame(lines, "pong", 1));
+    cJSON *status = find_frame(lines, "result", 2);
+    assert_result_ok(status);
+    assert_string_equal(h_json_str(status, "data.upstream.state"), "ready");
+    cJSON *echo = find_frame(lines, "result", 3);
+    assert_result_ok(echo);
+    assert_int_equal((int)h_json_num(echo, "data.y", -1), 2);
+    assert_non_null(find_frame(lines, "pong", 10));
+    assert_non_null(find_frame(lines, "pong", 11));
+    cJSON_Delete(lines);
+
+    /* The bad lines, by number, on stderr; nothing else there. */
+    assert_non_null(strstr(err, "line 5:"));
+    assert_non_null(strstr(err, "line 7:"));
+    assert_int_equal(count_lines(err), 2);
+    free(out);
+    free(err);
+
+    /* Only good lines: exit 0. */
+    inspect_expect(0, "{\"op\":\"ping\"}\n", &out, &err, "-s", fx.broker.sock, NULL);
+    assert_non_null(strstr(out, "\"op\":\"pong\",\"id\":1"));
+    free(out);
+    free(err);
+}
+
+static void test_call_wait_and_follow(void **state)
+{
+    char *out, *err;
+    (void)state;
+    wait_ready();
+
+    /* An answer still owed after --wait: exit 4, the id named. */
+    uint64_t t0 = h_now_ms();
+    inspect_expect(4, "{\"op\":\"request\",\"command\":\"never\"}\n", &out, &err, "-s",
+                   fx.broker.sock, "--wait", "300", NULL);
+    assert_true(h_now_ms() - t0 < 2500);
+    assert_non_null(strstr(err, "no answer for id 1"));
+    free(out);
+    free(err);
+
+    /* --follow: subscribe, then keep printing what comes after the end of
+     * input. */
+    struct h_proc *p =
+        start_inspect("{\"op\":\"subscribe\",\"match\":\"prefix\",\"type\":\"insp.\"}\n", "-s",
+                      fx.broker.sock, "--follow", NULL);
+    assert_int_equal(h_proc_wait_stdout(p, "\"op\":\"result\",\"id\":1,\"ok\":true", 5000), 0);
+    assert_int_equal(h_http(&fx.server, "POST", "/_dev/message",
+                            "{\"type\":\"insp.note\",\"data\":{\"n\":5}}", NULL),
+                     200);
+    assert_int_equal(h_proc_wait_stdout(p, "insp.note", 5000), 0);
+    assert_true(h_proc_running(p));
+    out = h_proc_stdout(p);
+    cJSON *lines = json_lines(out);
+    cJSON *msg = find_frame(lines, "message", -1);
+    assert_non_null(msg);
+    assert_int_equal((int)h_json_num(msg, "data.n", -1), 5);
+    cJSON_Delete(lines);
+    free(out);
+    assert_int_equal(h_proc_stop(p, SIGTERM, 3000), 128 + SIGTERM);
+}
+
+/* ---- 3: status ---- */
+
+static void test_status(void **state)
+{
+    char *out, *err;
+    (void)state;
+    wait_ready();
+
+    /* Something to count and a client to list. */
+    struct h_conn *c = h_conn_hello(fx.broker.sock, "status-peer");
+    assert_non_null(c);
+    assert_int_equal(h_conn_send(c, "{\"op\":\"register\",\"id\":1,\"commands\":[\"insp.cmd\"]}"),
+                     0);
+    cJSON *r = h_conn_expect(c, "result", 1, 5000);
+    assert_result_ok(r);
+    cJSON_Delete(r);
+    for (int i = 2; i <= 4; i++) {
+        char frame[128];
+        snprintf(frame, sizeof(frame), "{\"op\":\"request\",\"id\":%d,\"command\":\"echo\"}", i);
+        assert_int_equal(h_conn_send(c, frame), 0);
+        r = h_conn_expect(c, "result", i, 5000);
+        assert_result_ok(r);
+        cJSON_Delete(r);
+    }
+    double requests = broker_counter("requests");
+    double ok = broker_counter("responses_ok");
+    assert_true(requests >= 3 && ok >= 3);
+
+    /* For people. */
+    inspect_expect(0, NULL, &out, &err, "-s", fx.broker.sock, "-n", "status-text", "status", NULL);
+    char *upstream = line_starting(out, "upstream");
+    assert_non_null(upstream);
+    assert_non_null(strstr(upstream, "ready"));
+    free(upstream);
+    assert_true(number_after(out, "requests") == (long long)requests);
+    assert_true(number_after(out, "responses_ok") == (long long)ok);
+    for (const char *const *k =
+             (const char *const[]){"rejected", "timeouts", "not_ready", "inbound", "drops",
+                                   "slow_consumers", "reconnects", "pending", NULL};
+         *k; k++) {
+        if (number_after(out, *k) < 0)
+            fprintf(stderr, "no counter %s in:\n%s\n", *k, out);
+        assert_true(number_after(out, *k) >= 0);
+    }
+    assert_non_null(strstr(out, fx.broker.sock));
+    assert_non_null(strstr(out, "cluster-dev"));
+    assert_non_null(strstr(out, "HANDLERS")); /* the table's heading */
+    assert_non_null(strstr(out, "status-peer"));
+    assert_non_null(strstr(out, "insp.cmd"));
+    assert_non_null(strstr(out, "status-text")); /* itself */
+    free(out);
+    free(err);
+
+    /* For scripts: one JSON line, the status map. */
+    inspect_expect(0, NULL, &out, &err, "-s", fx.broker.sock, "-n", "status-json", "status",
+                   "--json", NULL);
+    assert_int_equal(count_lines(out), 1);
+    cJSON *st = cJSON_Parse(out);
+    assert_non_null(st);
+    assert_string_equal(h_json_str(st, "upstream.state"), "ready");
+    assert_string_equal(h_json_str(st, "broker.listen"), fx.broker.sock);
+    assert_true(h_json_num(st, "counters.requests", -1) == requests);
+    cJSON *clients = cJSON_GetObjectItem(st, "clients");
+    assert_true(cJSON_IsArray(clients));
+    bool saw_peer = false, saw_self = false;
+    cJSON *cl;
+    cJSON_ArrayForEach(cl, clients)
+    {
+        const char *name = h_json_str(cl, "name");
+        assert_non_null(name);
+        /* h_status()'s connection may not be gone yet; nobody else is here. */
+        assert_true(!strcmp(name, "status-peer") || !strcmp(name, "status-json") ||
+                    !strcmp(name, "harness-status"));
+        if (!strcmp(name, "status-peer")) {
+            saw_peer = true;
+            assert_string_equal(h_json_str(cl, "handlers.0"), "insp.cmd");
+            assert_int_equal((int)h_json_num(cl, "pid", -1), (int)getpid());
+        }
+        saw_self |= !strcmp(name, "status-json");
+    }
+    assert_true(saw_peer && saw_self);
+    cJSON_Delete(st);
+    free(out);
+    free(err);
+    h_conn_close(c);
+}
+
+/* ---- 4: monitor ---- */
+
+/* Pings through probe until every monitor has printed the trace of the
+ * pong: from then on each of them sees everything. */
+static void wait_monitors_ready(struct h_conn *probe, struct h_proc **mons, int n)
+{
+    uint64_t end = h_now_ms() + 5000;
+    for (int id = 9001; h_now_ms() < end; id++) {
+        char ping[64], needle[64];
+        snprintf(ping, sizeof(ping), "{\"op\":\"ping\",\"id\":%d}", id);
+        snprintf(needle, sizeof(needle), "\"op\":\"pong\",\"id\":%d}", id);
+        assert_int_equal(h_conn_send(probe, ping), 0);
+        cJSON *pong = h_conn_expect(probe, "pong", id, 1000);
+        assert_non_null(pong);
+        cJSON_Delete(pong);
+        h_sleep_ms(50);
+        int ready = 0;
+        for (int i = 0; i < n; i++) {
+            char *out = h_proc_stdout(mons[i]);
+            ready += strstr(out, needle) != NULL;
+            free(out);
+        }
+        if (ready == n)
+            return;
+        for (int i = 0; i < n; i++)
+            assert_true(h_proc_running(mons[i]));
+    }
+    fail_msg("the monitors did not start tracing within 5 s");
+}
+
+/* The Socket.IO packet text of an upstream trace (`42/control,[...]`) as
+ * its JSON array, or NULL. */
+static cJSON *packet_args(const cJSON *trace)
+{
+    const char *text = h_json_str(trace, "frame");
+    const char *bracket = text ? strchr(text, '[') : NULL;
+    return bracket ? cJSON_Parse(bracket) : NULL;
+}
+
+/* The index of the first trace from `from` on with dir, and for local
+ * ones peer and frame op/id; for upstream ones the packet's event and
+ * requestId (when not NULL). -1 if none. */
+static int find_trace(const cJSON *lines, int from, const char *dir, long long peer, const char *op,
+                      long long id, const char *event, const char *request_id)
+{
+    for (int i = from; i < cJSON_GetArraySize(lines); i++) {
+        const cJSON *t = cJSON_GetArrayItem(lines, i);
+        const char *d = h_json_str(t, "dir");
+        if (!d || strcmp(d, dir) || h_json_num(t, "peer", -1) != (double)peer)
+            continue;
+        if (op) {
+            const char *fop = h_json_str(t, "frame.op");
+            if (fop && !strcmp(fop, op) && h_json_num(t, "frame.id", -1) == (double)id)
+                return i;
+            continue;
+        }
+        cJSON *args = packet_args(t);
+        const char *ev = h_json_str(args, "0");
+        const char *rid = h_json_str(cJSON_GetArrayItem(args, 1), "requestId");
+        bool match = ev && !strcmp(ev, event) && (!request_id || (rid && !strcmp(rid, request_id)));
+        cJSON_Delete(args);
+        if (match)
+            return i;
+    }
+    return -1;
+}
+
+static void test_monitor_json(void **state)
+{
+    (void)state;
+    wait_ready();
+    struct h_conn *c = h_conn_hello(fx.broker.sock, "mon-target");
+    assert_non_null(c);
+    struct h_proc *mon =
+        start_inspect(NULL, "-s", fx.broker.sock, "-n", "mon-json", "monitor", "--json", NULL);
+    wait_monitors_ready(c, &mon, 1);
+    long long peer = client_id("mon-target");
+    long long mon_peer = client_id("mon-json");
+    assert_true(peer > 0 && mon_peer > 0);
+
+    assert_int_equal(h_conn_send(c, "{\"op\":\"request\",\"id\":7,\"command\":\"echo\","
+                                    "\"payload\":{\"marker\":\"m-7\"}}"),
+                     0);
+    cJSON *r = h_conn_expect(c, "result", 7, 5000);
+    assert_result_ok(r);
+    cJSON_Delete(r);
+    assert_int_equal(h_proc_wait_stdout(mon, "\"frame\":{\"op\":\"result\",\"id\":7", 5000), 0);
+
+    char *out = h_proc_stdout(mon);
+    cJSON *lines = json_lines(out);
+    free(out);
+    /* Only traces, and the events every client gets. */
+    cJSON *t;
+    cJSON_ArrayForEach(t, lines)
+    {
+        const char *op = h_json_str(t, "op");
+        assert_non_null(op);
+        assert_true(!strcmp(op, "trace") || !strcmp(op, "event"));
+        /* Frames sent to a monitor are not traced. */
+        const char *dir = h_json_str(t, "dir");
+        assert_false(dir && !strcmp(dir, "local-out") && h_json_num(t, "peer", -1) == mon_peer);
+    }
+
+    /* The request's way: in from the client, out to the server as
+     * daemon:request, its daemon:response back in, the result out. */
+    int in = find_trace(lines, 0, "local-in", peer, "request", 7, NULL, NULL);
+    assert_true(in >= 0);
+    assert_string_equal(h_json_str(cJSON_GetArrayItem(lines, in), "frame.payload.marker"), "m-7");
+    int up = find_trace(lines, in, "upstream-out", 0, NULL, 0, "daemon:request", NULL);
+    assert_true(up > in);
+    cJSON *args = packet_args(cJSON_GetArrayItem(lines, up));
+    cJSON *req = cJSON_GetArrayItem(args, 1);
+    assert_string_equal(h_json_str(req, "command"), "echo");
+    assert_string_equal(h_json_str(req, "payload.marker"), "m-7");
+    assert_non_null(h_json_str(req, "requestId"));
+    char *rid = strdup(h_json_str(req, "requestId"));
+    cJSON_Delete(args);
+    int down = find_trace(lines, up, "upstream-in", 0, NULL, 0, "daemon:response", rid);
+    free(rid);
+    assert_true(down > up);
+    int back = find_trace(lines, down, "local-out", peer, "result", 7, NULL, NULL);
+    assert_true(back > down);
+    cJSON *result = cJSON_GetArrayItem(lines, back);
+    assert_string_equal(h_json_str(result, "frame.data.marker"), "m-7");
+    /* Broker times, in order. */
+    assert_true(h_json_num(cJSON_GetArrayItem(lines, in), "time_us", 0) > 1e15);
+    assert_true(h_json_num(cJSON_GetArrayItem(lines, in), "time_us", 0) <=
+                h_json_num(result, "time_us", 0));
+    cJSON_Delete(lines);
+
+    /* Binary goes upstream as an attachment: its own WebSocket message,
+     * traced as bin and printed as {"$bin":...}. */
+    assert_int_equal(h_conn_send(c, "{\"op\":\"request\",\"id\":9,\"command\":\"echo\","
+                                    "\"payload\":{\"blob\":{\"$bin\":\"3q2+7w==\"}}}"),
+                     0);
+    r = h_conn_expect(c, "result", 9, 5000);
+    assert_result_ok(r);
+    assert_string_equal(h_json_str(r, "data.blob.$bin"), "3q2+7w==");
+    cJSON_Delete(r);
+    assert_int_equal(h_proc_wait_stdout(mon, "\"frame\":{\"op\":\"result\",\"id\":9", 5000), 0);
+    out = h_proc_stdout(mon);
+    lines = json_lines(out);
+    free(out);
+    int attachments_out = 0, attachments_in = 0;
+    cJSON_ArrayForEach(t, lines)
+    {
+        if (!streq(h_json_str(t, "frame.$bin"), "3q2+7w=="))
+            continue;
+        attachments_out += streq(h_json_str(t, "dir"), "upstream-out");
+        attachments_in += streq(h_json_str(t, "dir"), "upstream-in");
+    }
+    assert_int_equal(attachments_out, 1);
+    assert_int_equal(attachments_in, 1);
+    cJSON_Delete(lines);
+
+    /* Interrupted: it ends with the signal; the broker carries on. */
+    assert_int_equal(h_proc_stop(mon, SIGTERM, 3000), 128 + SIGTERM);
+    assert_int_equal(h_conn_send(c, "{\"op\":\"ping\",\"id\":8}"), 0);
+    cJSON *pong = h_conn_expect(c, "pong", 8, 1000);
+    assert_non_null(pong);
+    cJSON_Delete(pong);
+    h_conn_close(c);
+}
+
+static void test_two_monitors(void **state)
+{
+    (void)state;
+    wait_ready();
+    struct h_conn *c = h_conn_hello(fx.broker.sock, "two-mon-target");
+    assert_non_null(c);
+    struct h_proc *mons[2];
+    mons[0] = start_inspect(NULL, "-s", fx.broker.sock, "-n", "mon-a", "monitor", "--json", NULL);
+    mons[1] = start_inspect(NULL, "-s", fx.broker.sock, "-n", "mon-b", "monitor", NULL);
+    wait_monitors_ready(c, mons, 2);
+    long long peer = client_id("two-mon-target");
+    assert_true(peer > 0);
+
+    /* Traffic while both watch. */
+    for (int i = 0; i < 20; i++) {
+        char frame[160];
+        snprintf(frame, sizeof(frame),
+                 "{\"op\":\"request\",\"id\":%d,\"command\":\"echo\",\"payload\":\"two-%d\"}",
+                 100 + i, i);
+        assert_int_equal(h_conn_send(c, frame), 0);
+    }
+    for (int i = 0; i < 20; i++) {
+        cJSON *r = h_conn_expect(c, "result", -1, 5000);
+        assert_result_ok(r);
+        cJSON_Delete(r);
+    }
+    /* The broker still answers at once. */
+    uint64_t t0 = h_now_ms();
+    assert_int_equal(h_conn_send(c, "{\"op\":\"ping\",\"id\":1}"), 0);
+    cJSON *pong = h_conn_expect(c, "pong", 1, 1000);
+    assert_non_null(pong);
+    cJSON_Delete(pong);
+    assert_true(h_now_ms() - t0 < 1000);
+
+    /* Both saw all of it. */
+    assert_int_equal(h_proc_wait_stdout(mons[0], "\"op\":\"result\",\"id\":119", 5000), 0);
+    assert_int_equal(h_proc_wait_stdout(mons[1], "\"op\":\"result\",\"id\":119", 5000), 0);
+    char *json_out = h_proc_stdout(mons[0]);
+    char *text_out = h_proc_stdout(mons[1]);
+    cJSON *lines = json_lines(json_out);
+    for (int i = 0; i < 20; i++) {
+        assert_true(find_trace(lines, 0, "local-in", peer, "request", 100 + i, NULL, NULL) >= 0);
+        assert_true(find_trace(lines, 0, "local-out", peer, "result", 100 + i, NULL, NULL) >= 0);
+    }
+    /* One monitor's traces are not traced to the other (no echo chamber). */
+    cJSON *t;
+    cJSON_ArrayForEach(t, lines)
+    {
+        assert_false(streq(h_json_str(t, "frame.op"), "trace"));
+    }
+    cJSON_Delete(lines);
+    /* The text monitor: one line per trace with the direction column. */
+    char dir[64];
+    snprintf(dir, sizeof(dir), "c%lld -> broker", peer);
+    assert_non_null(strstr(text_out, dir));
+    snprintf(dir, sizeof(dir), "broker -> c%lld", peer);
+    assert_non_null(strstr(text_out, dir));
+    assert_non_null(strstr(text_out, "broker -> server"));
+    assert_non_null(strstr(text_out, "server -> broker"));
+    assert_non_null(strstr(text_out, "daemon:request"));
+    assert_non_null(strstr(text_out, "daemon:response"));
+    assert_non_null(strstr(text_out, "two-19"));
+    free(json_out);
+    free(text_out);
+
+    /* Quiet again: the output stops growing. */
+    h_sleep_ms(200);
+    char *before = h_proc_stdout(mons[0]);
+    h_sleep_ms(600);
+    char *after = h_proc_stdout(mons[0]);
+    assert_true(count_lines(after) - count_lines(before) < 10);
+    free(before);
+    free(after);
+
+    /* The broker stops cleanly with both attached; both end with 3. */
+    h_conn_close(c);
+    assert_int_equal(h_broker_stop(&fx.broker, 5000), 0);
+    fx.broker_stopped = true;
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(h_proc_stop(mons[i], 0, 3000), 3);
+        char *err = h_proc_stderr(mons[i]);
+        assert_non_null(strstr(err, "monitor ended"));
+        free(err);
+    }
+}
+
+/* ---- 5: proxy ---- */
+
+static bool path_exists(const char *path)
+{
+    struct stat st;
+    return lstat(path, &st) == 0;
+}
+
+static struct h_proc *start_proxy(const char *path, bool json)
+{
+    struct h_proc *p =
+        json ? start_inspect(NULL, "-s", fx.broker.sock, "proxy", "--listen", path, "--json", NULL)
+             : start_inspect(NULL, "-s", fx.broker.sock, "proxy", "--listen", path, NULL);
+    /* Printed once it listens. */
+    assert_int_equal(h_proc_wait_stderr(p, "# proxying", 5000), 0);
+    return p;
+}
+
+static const char bad_frame[] = {0, 0, 0, 2, (char)0xc1, (char)0xc1}; /* 0xc1: never used */
+
+static void test_proxy_text(void **state)
+{
+    char path[H_PATH], needle[128];
+    (void)state;
+    wait_ready();
+    snprintf(path, sizeof(path), "%s/tap.sock", fx.broker.dir);
+    struct h_proc *proxy = start_proxy(path, false);
+
+    /* Two clients through it at once, each with its own answers. */
+    struct h_conn *c1 = h_conn_hello(path, "via-proxy-1");
+    assert_non_null(c1);
+    struct h_conn *c2 = h_conn_hello(path, "via-proxy-2");
+    assert_non_null(c2);
+    assert_int_equal(h_conn_send(c1, "{\"op\":\"request\",\"id\":1,\"command\":\"echo\","
+                                     "\"payload\":{\"who\":\"one\"}}"),
+                     0);
+    assert_int_equal(h_conn_send(c2, "{\"op\":\"request\",\"id\":1,\"command\":\"echo\","
+                                     "\"payload\":{\"who\":\"two\"}}"),
+                     0);
+    cJSON *r = h_conn_expect(c1, "result", 1, 5000);
+    assert_result_ok(r);
+    assert_string_equal(h_json_str(r, "data.who"), "one");
+    cJSON_Delete(r);
+    r = h_conn_expect(c2, "result", 1, 5000);
+    assert_result_ok(r);
+    assert_string_equal(h_json_str(r, "data.who"), "two");
+    cJSON_Delete(r);
+    /* The broker sees them as two clients of their own. */
+    assert_true(client_id("via-proxy-1") > 0 && client_id("via-proxy-2") > 0);
+
+    /* A bad frame is forwarded as it is: the broker answers BadFrame, and
+     * the connection goes on. */
+    assert_int_equal(h_conn_send_raw(c1, bad_frame, sizeof(bad_frame)), 0);
+    r = h_conn_expect(c1, "error", -1, 5000);
+    assert_non_null(r);
+    assert_string_equal(h_json_str(r, "code"), "BadFrame");
+    cJSON_Delete(r);
+    assert_int_equal(h_conn_send(c1, "{\"op\":\"ping\",\"id\":2}"), 0);
+    r = h_conn_expect(c1, "pong", 2, 5000);
+    assert_non_null(r);
+    cJSON_Delete(r);
+    h_conn_close(c1);
+    h_conn_close(c2);
+    assert_int_equal(h_proc_wait_stdout(proxy, "c1 - closed", 5000), 0);
+    assert_int_equal(h_proc_wait_stdout(proxy, "c2 - closed", 5000), 0);
+
+    char *out = h_proc_stdout(proxy);
+    snprintf(needle, sizeof(needle), " c1 + connected (pid %d,", (int)getpid());
+    assert_non_null(strstr(out, needle));
+    assert_non_null(strstr(out, " c1 > {\"op\":\"hello\""));
+    assert_non_null(strstr(out, "\"name\":\"via-proxy-1\""));
+    assert_non_null(strstr(out, " c1 < {\"op\":\"welcome\""));
+    assert_non_null(strstr(out, " c1 > {\"op\":\"request\",\"id\":1,\"command\":\"echo\","
+                                "\"payload\":{\"who\":\"one\"}}"));
+    assert_non_null(strstr(out, " c1 < {\"op\":\"result\",\"id\":1,\"ok\":true,"
+                                "\"data\":{\"who\":\"one\"}}"));
+    assert_non_null(strstr(out, " c2 < {\"op\":\"result\",\"id\":1,\"ok\":true,"
+                                "\"data\":{\"who\":\"two\"}}"));
+    assert_non_null(strstr(out, " c1 > ! "));
+    char *bf = strstr(out, " c1 < {\"op\":\"error\"");
+    assert_non_null(bf);
+    assert_non_null(strstr(bf, "BadFrame"));
+    assert_non_null(strstr(out, " c1 > {\"op\":\"ping\",\"id\":2}"));
+    assert_non_null(strstr(out, " c1 - closed: by the client"));
+    free(out);
+
+    /* A second proxy on the same path refuses: something listens there. */
+    char *o2, *e2;
+    inspect_expect(2, NULL, &o2, &e2, "-s", fx.broker.sock, "proxy", "--listen", path, NULL);
+    assert_non_null(strstr(e2, "in use"));
+    free(o2);
+    free(e2);
+
+    /* SIGTERM: exit 0 and the socket is gone. */
+    assert_true(path_exists(path));
+    assert_int_equal(h_proc_stop(proxy, SIGTERM, 3000), 0);
+    assert_false(path_exists(path));
+
+    /* A proxy killed outright leaves its socket; the next one replaces it. */
+    proxy = start_proxy(path, false);
+    assert_int_equal(h_proc_stop(proxy, SIGKILL, 3000), 128 + SIGKILL);
+    assert_true(path_exists(path));
+    proxy = start_proxy(path, false);
+    c1 = h_conn_hello(path, "via-proxy-3");
+    assert_non_null(c1);
+    h_conn_close(c1);
+    assert_int_equal(h_proc_stop(proxy, SIGINT, 3000), 0);
+    assert_false(path_exists(path));
+}
+
+static void test_proxy_json(void **state)
+{
+    char path[H_PATH];
+    (void)state;
+    wait_ready();
+    snprintf(path, sizeof(path), "%s/tap-json.sock", fx.broker.dir);
+    struct h_proc *proxy = start_proxy(path, true);
+
+    struct h_conn *c = h_conn_hello(path, "via-json-proxy");
+    assert_non_null(c);
+    assert_int_equal(h_conn_send(c, "{\"op\":\"request\",\"id\":5,\"command\":\"echo\","
+                                    "\"payload\":{\"bin\":{\"$bin\":\"AAEC\"}}}"),
+                     0);
+    cJSON *r = h_conn_expect(c, "result", 5, 5000);
+    assert_result_ok(r);
+    assert_string_equal(h_json_str(r, "data.bin.$bin"), "AAEC");
+    cJSON_Delete(r);
+    assert_int_equal(h_conn_send_raw(c, bad_frame, sizeof(bad_frame)), 0);
+    r = h_conn_expect(c, "error", -1, 5000);
+    assert_non_null(r);
+    assert_string_equal(h_json_str(r, "code"), "BadFrame");
+    cJSON_Delete(r);
+
+    /* A 3 MB answer, read late: more than the proxy holds per direction,
+     * so it has to pass on the back pressure, and arrives whole. */
+    assert_int_equal(h_conn_send(c, "{\"op\":\"request\",\"id\":6,\"command\":\"binary\","
+                                    "\"payload\":{\"size\":3000000},\"timeout_ms\":15000}"),
+                     0);
+    h_sleep_ms(300);
+    r = h_conn_expect(c, "result", 6, 16000);
+    assert_result_ok(r);
+    const char *blob = h_json_str(r, "data.blob.$bin");
+    assert_non_null(blob);
+    assert_int_equal(strlen(blob), 4000000);    /* base64 of 3,000,000 bytes */
+    assert_true(!strncmp(blob, "AAECAwQF", 8)); /* bytes 0, 1, 2, ... */
+    cJSON_Delete(r);
+    h_conn_close(c);
+    assert_int_equal(h_proc_wait_stdout(proxy, "\"event\":\"close\"", 5000), 0);
+
+    char *out = h_proc_stdout(proxy);
+    cJSON *lines = json_lines(out);
+    free(out);
+    bool open = false, hello = false, request = false, result = false, error_line = false,
+         bad_answer = false, big = false, closed = false;
+    cJSON *l;
+    cJSON_ArrayForEach(l, lines)
+    {
+        const char *dir = h_json_str(l, "dir"), *event = h_json_str(l, "event");
+        const char *op = h_json_str(l, "frame.op");
+        assert_non_null(h_json_str(l, "t"));
+        assert_int_equal((int)h_json_num(l, "conn", -1), 1);
+        if (event && !strcmp(event, "open")) {
+            open = true;
+            assert_int_equal((int)h_json_num(l, "pid", -1), (int)getpid());
+            assert_int_equal((int)h_json_num(l, "uid", -1), (int)getuid());
+        } else if (event && !strcmp(event, "close")) {
+            closed = true;
+            assert_non_null(h_json_str(l, "reason"));
+        } else {
+            assert_non_null(dir);
+            bool to_broker = !strcmp(dir, "to-broker");
+            assert_true(to_broker || !strcmp(dir, "to-client"));
+            if (h_json_str(l, "error")) {
+                error_line |= to_broker;
+                continue;
+            }
+            assert_non_null(op);
+            hello |= to_broker && !strcmp(op, "hello") &&
+                     streq(h_json_str(l, "frame.name"), "via-json-proxy");
+            request |= to_broker && !strcmp(op, "request") && h_json_num(l, "frame.id", -1) == 5 &&
+                       streq(h_json_str(l, "frame.payload.bin.$bin"), "AAEC");
+            result |= !to_broker && !strcmp(op, "result") &&
+                      streq(h_json_str(l, "frame.data.bin.$bin"), "AAEC");
+            bad_answer |= !to_broker && !strcmp(op, "error") &&
+                          streq(h_json_str(l, "frame.code"), "BadFrame");
+            const char *b = h_json_str(l, "frame.data.blob.$bin");
+            big |= !to_broker && !strcmp(op, "result") && b && strlen(b) == 4000000;
+        }
+    }
+    cJSON_Delete(lines);
+    assert_true(open);
+    assert_true(hello);
+    assert_true(request);
+    assert_true(result);
+    assert_true(error_line);
+    assert_true(bad_answer);
+    assert_true(big);
+    assert_true(closed);
+
+    /* SIGINT: exit 0 and the socket is gone. */
+    assert_int_equal(h_proc_stop(proxy, SIGINT, 3000), 0);
+    assert_false(path_exists(path));
+}
+
+/* ---- 6: help and version (no broker needed) ---- */
+
+static void test_help_and_version(void **state)
+{
+    char *out, *err;
+    (void)state;
+    static const struct {
+        const char *args[3];
+        const char *expect;
+    } helps[] = {
+        {{"--help"}, "Modes:"},
+        {{"-h"}, "Modes:"},
+        {{"help"}, "Modes:"},
+        {{"call", "--help"}, "Automatic ids"},
+        {{"help", "call"}, "Automatic ids"},
+        {{"proxy", "--help"}, "--listen PATH"},
+        {{"help", "proxy"}, "--listen PATH"},
+        {{"monitor", "--help"}, "trace frame"},
+        {{"status", "--help"}, "status map"},
+    };
+    for (size_t i = 0; i < sizeof(helps) / sizeof(helps[0]); i++) {
+        inspect_expect(0, NULL, &out, &err, helps[i].args[0], helps[i].args[1], NULL);
+        assert_true(!strncmp(out, "Usage: volt-inspect", 19));
+        if (!strstr(out, helps[i].expect))
+            fprintf(stderr, "help for '%s %s' lacks '%s'\n", helps[i].args[0],
+                    helps[i].args[1] ? helps[i].args[1] : "", helps[i].expect);
+        assert_non_null(strstr(out, helps[i].expect));
+        assert_string_equal(err, "");
+        free(out);
+        free(err);
+    }
+
+    inspect_expect(0, NULL, &out, &err, "--version", NULL);
+    assert_true(
+        !strncmp(out, "volt-inspect " VOLT_VERSION " ", strlen("volt-inspect " VOLT_VERSION " ")));
+    assert_non_null(strstr(out, "local protocol 1"));
+    free(out);
+    free(err);
+
+    /* Usage errors are 2, with a pointer to the help. */
+    static const char *const bad[][3] = {
+        {"frobnicate"}, {"proxy"}, {"--json", "call"}, {"--bogus"}, {"--timeout", "soon"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        const char *argv[] = {"volt-inspect", bad[i][0], bad[i][1], NULL};
+        assert_int_equal(h_run_input(argv, NULL, NULL, &out, &err, RUN_TIMEOUT_MS), 2);
+        assert_string_equal(out, "");
+        assert_non_null(strstr(err, "--help"));
+        free(out);
+        free(err);
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_help_and_version),
+        cmocka_unit_test_setup_teardown(test_oneshot_answers_and_exit_status, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_oneshot_bad_input_and_no_socket, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_call_piped_stdin, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_call_wait_and_follow, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_status, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_monitor_json, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_two_monitors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_proxy_text, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_proxy_json, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

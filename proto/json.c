@@ -1225,6 +1225,15 @@ int proto_msgpack_to_json(const void *data, size_t len, struct proto_buf *out,
                 goto fail;
             break;
         case PROTO_MP_BIN:
+            /* Its JSON stand-in is an object: one level deeper than the
+             * bin itself, and the way back must not exceed max_depth. */
+            if (o->bin != PROTO_JSON_BIN_REJECT && depth + 1 > lim.max_depth) {
+                rc = set_err(err, PROTO_E_BAD_FRAME, at,
+                             "binary at offset %zu would nest deeper than max_depth %" PRIu32
+                             " as JSON",
+                             at, lim.max_depth);
+                goto fail;
+            }
             if (o->bin == PROTO_JSON_BIN_MARKER) {
                 rc = put_lit(out, "{\"$bin\":\"");
                 if (rc == 0)

@@ -278,6 +278,17 @@ static void test_depth_and_token_limits(void **state)
     assert_int_equal(to_json_err(&o, &err), PROTO_E_BAD_FRAME);
     assert_string_equal(err.text, "bad msgpack: nesting deeper than max_depth");
 
+    /* A bin's JSON stand-in is an object, one level deeper: a bin inside
+     * max_depth arrays has no JSON form that would parse back. */
+    static const uint8_t bin_at_2[] = {0x91, 0x91, 0xc4, 0x00}; /* [[bin]] */
+    proto_buf_reset(&mp);
+    proto_buf_append(&mp, bin_at_2, sizeof(bin_at_2));
+    o.max_depth = 3;
+    assert_string_equal(to_json(&o), "[[{\"$bin\":\"\"}]]");
+    o.max_depth = 2;
+    assert_int_equal(to_json_err(&o, &err), PROTO_E_BAD_FRAME);
+    assert_non_null(strstr(err.text, "would nest deeper than max_depth 2"));
+
     doc.max_tokens = 3;
     assert_int_equal(proto_json_parse(&doc, "[1,2]", 5, 0, &err), 0);
     assert_int_equal(proto_json_parse(&doc, "[1,2,3]", 7, 0, &err), PROTO_E_LIMIT_EXCEEDED);

@@ -84,15 +84,16 @@ static void test_connect_and_send_command(void **state)
     assert_string_equal(r->json, "{\"n\":9007199254740991}");
     volt_result_free(r);
 
-    assert_int_equal(volt_send_command_json_sync(c, "reject", "{\"code\":\"E1\",\"message\":\"m\"}",
-                                                 5000, &r),
-                     VOLT_E_COMMAND_REJECTED);
+    assert_int_equal(
+        volt_send_command_json_sync(c, "reject", "{\"code\":\"E1\",\"message\":\"m\"}", 5000, &r),
+        VOLT_E_COMMAND_REJECTED);
     assert_string_equal(r->code_name, "COMMAND_REJECTED");
     assert_string_equal(r->server_code, "E1");
     assert_string_equal(r->message, "m");
     volt_result_free(r);
 
-    assert_int_equal(volt_send_command_json_sync(c, "never", NULL, 300, &r), VOLT_E_COMMAND_TIMEOUT);
+    assert_int_equal(volt_send_command_json_sync(c, "never", NULL, 300, &r),
+                     VOLT_E_COMMAND_TIMEOUT);
     volt_result_free(r);
     assert_string_equal(volt_err_name(VOLT_E_SOCKET_NOT_READY), "SOCKET_NOT_READY");
     assert_non_null(volt_strerror(VOLT_E_HANDLER_ERROR));
@@ -259,23 +260,25 @@ static void test_messages_events_credentials(void **state)
 
     volt_on_connected(c, on_conn, &s);
     volt_on_disconnected(c, on_disc, &s);
-    assert_true(volt_on_message(c, VOLT_MATCH_PREFIX, "session.", VOLT_MESSAGE_JSON, on_msg, &s) > 0);
+    assert_true(volt_on_message(c, VOLT_MATCH_PREFIX, "session.", VOLT_MESSAGE_JSON, on_msg, &s) >
+                0);
     assert_int_equal(volt_client_connect_blocking(c, 5000), 0);
     run_until(c, &s.connected, 5000);
     assert_int_equal(s.connected, 1);
 
-    assert_int_equal(h_http(&server, "POST", "/_dev/message", "{\"type\":\"other\",\"data\":1}", NULL),
-                     200);
     assert_int_equal(
-        h_http(&server, "POST", "/_dev/message", "{\"type\":\"session.in\",\"data\":{\"a\":1}}", NULL),
-        200);
+        h_http(&server, "POST", "/_dev/message", "{\"type\":\"other\",\"data\":1}", NULL), 200);
+    assert_int_equal(h_http(&server, "POST", "/_dev/message",
+                            "{\"type\":\"session.in\",\"data\":{\"a\":1}}", NULL),
+                     200);
     run_until(c, &s.messages, 5000);
     volt_client_run_for(c, 100);
     assert_int_equal(s.messages, 1);
     assert_string_equal(s.last_type, "session.in");
     assert_string_equal(s.last_json, "{\"a\":1}");
 
-    assert_int_equal(h_http(&server, "POST", "/_dev/disconnect", "{\"mode\":\"transport\"}", NULL), 200);
+    assert_int_equal(h_http(&server, "POST", "/_dev/disconnect", "{\"mode\":\"transport\"}", NULL),
+                     200);
     run_until(c, &s.disconnected, 5000);
     assert_int_equal(s.disconnected, 1);
     assert_true(s.reason[0] != '\0');
@@ -315,7 +318,8 @@ static void test_broker_restart(void **state)
     struct async_state pending = {0};
 
     assert_int_equal(volt_register_handler(c, "ping-me", echo_handler, NULL), 0);
-    assert_true(volt_on_message(c, VOLT_MATCH_EXACT, "restart.msg", VOLT_MESSAGE_JSON, on_msg, &s) > 0);
+    assert_true(volt_on_message(c, VOLT_MATCH_EXACT, "restart.msg", VOLT_MESSAGE_JSON, on_msg, &s) >
+                0);
     assert_int_equal(volt_client_connect_blocking(c, 5000), 0);
     assert_int_equal(volt_client_wait_ready(c, 5000), 0);
 
@@ -344,7 +348,8 @@ static void test_broker_restart(void **state)
     }
     assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
     assert_int_equal(
-        h_http(&server, "POST", "/_dev/message", "{\"type\":\"restart.msg\",\"data\":7}", NULL), 200);
+        h_http(&server, "POST", "/_dev/message", "{\"type\":\"restart.msg\",\"data\":7}", NULL),
+        200);
     run_until(c, &s.messages, 5000);
     assert_int_equal(s.messages, 1);
     volt_client_free(c);

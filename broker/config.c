@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "util/log.h"
+#include "util/secret.h"
 
 enum setting_type {
     T_STR,
@@ -184,24 +185,13 @@ int config_init(struct broker_config *cfg)
     return 0;
 }
 
-static void wipe_free(char *s)
-{
-    if (!s)
-        return;
-    /* Secrets should not linger in freed memory. */
-    volatile char *p = s;
-    while (*p)
-        *p++ = 0;
-    free(s);
-}
-
 void config_free(struct broker_config *cfg)
 {
     for (size_t i = 0; i < N_SETTINGS; i++) {
         const struct setting *st = &settings[i];
         if (st->type == T_STR || st->type == T_SECRET || st->type == T_LOGLEVEL) {
             char **p = (char **)((char *)cfg + st->offset);
-            wipe_free(*p);
+            secret_free(*p);
             *p = NULL;
         }
     }
@@ -231,7 +221,7 @@ static int set_from_text(struct broker_config *cfg, const struct setting *st, co
             add_error(errors, errlen, "%s: %s: out of memory", source, st->key);
             return -1;
         }
-        wipe_free(*(char **)field);
+        secret_free(*(char **)field);
         *(char **)field = copy;
         return 0;
     }
@@ -526,10 +516,10 @@ int config_load_file(struct broker_config *cfg, const char *path, char *errors, 
         for (size_t i = 0; i < off; i++)
             line += text[i] == '\n';
         add_error(errors, errlen, "%s:%zu: not valid JSON", path, line);
-        wipe_free(text);
+        secret_free(text);
         return 1;
     }
-    wipe_free(text);
+    secret_free(text);
     if (!cJSON_IsObject(root)) {
         add_error(errors, errlen, "%s: the configuration must be a JSON object", path);
         cJSON_Delete(root);
@@ -619,10 +609,10 @@ static int read_password_file(struct broker_config *cfg, char *errors, size_t er
     if (!len) {
         add_error(errors, errlen, "credentials.daemonPasswordFile: %s is empty",
                   cfg->daemon_password_file);
-        wipe_free(text);
+        secret_free(text);
         return 1;
     }
-    wipe_free(cfg->daemon_password);
+    secret_free(cfg->daemon_password);
     cfg->daemon_password = text;
     return 0;
 }

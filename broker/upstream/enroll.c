@@ -13,6 +13,7 @@
 
 #include "proto/errors.h"
 #include "util/log.h"
+#include "util/secret.h"
 
 struct enroll {
     struct enroll_config cfg; /* every string below is our own copy */
@@ -219,19 +220,6 @@ static bool blank(const char *s, size_t len)
     return true;
 }
 
-/* cJSON keeps copies of the strings, the password among them. */
-static void json_wipe_delete(cJSON *item)
-{
-    for (cJSON *it = item; it; it = it->next) {
-        if (it->child)
-            json_wipe_delete(it->child);
-        it->child = NULL;
-        if (it->valuestring)
-            explicit_bzero(it->valuestring, strlen(it->valuestring));
-    }
-    cJSON_Delete(item);
-}
-
 static void accept_success(const struct enroll_config *cfg, const char *body, size_t len,
                            struct enroll_result *out, struct secrets *sec)
 {
@@ -286,7 +274,7 @@ static void accept_success(const struct enroll_config *cfg, const char *body, si
                out->password_rotated ? ", password rotated" : "",
                out->cluster_changed ? ", teamClusterId changed" : "");
 out:
-    json_wipe_delete(root);
+    secret_json_delete(root);
 }
 
 void enroll_parse_response(const struct enroll_config *cfg, int transport_error,
@@ -330,14 +318,6 @@ void enroll_parse_response(const struct enroll_config *cfg, int transport_error,
 
 /* ---- request ---- */
 
-static void wipe_free(char *s)
-{
-    if (!s)
-        return;
-    explicit_bzero(s, strlen(s));
-    free(s);
-}
-
 static bool nonempty(const char *s)
 {
     return s && *s;
@@ -376,7 +356,7 @@ int enroll_build_body(const struct enroll_config *cfg, char **body, size_t *len)
         cJSON_AddStringToObject(root, "hostname", hostname) &&
         cJSON_AddStringToObject(root, "version", cfg->version))
         text = cJSON_PrintUnformatted(root);
-    json_wipe_delete(root);
+    secret_json_delete(root);
     if (!text)
         return -ENOMEM;
     *body = text;
@@ -396,8 +376,8 @@ static void enroll_free(struct enroll *e)
 {
     free((char *)e->cfg.server_url);
     free((char *)e->cfg.team_cluster_id);
-    wipe_free((char *)e->cfg.enrollment_token);
-    wipe_free((char *)e->cfg.daemon_password);
+    secret_free((char *)e->cfg.enrollment_token);
+    secret_free((char *)e->cfg.daemon_password);
     free((char *)e->cfg.hostname);
     free((char *)e->cfg.version);
     free((char *)e->cfg.ca_file);

@@ -49,6 +49,7 @@
 #include "util/credstore.h"
 #include "util/idtable.h"
 #include "util/log.h"
+#include "util/secret.h"
 #include "util/timerqueue.h"
 #include "util/uuid.h"
 
@@ -1088,7 +1089,7 @@ static void on_enrolled(struct enroll *e, struct enroll_result *res, void *ud)
             return;
         }
         free(s->team_cluster_id);
-        free(s->daemon_password);
+        secret_free(s->daemon_password);
         s->team_cluster_id = strdup(res->credentials.team_cluster_id);
         s->daemon_password =
             res->credentials.daemon_password ? strdup(res->credentials.daemon_password) : NULL;
@@ -1147,7 +1148,7 @@ static void load_credentials(struct session *s, const char **fatal)
         rc = credstore_load(s->store, &stored, err, sizeof(err));
     if (rc == 0) {
         free(s->team_cluster_id);
-        free(s->daemon_password);
+        secret_free(s->daemon_password);
         s->team_cluster_id = strdup(stored.team_cluster_id);
         s->daemon_password = stored.daemon_password ? strdup(stored.daemon_password) : NULL;
         log_info("upstream: using the credentials stored in %s (not enrolling again)",
@@ -1330,10 +1331,7 @@ void session_free(struct session *s)
     proto_buf_free(&s->scratch);
     proto_buf_free(&s->scratch2);
     free(s->team_cluster_id);
-    if (s->daemon_password) {
-        memset(s->daemon_password, 0, strlen(s->daemon_password));
-        free(s->daemon_password);
-    }
+    secret_free(s->daemon_password);
     free(s);
 }
 

@@ -1,5 +1,6 @@
 #include "credstore.h"
 
+#include "util/secret.h"
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -118,19 +119,6 @@ bool credentials_value_valid(const char *s)
             return false;
     }
     return true;
-}
-
-/* cJSON keeps its own copies of the strings: wipe them before freeing. */
-static void json_wipe_delete(cJSON *item)
-{
-    for (cJSON *it = item; it; it = it->next) {
-        if (it->child)
-            json_wipe_delete(it->child);
-        it->child = NULL;
-        if (it->valuestring)
-            explicit_bzero(it->valuestring, strlen(it->valuestring));
-    }
-    cJSON_Delete(item);
 }
 
 static void format_time(int64_t t, char out[32])
@@ -287,7 +275,7 @@ static int parse_credentials(const char *text, size_t len, struct credentials *o
         r = cJSON_IsString(when) ? parse_time(when->valuestring, &out->enrolled_at) : -EBADMSG;
     }
 out:
-    json_wipe_delete(root);
+    secret_json_delete(root);
     return r;
 }
 
@@ -355,7 +343,7 @@ static char *render_credentials(const struct credentials *c)
         cJSON_AddStringToObject(root, "daemonPassword", c->daemon_password) &&
         cJSON_AddStringToObject(root, "enrolledAt", when))
         text = cJSON_Print(root);
-    json_wipe_delete(root);
+    secret_json_delete(root);
     return text;
 }
 

@@ -1,0 +1,24 @@
+#include "secret.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+void secret_free(char *s)
+{
+    if (!s)
+        return;
+    explicit_bzero(s, strlen(s));
+    free(s);
+}
+
+void secret_json_delete(cJSON *item)
+{
+    for (cJSON *it = item; it; it = it->next) {
+        if (it->child)
+            secret_json_delete(it->child);
+        it->child = NULL;
+        if (it->valuestring)
+            explicit_bzero(it->valuestring, strlen(it->valuestring));
+    }
+    cJSON_Delete(item);
+}

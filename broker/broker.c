@@ -761,8 +761,11 @@ void broker_reload(struct broker *b, const struct broker_config *fresh)
     c->max_subscriptions_per_client = fresh->max_subscriptions_per_client;
     c->max_in_flight_per_client = fresh->max_in_flight_per_client;
     c->max_queue_bytes = fresh->max_queue_bytes;
-    log_info("reloaded: log level, allowed peers and limits applied; the upstream settings, "
-             "the listen socket and maxFrame need a restart");
+    c->drain_timeout_ms = fresh->drain_timeout_ms;
+    log_info("reloaded: logLevel, allowedUids, allowedGids, drainTimeout, maxClients, "
+             "maxHandlersPerClient, maxSubscriptionsPerClient, maxInFlightPerClient and "
+             "maxQueueBytes (for new clients); everything else (upstream settings, listen socket, "
+             "maxFrame, maxPending) needs a restart");
 }
 
 void broker_free(struct broker *b)

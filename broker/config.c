@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "upstream/url.h"
 #include "util/log.h"
 #include "util/secret.h"
 
@@ -443,6 +444,13 @@ static int load_object(struct broker_config *cfg, const cJSON *obj, const char *
             problems++;
             continue;
         }
+        if (cJSON_IsNull(item) && (st->type == T_STR || st->type == T_SECRET)) {
+            /* null: not set (as in the TypeScript options) */
+            char **field = (char **)((char *)cfg + st->offset);
+            secret_free(*field);
+            *field = NULL;
+            continue;
+        }
         if (json_value_text(item, st, text, sizeof(text)) < 0) {
             add_error(errors, errlen, "%s: %s: wrong type of value", file, path);
             problems++;
@@ -565,8 +573,16 @@ int config_apply_flag(struct broker_config *cfg, int argc, char **argv, int *con
             value = eq + 1;
             *consumed = 1;
         } else if (st->type == T_BOOL) {
+            /* "--insecure" alone is true; "--insecure false" works too. */
+            static const char *const words[] = {"true", "false", "yes", "no", "1", "0"};
             value = "true";
             *consumed = 1;
+            for (size_t w = 0; argc > 1 && w < sizeof(words) / sizeof(words[0]); w++) {
+                if (!strcmp(argv[1], words[w])) {
+                    value = argv[1];
+                    *consumed = 2;
+                }
+            }
         } else if (argc > 1) {
             value = argv[1];
             *consumed = 2;
@@ -643,6 +659,19 @@ int config_validate(struct broker_config *cfg, char *errors, size_t errlen)
         add_error(errors, errlen,
                   "controlSocketUrl: '%s' must start with ws://, wss://, http:// or https://",
                   cfg->control_socket_url);
+        problems++;
+    }
+    if (cfg->control_socket_url && url_has_scheme(cfg->control_socket_url, ws_schemes)) {
+        struct url_parts parts;
+        const char *why = NULL;
+        if (url_parse(cfg->control_socket_url, &parts, &why) < 0) {
+            add_error(errors, errlen, "controlSocketUrl: %s", why);
+            problems++;
+        }
+    }
+    if (cfg->ca_file && access(cfg->ca_file, R_OK) < 0) {
+        add_error(errors, errlen, "socket.caFile: cannot read %s: %s", cfg->ca_file,
+                  strerror(errno));
         problems++;
     }
     if (cfg->control_socket_url && !cfg->team_cluster_id) {

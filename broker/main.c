@@ -36,7 +36,7 @@ static void usage(FILE *out)
             "volt-inspect).\n"
             "\n"
             "General options:\n"
-            "  -c, --config FILE     JSON configuration file (keys below)\n"
+            "  -c, --config FILE     JSON configuration file (keys below; default: $VOLT_CONFIG)\n"
             "      --check-config    validate the configuration, explain each problem, exit\n"
             "      --print-config    print the effective configuration (secrets hidden), exit\n"
             "  -h, --help            this help\n"

@@ -126,6 +126,14 @@ static void test_env_and_flags_override(void **state)
     char *argv3[] = {"--log-level=warn"};
     assert_int_equal(config_apply_flag(&c, 1, argv3, &used, errors, sizeof(errors)), 0);
     assert_string_equal(c.log_level, "warn");
+    char *argv3b[] = {"--insecure", "false"};
+    assert_int_equal(config_apply_flag(&c, 2, argv3b, &used, errors, sizeof(errors)), 0);
+    assert_int_equal(used, 2);
+    assert_false(c.tls_insecure);
+    char *argv3c[] = {"--reconnection", "--insecure"};
+    assert_int_equal(config_apply_flag(&c, 2, argv3c, &used, errors, sizeof(errors)), 0);
+    assert_int_equal(used, 1); /* the next flag is not taken as a value */
+    assert_true(c.reconnection);
     char *argv4[] = {"--not-a-flag"};
     assert_int_equal(config_apply_flag(&c, 1, argv4, &used, errors, sizeof(errors)), 1);
     /* secrets on the command line are refused, loudly */
@@ -133,6 +141,23 @@ static void test_env_and_flags_override(void **state)
     assert_int_equal(config_apply_flag(&c, 2, argv5, &used, errors, sizeof(errors)), -1);
     assert_non_null(strstr(errors, "secrets are not accepted on the command line"));
     assert_string_equal(c.daemon_password, "from-env");
+    config_free(&c);
+}
+
+static void test_null_unsets(void **state)
+{
+    struct broker_config c;
+    char errors[1024] = "";
+    (void)state;
+    config_init(&c);
+    const char *p = write_config("{\"socket\":{\"caFile\":null},\"hostname\":\"h\"}");
+    assert_int_equal(config_load_file(&c, p, errors, sizeof(errors)), 0);
+    unlink(p);
+    assert_null(c.ca_file);
+    p = write_config("{\"commandTimeout\":null}");
+    assert_int_equal(config_load_file(&c, p, errors, sizeof(errors)), 1);
+    unlink(p);
+    assert_non_null(strstr(errors, "commandTimeout: wrong type"));
     config_free(&c);
 }
 
@@ -156,6 +181,17 @@ static void test_validation(void **state)
     assert_non_null(strstr(errors, "reconnectionDelayMax"));
     assert_non_null(strstr(errors, "maxFrame"));
     assert_non_null(strstr(errors, "broker.listen"));
+    config_free(&c);
+
+    /* what would only fail at start is caught by the check already */
+    config_init(&c);
+    errors[0] = '\0';
+    c.control_socket_url = strdup("ws://");
+    c.team_cluster_id = strdup("t");
+    c.ca_file = strdup("/nonexistent/ca.pem");
+    assert_int_equal(config_validate(&c, errors, sizeof(errors)), 2);
+    assert_non_null(strstr(errors, "controlSocketUrl: "));
+    assert_non_null(strstr(errors, "socket.caFile: cannot read /nonexistent/ca.pem"));
     config_free(&c);
 }
 
@@ -197,6 +233,7 @@ int main(void)
         cmocka_unit_test(test_full_file),
         cmocka_unit_test(test_errors_are_explained),
         cmocka_unit_test(test_env_and_flags_override),
+        cmocka_unit_test(test_null_unsets),
         cmocka_unit_test(test_validation),
         cmocka_unit_test(test_password_file),
         cmocka_unit_test(test_print_hides_secrets),

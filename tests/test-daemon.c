@@ -841,7 +841,7 @@ static void test_sighup_reload(void **state)
 
     rewrite_config("debug", "1", "");
     assert_int_equal(kill(ts.broker.pid, SIGHUP), 0);
-    assert_int_equal(h_broker_wait_log(&ts.broker, "reloaded: log level", 5000), 0);
+    assert_int_equal(h_broker_wait_log(&ts.broker, "reloaded: logLevel", 5000), 0);
     /* debug now */
     send_stray_reply(a, 502);
     assert_true(stray_reply_logged(502));
@@ -869,7 +869,7 @@ static void test_sighup_reload(void **state)
     rewrite_config("info", "8", "");
     assert_int_equal(kill(ts.broker.pid, SIGHUP), 0);
     uint64_t end = h_now_ms() + (uint64_t)slack_ms(5000);
-    while (count_log_lines("reloaded: log level") < 2) {
+    while (count_log_lines("reloaded: logLevel") < 2) {
         assert_true(h_now_ms() < end);
         h_sleep_ms(20);
     }

@@ -1123,6 +1123,7 @@ static void begin_attempt(struct session *s)
         .hostname = s->hostname,
         .version = VOLT_VERSION,
         .ca_file = s->cfg->ca_file,
+        .tls_insecure = s->cfg->tls_insecure,
         .timeout_ms = s->cfg->connect_timeout_ms,
     };
     set_state(s, SESSION_ENROLLING, "enrolling at %s", s->cfg->server_url);

@@ -691,9 +691,11 @@ static void on_session_stopped(void *ud)
 }
 
 /* Order matters: calls are answered upstream while the session can still
- * send; session_stop fails pending requests synchronously (their results
- * reach clients that are still open); then the peers go; the router goes
- * last because the peers' close callbacks report to it. */
+ * send; session_stop fails pending requests synchronously (so the router
+ * releases their records; the clients, closed in the same turn, see the
+ * broker go away instead, which their library reports as BrokerGone);
+ * then the peers go; the router goes last because the peers' close
+ * callbacks report to it. */
 static void finish_shutdown(struct broker *b)
 {
     size_t open = router_open_calls(b->router);

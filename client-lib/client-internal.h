@@ -113,7 +113,8 @@ struct volt_client {
     int n_retired;
     bool quiet_loss; /* volt_client_disconnect(): the loss is not an error */
     struct proto_buf out;
-    size_t out_pos; /* bytes of `out` already written */
+    size_t out_pos;  /* bytes of `out` already written */
+    int dispatching; /* > 0 while read frames are dispatched: sends only queue */
     uint32_t send_max_frame;
 
     uint64_t next_id;
@@ -174,7 +175,8 @@ void volt__set_error(volt_client *c, const char *fmt, ...) __attribute__((format
 bool volt__has_socket(const volt_client *c);
 int volt__start_connect(volt_client *c);
 void volt__connection_lost(volt_client *c, int code, const char *why);
-/* Encodes and queues one frame, writing eagerly. 0, VOLT_E_FRAME_TOO_LARGE,
+/* Encodes and queues one frame, writing eagerly unless `dispatching`
+ * (volt__process() then writes the batch). 0, VOLT_E_FRAME_TOO_LARGE,
  * VOLT_E_LIMIT_EXCEEDED, VOLT_E_NOMEM, VOLT_E_BROKER_GONE (no socket). */
 int volt__send(volt_client *c, const struct proto_msg *m);
 int volt__flush(volt_client *c);

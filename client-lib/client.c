@@ -18,10 +18,17 @@
  * (re)announced at every welcome.
  *
  * Output is one buffer written eagerly: an op tries send() at once and only
- * waits for writability when the kernel buffer is full. A write error in
- * the middle of an API call is not handled there (that would run callbacks
- * inside the caller's call); it is parked in `pending_error` and handled by
- * the next volt_client_process(), which the timer asks for at once.
+ * waits for writability when the kernel buffer is full. The exception is
+ * an op made by a callback while the frames of one read are dispatched
+ * (typically the next request, sent from a result callback): those are
+ * only queued, and volt_client_process() sends them all with one send()
+ * once the batch is dispatched, before it returns. Output is never left
+ * queued past that, and volt_client_events() reports VOLT_EV_WRITE
+ * whenever some is (a blocking call made inside a callback polls for it).
+ * A write error in the middle of an API call is not handled there (that
+ * would run callbacks inside the caller's call); it is parked in
+ * `pending_error` and handled by the next volt_client_process(), which the
+ * timer asks for at once.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -639,7 +646,7 @@ int volt__send(volt_client *c, const struct proto_msg *m)
         volt__set_error(c, "more than %zu bytes queued for the broker", c->opts.max_output_bytes);
         return VOLT_E_LIMIT_EXCEEDED;
     }
-    if (c->state != VOLT__CONNECTING && !c->pending_error)
+    if (c->state != VOLT__CONNECTING && !c->pending_error && !c->dispatching)
         volt__flush(c);
     return 0;
 }
@@ -754,10 +761,14 @@ int volt__process(volt_client *c, int events)
     if (c->state == VOLT__CONNECTING && events)
         finish_connect(c);
     if (volt__alive(c) && c->state != VOLT__CONNECTING && volt__has_socket(c) &&
-        (events & VOLT_EV_READ))
+        (events & VOLT_EV_READ)) {
+        c->dispatching++;
         read_input(c);
+        c->dispatching--;
+    }
+    /* Writable, or what the callbacks of the batch queued. */
     if (volt__alive(c) && c->state != VOLT__CONNECTING && volt__has_socket(c) &&
-        (events & VOLT_EV_WRITE))
+        ((events & VOLT_EV_WRITE) || (volt__out_pending(c) && !c->pending_error)))
         volt__flush(c);
     if (volt__alive(c) && c->pending_error && volt__has_socket(c)) {
         char why[sizeof c->pending_why];

@@ -1,3 +1,21 @@
+/* Output batching. peer_send() only appends to the peer's `queued`
+ * buffer; writing one frame at a time would cost a write(2) per result.
+ * A peer with a batch to start is linked into the flush list of its
+ * peer_list, and one uv_prepare_t per list (the flusher) starts the writes
+ * of every linked peer. Prepare callbacks run once per loop turn, right
+ * before the loop blocks in poll, so whatever was sent in the turn (from
+ * I/O callbacks, timers or close callbacks) goes out in one write, and
+ * nothing waits for a later wake-up. A check handle, after poll, would
+ * miss frames queued by timers and close callbacks until the next event.
+ *
+ * A write completing (its callback, in the next turn's pending phase or
+ * in poll) links the peer again if more was queued meanwhile; frames are
+ * never written out of order, as there is one write in flight at most.
+ *
+ * The flusher is created with the list's first peer and closed when its
+ * last peer is released, so the list needs no teardown call and
+ * uv_loop_close() sees nothing left once every peer is gone.
+ */
 #include "peer.h"
 
 #include <errno.h>
@@ -14,10 +32,17 @@
 #define PEER_NAME_MAX 64
 #define READ_HINT     (64 * 1024)
 
+struct peer_flusher {
+    uv_prepare_t prepare;
+    struct peer *head; /* peers with a batch to start */
+};
+
 struct peer {
     uv_pipe_t pipe;
     struct peer_list *list;
     struct peer *prev, *next;
+    struct peer *flush_prev, *flush_next;
+    bool flush_linked;
     uv_write_t write_req;
     uint64_t id;
     pid_t pid;
@@ -39,15 +64,83 @@ struct peer {
     char close_reason[160];
 };
 
+static void flusher_closed(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+/* The list's flusher, made with its first peer. 0 or -ENOMEM. */
+static int flusher_ensure(struct peer_list *l, uv_loop_t *loop)
+{
+    struct peer_flusher *f;
+
+    if (l->flusher)
+        return 0;
+    f = calloc(1, sizeof(*f));
+    if (!f)
+        return -ENOMEM;
+    uv_prepare_init(loop, &f->prepare);
+    f->prepare.data = f;
+    l->flusher = f;
+    return 0;
+}
+
+/* Called when the last peer is released: no peer is linked any more. */
+static void flusher_release(struct peer_list *l)
+{
+    struct peer_flusher *f = l->flusher;
+
+    l->flusher = NULL;
+    uv_close((uv_handle_t *)&f->prepare, flusher_closed);
+}
+
+static void flush_unlink(struct peer *p)
+{
+    struct peer_flusher *f = p->list->flusher;
+
+    if (!p->flush_linked)
+        return;
+    if (p->flush_prev)
+        p->flush_prev->flush_next = p->flush_next;
+    else
+        f->head = p->flush_next;
+    if (p->flush_next)
+        p->flush_next->flush_prev = p->flush_prev;
+    p->flush_prev = p->flush_next = NULL;
+    p->flush_linked = false;
+}
+
+static void on_flush(uv_prepare_t *h);
+
+/* Has the peer's batch started before the loop next waits. */
+static void flush_link(struct peer *p)
+{
+    struct peer_flusher *f = p->list->flusher;
+
+    if (p->flush_linked)
+        return;
+    if (!f->head)
+        uv_prepare_start(&f->prepare, on_flush);
+    p->flush_prev = NULL;
+    p->flush_next = f->head;
+    if (f->head)
+        f->head->flush_prev = p;
+    f->head = p;
+    p->flush_linked = true;
+}
+
 static void list_remove(struct peer *p)
 {
+    struct peer_list *l = p->list;
+
     if (p->prev)
         p->prev->next = p->next;
     else
-        p->list->head = p->next;
+        l->head = p->next;
     if (p->next)
         p->next->prev = p->prev;
-    p->list->count--;
+    if (--l->count == 0)
+        flusher_release(l);
 }
 
 struct peer *peer_list_first(const struct peer_list *l)
@@ -84,6 +177,7 @@ void peer_close(struct peer *p, const char *reason)
     p->closing = true;
     if (reason != p->close_reason)
         snprintf(p->close_reason, sizeof(p->close_reason), "%s", reason);
+    flush_unlink(p);
     uv_read_stop((uv_stream_t *)&p->pipe);
     p->cb.closing(p, reason);
     /* Not waiting for a write in flight: it may never finish (a client
@@ -111,11 +205,38 @@ static void on_write_done(uv_write_t *req, int status)
         return;
     }
     if (p->queued.len) {
+        flush_link(p);
+        return;
+    }
+    if (p->close_after_flush)
+        peer_close(p, p->close_reason);
+}
+
+/* Starts the peer's batch, or finishes a flushing close. */
+static void peer_flush(struct peer *p)
+{
+    if (p->closing || p->write_in_flight)
+        return; /* on_write_done() links it again */
+    if (p->queued.len) {
         start_write(p);
         return;
     }
     if (p->close_after_flush)
         peer_close(p, p->close_reason);
+}
+
+static void on_flush(uv_prepare_t *h)
+{
+    struct peer_flusher *f = h->data;
+    struct peer *p;
+
+    /* A write failing closes its peer, and the closing callback may send
+     * to other peers: they are linked here and served in this same run. */
+    while ((p = f->head)) {
+        flush_unlink(p);
+        peer_flush(p);
+    }
+    uv_prepare_stop(h);
 }
 
 static void start_write(struct peer *p)
@@ -166,7 +287,7 @@ int peer_send(struct peer *p, const struct proto_msg *m)
         return PROTO_E_LIMIT_EXCEEDED;
     }
     if (!p->write_in_flight)
-        start_write(p);
+        flush_link(p);
     return 0;
 }
 
@@ -178,7 +299,8 @@ void peer_send_and_close(struct peer *p, const struct proto_msg *m, const char *
     snprintf(p->close_reason, sizeof(p->close_reason), "%s", reason);
     p->close_after_flush = true;
     uv_read_stop((uv_stream_t *)&p->pipe);
-    if (peer_send(p, m) < 0 || !p->write_in_flight)
+    /* Sent: on_flush() or on_write_done() closes once it is out. */
+    if (peer_send(p, m) < 0)
         peer_close(p, reason);
 }
 
@@ -263,7 +385,8 @@ struct peer *peer_new(uv_loop_t *loop, uv_pipe_t *server, struct peer_list *list
     p->cb = *cb;
     p->owner = owner;
     p->reader = proto_reader_new(&limits->frame);
-    if (!p->reader) {
+    if (!p->reader || flusher_ensure(list, loop) < 0) {
+        proto_reader_free(p->reader);
         free(p);
         *err = -ENOMEM;
         return NULL;

@@ -6,10 +6,12 @@
  * outbound buffer (no allocation per frame once the buffers are warm).
  *
  * Output uses two buffers: one being written by libuv, one collecting the
- * next batch. When the write completes they swap. So a burst of small
- * frames goes out in one write(2), and the bytes queued to a peer are
- * bounded: past `max_queue_bytes` the peer is a slow consumer and is
- * closed (the policy of dbus-broker and NATS: nobody waits for it).
+ * next batch. When the write completes they swap. peer_send() only
+ * queues: the batch is written once per loop turn, right before the loop
+ * waits for events (see peer.c), so everything sent to a peer in one turn
+ * goes out in one write(2). The bytes queued to a peer are bounded: past
+ * `max_queue_bytes` the peer is a slow consumer and is closed (the policy
+ * of dbus-broker and NATS: nobody waits for it).
  *
  * Lifetime: the owner calls peer_close(); the close callback (after libuv
  * has released the handle) is the last thing the peer reports, and the
@@ -47,11 +49,18 @@ struct peer_limits {
     uint32_t max_queue_bytes;
 };
 
+struct peer_flusher;
+
 /* All peers of one owner, for shutdown and counting. A peer is in the list
- * from peer_new until its handle is released. */
+ * from peer_new until its handle is released. Zero-initialised by the
+ * owner; it needs no teardown of its own: the loop handle that writes the
+ * peers' batches exists while the list has peers and is closed when the
+ * last one is released, so running the loop after closing every peer
+ * leaves nothing of it behind (uv_loop_close() succeeds). */
 struct peer_list {
     struct peer *head;
     uint32_t count;
+    struct peer_flusher *flusher; /* private to peer.c */
 };
 /* First/next peer in the list; closing peers included. */
 struct peer *peer_list_first(const struct peer_list *l);
@@ -66,9 +75,10 @@ struct peer *peer_new(uv_loop_t *loop, uv_pipe_t *accepted_from, struct peer_lis
 /* Starts reading. */
 int peer_start(struct peer *p);
 
-/* Encodes and queues one frame. 0; PROTO_E_FRAME_TOO_LARGE (nothing
- * queued, peer still fine); or PROTO_E_LIMIT_EXCEEDED when the peer is over
- * its queue limit and is being closed as a slow consumer. */
+/* Encodes and queues one frame, written before the loop next waits for
+ * events. 0; PROTO_E_FRAME_TOO_LARGE (nothing queued, peer still fine);
+ * PROTO_E_BROKER_GONE (the peer is closing); or PROTO_E_LIMIT_EXCEEDED when
+ * the peer is over its queue limit and is being closed as a slow consumer. */
 int peer_send(struct peer *p, const struct proto_msg *m);
 
 /* Queues the frame, flushes, then closes (for fatal protocol errors).
@@ -77,8 +87,9 @@ int peer_send(struct peer *p, const struct proto_msg *m);
 void peer_send_and_close(struct peer *p, const struct proto_msg *m, const char *reason);
 
 /* Starts closing; `reason` is logged. Idempotent. Output not yet written
- * is dropped, a write in flight included: it does not wait for a client
- * that may never read (peer_send_and_close() is the flushing close). */
+ * is dropped, a write in flight included, and so is everything sent in
+ * the current loop turn: it does not wait for a client that may never
+ * read (peer_send_and_close() is the flushing close). */
 void peer_close(struct peer *p, const char *reason);
 
 bool peer_is_closing(const struct peer *p);

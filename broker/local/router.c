@@ -335,9 +335,12 @@ static void on_request_result(void *ctx, const struct session_result *res)
     if (c == &r->orphans) {
         r->counters.results_dropped++;
     } else {
-        snprintf(msg, sizeof(msg), "%.*s", (int)res->message.len,
-                 res->message.ptr ? (const char *)res->message.ptr : "");
-        send_result(c->peer, e->tag, res->code, msg, &res->data, &res->server_code);
+        /* A success carries no message: skip the copy on the hot path. */
+        if (res->code != 0)
+            snprintf(msg, sizeof(msg), "%.*s", (int)res->message.len,
+                     res->message.ptr ? (const char *)res->message.ptr : "");
+        send_result(c->peer, e->tag, res->code, res->code != 0 ? msg : NULL, &res->data,
+                    &res->server_code);
     }
     idtable_remove(r->requests, e);
 }

@@ -58,10 +58,27 @@
  *
  * Sending. Each message is a record in one byte array: a header, LWS_PRE
  * bytes of headroom and the payload. Messages larger than TX_CHUNK go out
- * as several frames of one message (NO_FIN + CONTINUATION), one per
- * WRITEABLE: lws 4.1 sends at most tx_packet_size per write and copies
- * the rest into a heap buflist, which is the allocation we avoid. The
- * headroom of frame k is the tail of frame k-1, already on the wire.
+ * as several frames of one message (NO_FIN + CONTINUATION): lws 4.1 sends
+ * at most tx_packet_size per write and copies the rest into a heap
+ * buflist, which is the allocation we avoid. The headroom of frame k is
+ * the tail of frame k-1, already on the wire (or in lws's buflist).
+ *
+ * Asking for WRITEABLE is what costs: lws's libuv glue turns every change
+ * of the wanted events into uv_poll_start(), which is an epoll_ctl(DEL)
+ * at once and an epoll_ctl(ADD) at the next poll, and lws clears POLLOUT
+ * before each WRITEABLE. So one WRITEABLE writes frames until the queue is
+ * empty, the socket is full or a bound is reached (fairness to reading),
+ * and asks again only if something is left; ws_send() asks only when the
+ * queue was empty (otherwise a WRITEABLE is already due: the queue is
+ * never left non-empty without one). The socket is full when a write was
+ * partial: lws then keeps the rest in its buflist, reports the whole frame
+ * written and says so in lws_partial_buffered(). Nothing more may be
+ * written until the next WRITEABLE (lws flushes the buflist first): a
+ * further lws_write() would be appended behind the buflist and report what
+ * was drained instead. lws_partial_buffered() costs nothing, where
+ * lws_send_pipe_choked() is a poll(2) per call, a system call per frame;
+ * the price is that a full socket is found by a write that is refused
+ * (EAGAIN) and a frame copied to the buflist, as any partial write does.
  *
  * Teardown (lws 4.1.6, foreign loop). lws_context_destroy() closes every
  * wsi and, once their uv handles are closed, closes its own idle and
@@ -95,6 +112,9 @@
 /* lws hands received data up in pieces of this size and sends at most
  * this much per write; also our frame size for large messages. */
 #define TX_CHUNK (32u * 1024u)
+/* At most this much per WRITEABLE callback (see "Sending" above). */
+#define TX_BATCH_FRAMES 64u
+#define TX_BATCH_BYTES  (256u * 1024u)
 /* Teardown: how often to look for lws's handles, and when to complain. */
 #define TEARDOWN_POLL_MS 1u
 #define TEARDOWN_WARN_MS 5000u
@@ -687,6 +707,7 @@ int ws_send(struct ws_conn *c, const void *data, size_t len, bool binary)
 {
     struct tx_record rec;
     size_t size;
+    bool was_empty;
     int r;
 
     if (!c || (!data && len))
@@ -701,6 +722,7 @@ int ws_send(struct ws_conn *c, const void *data, size_t len, bool binary)
     r = conn_tx_reserve(c, size);
     if (r < 0)
         return r;
+    was_empty = c->tx_head == c->tx_tail;
     rec.len = len;
     rec.size = size;
     rec.binary = binary;
@@ -709,7 +731,9 @@ int ws_send(struct ws_conn *c, const void *data, size_t len, bool binary)
         memcpy(c->tx + c->tx_tail + sizeof(rec) + LWS_PRE, data, len);
     c->tx_tail += size;
     c->tx_bytes += len + WS_SEND_OVERHEAD;
-    lws_callback_on_writable(c->wsi);
+    /* A non-empty queue already has its WRITEABLE coming. */
+    if (was_empty)
+        lws_callback_on_writable(c->wsi);
     return 0;
 }
 
@@ -718,9 +742,9 @@ size_t ws_send_queue_bytes(const struct ws_conn *c)
     return c ? c->tx_bytes : 0;
 }
 
-/* Writes the next frame of the head record. 0, or -1 when the write
- * failed (lws then drops the connection). */
-static int conn_write_next(struct ws_conn *c, struct lws *wsi)
+/* Writes the next frame of the head record. Its payload bytes, or -1
+ * when the write failed (lws then drops the connection). */
+static long conn_write_next(struct ws_conn *c, struct lws *wsi)
 {
     struct tx_record rec;
     uint8_t *payload;
@@ -745,13 +769,39 @@ static int conn_write_next(struct ws_conn *c, struct lws *wsi)
     }
     c->tx_sent += chunk;
     if (!last)
-        return 0;
+        return (long)chunk;
     c->tx_sent = 0;
     c->tx_head += rec.size;
     c->tx_bytes -= rec.len + WS_SEND_OVERHEAD;
     if (c->tx_head == c->tx_tail)
         c->tx_head = c->tx_tail = 0;
-    return 0;
+    return (long)chunk;
+}
+
+/* Writes queued frames while the socket takes them, within the bounds of
+ * one callback. 1 when the queue is empty; 0 when something is left (and
+ * WRITEABLE asked for again); -1 when a write failed. */
+static int conn_write_queued(struct ws_conn *c, struct lws *wsi)
+{
+    size_t frames = 0, bytes = 0;
+
+    while (c->tx_head != c->tx_tail) {
+        long n;
+
+        if (frames >= TX_BATCH_FRAMES || bytes >= TX_BATCH_BYTES) {
+            lws_callback_on_writable(wsi);
+            return 0;
+        }
+        n = conn_write_next(c, wsi);
+        if (n < 0)
+            return -1;
+        frames++;
+        bytes += (size_t)n;
+        /* The socket is full; lws has asked for WRITEABLE to flush it. */
+        if (lws_partial_buffered(wsi))
+            return c->tx_head == c->tx_tail ? 1 : 0;
+    }
+    return 1;
 }
 
 static int conn_writeable(struct ws_conn *c, struct lws *wsi)
@@ -767,9 +817,13 @@ static int conn_writeable(struct ws_conn *c, struct lws *wsi)
         return -1;
     }
     if (c->tx_head != c->tx_tail) {
-        if (conn_write_next(c, wsi) < 0)
+        int r = conn_write_queued(c, wsi);
+
+        if (r < 0)
             return -1;
-        if (c->tx_head != c->tx_tail || c->close_requested)
+        /* All out with a close pending: the Close frame goes in a
+         * WRITEABLE of its own. (Left over: asked for already.) */
+        if (r > 0 && c->close_requested)
             lws_callback_on_writable(wsi);
         return 0;
     }

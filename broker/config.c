@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "proto/paths.h"
 #include "upstream/url.h"
 #include "util/log.h"
 #include "util/secret.h"
@@ -130,14 +131,9 @@ static void add_error(char *errors, size_t errlen, const char *fmt, ...)
 char *config_default_listen_path(void)
 {
     char buf[PATH_MAX];
-    const char *xdg = getenv("XDG_RUNTIME_DIR");
 
-    if (geteuid() == 0)
-        return strdup("/run/volt/broker.sock");
-    if (xdg && xdg[0] == '/')
-        snprintf(buf, sizeof(buf), "%s/volt/broker.sock", xdg);
-    else
-        snprintf(buf, sizeof(buf), "/tmp/volt-%u/broker.sock", (unsigned)geteuid());
+    if (proto_default_socket_path(buf, sizeof(buf)) < 0)
+        return NULL;
     return strdup(buf);
 }
 

@@ -81,9 +81,7 @@ void config_print_help(FILE *out);
 /* The effective configuration as JSON with secrets shown as "(set)". */
 void config_print(const struct broker_config *cfg, FILE *out);
 
-/* Default listen path: /run/volt/broker.sock for root, else
- * $XDG_RUNTIME_DIR/volt/broker.sock (or /tmp/volt-UID/broker.sock).
- * Caller frees. */
+/* Default listen path (proto_default_socket_path()). Caller frees. */
 char *config_default_listen_path(void);
 
 #endif

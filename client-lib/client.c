@@ -32,6 +32,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -44,6 +45,7 @@
 #include "client-internal.h"
 #include "proto/errors.h"
 #include "proto/limits.h"
+#include "proto/paths.h"
 
 #define DEFAULT_CONNECT_TIMEOUT_MS 5000u
 #define DEFAULT_RECONNECT_MIN_MS   100u
@@ -104,13 +106,10 @@ char *volt_default_socket_path(void)
     const char *env = getenv("VOLT_BROKER_SOCKET");
     if (env && *env)
         return strdup(env);
-    if (geteuid() == 0)
-        return strdup("/run/volt/broker.sock");
-    char *path = NULL;
-    const char *xdg = getenv("XDG_RUNTIME_DIR");
-    int n = xdg && *xdg ? asprintf(&path, "%s/volt/broker.sock", xdg)
-                        : asprintf(&path, "/run/user/%u/volt/broker.sock", (unsigned)geteuid());
-    return n < 0 ? NULL : path;
+    char path[PATH_MAX];
+    if (proto_default_socket_path(path, sizeof(path)) < 0)
+        return NULL;
+    return strdup(path);
 }
 
 static void sanitize_options(struct volt_options *o)

@@ -51,7 +51,7 @@ int cmd_proxy(const struct inspect_opts *o)
     if (o->socket) {
         snprintf(broker, sizeof(broker), "%s", o->socket);
     } else if (conn_default_path(broker, sizeof(broker), &source) < 0) {
-        inspect_error("no broker socket given and $XDG_RUNTIME_DIR is not set; use --socket");
+        inspect_error("no broker socket given and the default path is too long; use --socket");
         return INSPECT_EXIT_CONNECT;
     }
     if (strcmp(broker, o->listen) == 0) {

@@ -14,6 +14,7 @@
 
 #include "proto/errors.h"
 #include "proto/limits.h"
+#include "proto/paths.h"
 #include "proto/reader.h"
 #include "util.h"
 
@@ -30,21 +31,14 @@ struct conn {
 int conn_default_path(char *buf, size_t size, enum conn_path_source *source)
 {
     const char *env = getenv("VOLT_BROKER_SOCKET");
-    const char *xdg;
     int n;
 
     if (env && *env) {
         *source = CONN_PATH_ENV;
         n = snprintf(buf, size, "%s", env);
-    } else if (geteuid() == 0) {
-        *source = CONN_PATH_ROOT;
-        n = snprintf(buf, size, "%s", CONN_ROOT_SOCKET);
     } else {
-        *source = CONN_PATH_XDG;
-        xdg = getenv("XDG_RUNTIME_DIR");
-        if (!xdg || !*xdg)
-            return -ENOENT;
-        n = snprintf(buf, size, "%s/volt/broker.sock", xdg);
+        *source = geteuid() == 0 ? CONN_PATH_ROOT : CONN_PATH_XDG;
+        return proto_default_socket_path(buf, size);
     }
     if (n < 0 || (size_t)n >= size)
         return -ENAMETOOLONG;
@@ -59,7 +53,8 @@ static const char *source_text(enum conn_path_source source)
     case CONN_PATH_ROOT:
         return " (the default for root)";
     case CONN_PATH_XDG:
-        return " (the default: $XDG_RUNTIME_DIR/volt/broker.sock)";
+        return " (the default: $XDG_RUNTIME_DIR/volt/broker.sock, or /tmp/volt-UID/broker.sock "
+               "without it)";
     default:
         return "";
     }
@@ -107,8 +102,9 @@ void conn_explain_error(const char *path, enum conn_path_source source, int errn
             snprintf(hint, sizeof(hint),
                      "is volt-broker running? Give the path with --socket PATH or "
                      "$VOLT_BROKER_SOCKET%s",
-                     source == CONN_PATH_XDG ? "; a broker run as root listens on " CONN_ROOT_SOCKET
-                                             : "");
+                     source == CONN_PATH_XDG
+                         ? "; a broker run as root listens on " PROTO_ROOT_SOCKET
+                         : "");
             break;
         case ECONNREFUSED:
             snprintf(hint, sizeof(hint),

@@ -26,15 +26,12 @@ enum conn_path_source {
     CONN_PATH_ARGUMENT, /* --socket */
     CONN_PATH_ENV,      /* $VOLT_BROKER_SOCKET */
     CONN_PATH_ROOT,     /* /run/volt/broker.sock (running as root) */
-    CONN_PATH_XDG,      /* $XDG_RUNTIME_DIR/volt/broker.sock */
+    CONN_PATH_XDG,      /* the user default: $XDG_RUNTIME_DIR/volt/broker.sock or /tmp/volt-UID */
 };
 
-#define CONN_ROOT_SOCKET "/run/volt/broker.sock"
-
 /* The default socket path: $VOLT_BROKER_SOCKET if set and not empty, else
- * CONN_ROOT_SOCKET when the effective uid is 0, else
- * $XDG_RUNTIME_DIR/volt/broker.sock. 0, -ENOENT when the last one is
- * needed but XDG_RUNTIME_DIR is unset, -ENAMETOOLONG. */
+ * proto_default_socket_path() (the broker's own default). 0 or
+ * -ENAMETOOLONG. */
 int conn_default_path(char *buf, size_t size, enum conn_path_source *source);
 
 /* Fills msg with "cannot connect to PATH: <strerror>" and a hint line for

@@ -19,6 +19,7 @@
 #include "conn.h"
 #include "proto/errors.h"
 #include "proto/limits.h"
+#include "proto/paths.h"
 #include "proto/reader.h"
 #include "util.h"
 
@@ -90,13 +91,16 @@ static void test_default_path(void **state)
     setenv("XDG_RUNTIME_DIR", "/run/user/4242", 1);
     assert_int_equal(conn_default_path(buf, sizeof(buf), &src), 0);
     if (geteuid() == 0) {
-        assert_string_equal(buf, CONN_ROOT_SOCKET);
+        assert_string_equal(buf, PROTO_ROOT_SOCKET);
         assert_int_equal(src, CONN_PATH_ROOT);
     } else {
         assert_string_equal(buf, "/run/user/4242/volt/broker.sock");
         assert_int_equal(src, CONN_PATH_XDG);
         unsetenv("XDG_RUNTIME_DIR");
-        assert_int_equal(conn_default_path(buf, sizeof(buf), &src), -ENOENT);
+        assert_int_equal(conn_default_path(buf, sizeof(buf), &src), 0);
+        char want[64];
+        snprintf(want, sizeof(want), "/tmp/volt-%u/broker.sock", (unsigned)geteuid());
+        assert_string_equal(buf, want);
     }
     unsetenv("VOLT_BROKER_SOCKET");
     if (saved_xdg)

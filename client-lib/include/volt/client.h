@@ -189,7 +189,7 @@ VOLT_EXPORT void volt_options_init(struct volt_options *opts);
 
 /* The default broker socket: $VOLT_BROKER_SOCKET if set, else
  * /run/volt/broker.sock for root, else $XDG_RUNTIME_DIR/volt/broker.sock
- * (/run/user/<uid>/volt/broker.sock without XDG_RUNTIME_DIR).
+ * (/tmp/volt-<uid>/broker.sock without XDG_RUNTIME_DIR): the broker's own default.
  * Caller frees with volt_free(); NULL on out of memory. */
 VOLT_EXPORT char *volt_default_socket_path(void);
 

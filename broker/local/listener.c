@@ -15,6 +15,38 @@
 
 #define SD_LISTEN_FDS_START 3
 
+/* Whoever controls the socket's directory can swap the socket: with the
+ * default under /tmp, another user could have made the directory first.
+ * It must be ours (or root's) and writable by nobody else. */
+static int check_parent_dir(const char *dir, char *why, size_t why_len)
+{
+    struct stat st;
+
+    if (lstat(dir, &st) < 0) {
+        int e = errno;
+        snprintf(why, why_len, "cannot inspect directory %s: %s", dir, strerror(e));
+        return -e;
+    }
+    if (!S_ISDIR(st.st_mode)) {
+        snprintf(why, why_len, "%s is not a directory", dir);
+        return -ENOTDIR;
+    }
+    if (st.st_uid != geteuid() && st.st_uid != 0) {
+        snprintf(why, why_len,
+                 "directory %s belongs to uid %u, not to us: refusing to put the socket there", dir,
+                 (unsigned)st.st_uid);
+        return -EPERM;
+    }
+    if ((st.st_mode & (S_IWGRP | S_IWOTH)) && !(st.st_mode & S_ISVTX)) {
+        snprintf(
+            why, why_len,
+            "directory %s is writable by other users (mode %04o): refusing to put the socket there",
+            dir, (unsigned)(st.st_mode & 07777));
+        return -EPERM;
+    }
+    return 0;
+}
+
 static int make_parent_dir(const char *path, char *why, size_t why_len)
 {
     char dir[PATH_MAX];
@@ -42,7 +74,7 @@ static int make_parent_dir(const char *path, char *why, size_t why_len)
         snprintf(why, why_len, "cannot create directory %s: %s", dir, strerror(e));
         return -e;
     }
-    return 0;
+    return check_parent_dir(dir, why, why_len);
 }
 
 static int take_lock(const char *path, int *lock_fd, char *why, size_t why_len)

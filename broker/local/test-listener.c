@@ -175,6 +175,35 @@ static void test_parent_directories_are_created(void **state)
 
 /* A broker that died without cleaning up: its socket file is there, its
  * lock went with the process. */
+/* Whoever controls the socket's directory could swap the socket. */
+static void test_foreign_or_open_directory_is_refused(void **state)
+{
+    struct fixture *f = *state;
+    char dir[sizeof(f->path)];
+
+    snprintf(dir, sizeof(dir), "%s/run", f->dir);
+    assert_int_equal(mkdir(dir, 0755), 0);
+    /* writable by others, no sticky bit */
+    assert_int_equal(chmod(dir, 0777), 0);
+    assert_int_equal(create(f, f->path, 0660, NULL), -EPERM);
+    assert_non_null(strstr(f->why, "writable by other users"));
+    assert_false(exists(f->path));
+    /* the sticky bit (as /tmp has) makes it fine */
+    assert_int_equal(chmod(dir, 01777), 0);
+    f->fd = create(f, f->path, 0660, NULL);
+    assert_true(f->fd >= 0);
+    listener_remove(f->path, f->lock_fd);
+    f->lock_fd = -1;
+    close(f->fd);
+    f->fd = -1;
+    if (geteuid() != 0)
+        return; /* giving a directory away needs root; CI runs as root */
+    assert_int_equal(chmod(dir, 0755), 0);
+    assert_int_equal(chown(dir, 65534, 65534), 0);
+    assert_int_equal(create(f, f->path, 0660, NULL), -EPERM);
+    assert_non_null(strstr(f->why, "belongs to uid 65534"));
+}
+
 static void test_stale_socket_of_a_dead_broker_is_replaced(void **state)
 {
     struct fixture *f = *state;
@@ -589,6 +618,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_mode_is_exact_under_any_umask, setup, teardown),
         cmocka_unit_test_setup_teardown(test_parent_directories_are_created, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_foreign_or_open_directory_is_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stale_socket_of_a_dead_broker_is_replaced, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_stale_socket_without_lock_file_is_replaced, setup,

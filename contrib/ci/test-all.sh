@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Sets up a Debian 12 machine and runs every test of volt-broker:
 #   1. gcc build with -Werror, all ctest tests (unit + integration against
-#      the real socket.io dev server), plus the valgrind-labelled tests
-#      under valgrind;
+#      the real socket.io dev server), then every integration test again
+#      with the broker under valgrind;
 #   2. clang build with AddressSanitizer + UndefinedBehaviorSanitizer, all
 #      ctest tests;
 #   3. every libFuzzer target for a short bounded run on its seed corpus;
@@ -48,8 +48,8 @@ else
   status=1; summary+=("gcc ctest: FAILED")
 fi
 
-step "valgrind: tests labelled 'valgrind' (no leaks, no errors)"
-if VOLT_TEST_VALGRIND=1 run_ctest build-ci-gcc valgrind -L valgrind --timeout 900; then
+step "valgrind: every integration test with the broker under valgrind (no leaks, no errors)"
+if VOLT_TEST_VALGRIND=1 run_ctest build-ci-gcc valgrind -L integration -j"$jobs" --timeout 1200; then
   summary+=("valgrind ctest: ok")
 else
   status=1; summary+=("valgrind ctest: FAILED")

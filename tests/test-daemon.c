@@ -893,8 +893,9 @@ static void notify_open(struct notify_sock *n)
     assert_int_equal(bind(n->fd, (struct sockaddr *)&a, sizeof(a)), 0);
 }
 
-/* Receives datagrams until one has the line `want` (then true), counting
- * WATCHDOG=1 datagrams seen on the way into *watchdogs if not NULL. */
+/* Receives datagrams until one has the line `want` (then true; a final '*'
+ * in want matches any rest of the line), counting WATCHDOG=1 datagrams
+ * seen on the way into *watchdogs if not NULL. */
 static bool notify_expect(struct notify_sock *n, const char *want, int timeout_ms, int *watchdogs)
 {
     uint64_t end = h_now_ms() + (uint64_t)timeout_ms;
@@ -914,7 +915,9 @@ static bool notify_expect(struct notify_sock *n, const char *want, int timeout_m
              line = strtok_r(NULL, "\n", &save)) {
             if (watchdogs && !strcmp(line, "WATCHDOG=1"))
                 (*watchdogs)++;
-            if (want && !strcmp(line, want))
+            size_t wl = want ? strlen(want) : 0;
+            if (want && wl && want[wl - 1] == '*' ? !strncmp(line, want, wl - 1)
+                                                  : want && !strcmp(line, want))
                 hit = true;
         }
         if (hit)
@@ -953,6 +956,26 @@ static void test_sdnotify(void **state)
     assert_int_equal(kill(ts.broker.pid, SIGTERM), 0);
     assert_true(notify_expect(&ts.notify, "STOPPING=1", slack_ms(5000), NULL));
     assert_int_equal(h_broker_wait(&ts.broker, 5000), 0);
+}
+
+/* systemctl status shows the upstream state and why. */
+static void test_sdnotify_upstream_status(void **state)
+{
+    (void)state;
+    char env_notify[H_PATH + 16];
+    notify_open(&ts.notify);
+    snprintf(env_notify, sizeof(env_notify), "NOTIFY_SOCKET=%s", ts.notify.path);
+    const char *const env[] = {env_notify, NULL};
+    struct h_broker_opts o = {.extra_env = env, .keep_notify_socket = true};
+    assert_int_equal(h_server_start(&ts.server, NULL), 0);
+    assert_int_equal(h_broker_start_opts(&ts.broker, &ts.server, drain_config, &o), 0);
+    assert_true(notify_expect(&ts.notify, "STATUS=upstream ready: registered as cluster-dev",
+                              slack_ms(10000), NULL));
+    assert_int_equal(h_http(&ts.server, "POST", "/_dev/disconnect", "{}", NULL), 200);
+    assert_true(notify_expect(&ts.notify, "STATUS=upstream backoff: *", slack_ms(10000), NULL));
+    assert_true(notify_expect(&ts.notify, "STATUS=upstream ready: registered as cluster-dev",
+                              slack_ms(10000), NULL));
+    assert_int_equal(h_broker_stop(&ts.broker, 5000), 0);
 }
 
 static void test_sdnotify_watchdog_for_another_pid(void **state)
@@ -1163,6 +1186,7 @@ int main(void)
         T(test_sighup_reload, setup_local),
         T(test_sdnotify, setup_nothing),
         T(test_sdnotify_watchdog_for_another_pid, setup_nothing),
+        T(test_sdnotify_upstream_status, setup_nothing),
         T(test_socket_activation, setup_nothing),
         T(test_socket_activation_for_another_pid_ignored, setup_nothing),
         T(test_log_contents, setup_log),

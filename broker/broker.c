@@ -49,48 +49,14 @@ struct broker {
     bool drain_timer_open;
 };
 
-static void send_result_error(struct peer *p, uint64_t id, int code, const char *message)
-{
-    const char *name = proto_error_name(code);
-    struct proto_msg m = {.op = PROTO_OP_RESULT};
-
-    m.fields = PROTO_F_ID | PROTO_F_OK | PROTO_F_CODE | PROTO_F_MESSAGE;
-    m.id = id;
-    m.ok = false;
-    m.code = proto_span_str(name, (uint32_t)strlen(name));
-    m.message = proto_span_str(message, (uint32_t)strlen(message));
-    peer_send(p, &m);
-}
-
 /* An error about a frame: under its id when it had one, else as `error`. */
 static void send_frame_error(struct peer *p, const struct proto_msg *m, int code,
                              const char *message)
 {
-    const char *name = proto_error_name(code);
-    struct proto_msg e = {.op = PROTO_OP_ERROR};
-
-    if (m && proto_msg_has(m, PROTO_F_ID) && m->op != PROTO_OP_HELLO) {
-        send_result_error(p, m->id, code, message);
-        return;
-    }
-    e.fields = PROTO_F_CODE | PROTO_F_MESSAGE;
-    e.code = proto_span_str(name, (uint32_t)strlen(name));
-    e.message = proto_span_str(message, (uint32_t)strlen(message));
-    peer_send(p, &e);
-}
-
-static void send_ok(struct peer *p, uint64_t id, const struct proto_span *data)
-{
-    struct proto_msg m = {.op = PROTO_OP_RESULT};
-
-    m.fields = PROTO_F_ID | PROTO_F_OK;
-    m.id = id;
-    m.ok = true;
-    if (data) {
-        m.fields |= PROTO_F_DATA;
-        m.data = *data;
-    }
-    peer_send(p, &m);
+    if (m && proto_msg_has(m, PROTO_F_ID) && m->op != PROTO_OP_HELLO)
+        peer_send_result(p, m->id, code, message, NULL, NULL);
+    else
+        peer_send_error(p, code, message, NULL);
 }
 
 static uint64_t now_wall_us(void)
@@ -234,15 +200,10 @@ static void handle_hello(struct broker *b, struct peer *p, const struct proto_ms
     }
     if (lo > hi) {
         char why[128];
-        struct proto_msg e = {.op = PROTO_OP_ERROR};
-        const char *code = proto_error_name(PROTO_E_VERSION_MISMATCH);
         snprintf(why, sizeof(why), "client speaks versions %llu..%llu, broker speaks %u..%u",
                  (unsigned long long)m->min_version, (unsigned long long)m->max_version,
                  PROTO_VERSION_MIN, PROTO_VERSION_MAX);
-        e.fields = PROTO_F_CODE | PROTO_F_MESSAGE;
-        e.code = proto_span_str(code, (uint32_t)strlen(code));
-        e.message = proto_span_str(why, (uint32_t)strlen(why));
-        peer_send_and_close(p, &e, "no common protocol version");
+        peer_send_error(p, PROTO_E_VERSION_MISMATCH, why, "no common protocol version");
         return;
     }
     if (proto_msg_has(m, PROTO_F_NAME))
@@ -289,28 +250,28 @@ static void handle_credential(struct broker *b, struct peer *p, const struct pro
         if (!is_privileged(p)) {
             log_info("client %llu (uid %u) refused the daemon password",
                      (unsigned long long)peer_id(p), (unsigned)peer_uid(p));
-            send_result_error(
-                p, m->id, PROTO_E_PERMISSION_DENIED,
-                "the daemon password is only given to root and the broker's own user");
+            peer_send_result(p, m->id, PROTO_E_PERMISSION_DENIED,
+                             "the daemon password is only given to root and the broker's own user",
+                             NULL, NULL);
             return;
         }
         value = b->session ? session_daemon_password(b->session) : b->cfg->daemon_password;
     } else {
-        send_result_error(p, m->id, PROTO_E_BAD_REQUEST,
-                          "name must be \"teamClusterId\" or \"daemonPassword\"");
+        peer_send_result(p, m->id, PROTO_E_BAD_REQUEST,
+                         "name must be \"teamClusterId\" or \"daemonPassword\"", NULL, NULL);
         return;
     }
     if (!value) {
-        send_result_error(p, m->id, PROTO_E_SOCKET_NOT_READY, "not configured");
+        peer_send_result(p, m->id, PROTO_E_SOCKET_NOT_READY, "not configured", NULL, NULL);
         return;
     }
     proto_buf_reset(o);
     if (proto_mp_put_cstr(o, value) < 0) {
-        send_result_error(p, m->id, PROTO_E_NOMEM, "out of memory");
+        peer_send_result(p, m->id, PROTO_E_NOMEM, "out of memory", NULL, NULL);
         return;
     }
     struct proto_span data = {o->data, (uint32_t)o->len};
-    send_ok(p, m->id, &data);
+    peer_send_result(p, m->id, 0, NULL, &data, NULL);
     /* The password must not linger in a reused buffer. */
     memset(o->data, 0, o->len);
     proto_buf_reset(o);
@@ -322,26 +283,26 @@ static void handle_status(struct broker *b, struct peer *p, const struct proto_m
 
     proto_buf_reset(o);
     if (build_status(b, o) < 0) {
-        send_result_error(p, m->id, PROTO_E_NOMEM, "out of memory");
+        peer_send_result(p, m->id, PROTO_E_NOMEM, "out of memory", NULL, NULL);
         return;
     }
     struct proto_span data = {o->data, (uint32_t)o->len};
-    send_ok(p, m->id, &data);
+    peer_send_result(p, m->id, 0, NULL, &data, NULL);
 }
 
 static void handle_monitor(struct broker *b, struct peer *p, const struct proto_msg *m)
 {
     if (!is_privileged(p)) {
-        send_result_error(p, m->id, PROTO_E_PERMISSION_DENIED,
-                          "monitoring is only for root and the broker's own user");
+        peer_send_result(p, m->id, PROTO_E_PERMISSION_DENIED,
+                         "monitoring is only for root and the broker's own user", NULL, NULL);
         return;
     }
     if (peer_flags(p) & PEER_IS_MONITOR) {
-        send_ok(p, m->id, NULL);
+        peer_send_result(p, m->id, 0, NULL, NULL, NULL);
         return;
     }
     if (b->n_monitors >= MAX_MONITORS) {
-        send_result_error(p, m->id, PROTO_E_LIMIT_EXCEEDED, "too many monitors");
+        peer_send_result(p, m->id, PROTO_E_LIMIT_EXCEEDED, "too many monitors", NULL, NULL);
         return;
     }
     b->monitors[b->n_monitors++] = p;
@@ -349,7 +310,7 @@ static void handle_monitor(struct broker *b, struct peer *p, const struct proto_
     if (b->session)
         session_set_tap(b->session, true);
     log_info("client %llu (%s) is monitoring", (unsigned long long)peer_id(p), peer_name(p));
-    send_ok(p, m->id, NULL);
+    peer_send_result(p, m->id, 0, NULL, NULL, NULL);
 }
 
 static void on_peer_frame(struct peer *p, const struct proto_span *frame)
@@ -369,13 +330,8 @@ static void on_peer_frame(struct peer *p, const struct proto_span *frame)
         return;
     }
     if (!(peer_flags(p) & PEER_SAID_HELLO) && m.op != PROTO_OP_HELLO) {
-        struct proto_msg e = {.op = PROTO_OP_ERROR};
-        const char *code = proto_error_name(PROTO_E_BAD_REQUEST);
-        const char *text = "the first frame must be hello";
-        e.fields = PROTO_F_CODE | PROTO_F_MESSAGE;
-        e.code = proto_span_str(code, (uint32_t)strlen(code));
-        e.message = proto_span_str(text, (uint32_t)strlen(text));
-        peer_send_and_close(p, &e, "first frame was not hello");
+        peer_send_error(p, PROTO_E_BAD_REQUEST, "the first frame must be hello",
+                        "first frame was not hello");
         return;
     }
     switch (m.op) {
@@ -400,7 +356,7 @@ static void on_peer_frame(struct peer *p, const struct proto_span *frame)
         break;
     }
     if (b->shutting_down && m.op == PROTO_OP_REQUEST) {
-        send_result_error(p, m.id, PROTO_E_SHUTTING_DOWN, "the broker is stopping");
+        peer_send_result(p, m.id, PROTO_E_SHUTTING_DOWN, "the broker is stopping", NULL, NULL);
         return;
     }
     if (!router_handle(b->router, p, &m))
@@ -451,16 +407,6 @@ static bool peer_allowed(const struct broker *b, const struct peer *p)
     return false;
 }
 
-static void refuse(struct peer *p, int code, const char *text, const char *reason)
-{
-    struct proto_msg e = {.op = PROTO_OP_ERROR};
-    const char *name = proto_error_name(code);
-    e.fields = PROTO_F_CODE | PROTO_F_MESSAGE;
-    e.code = proto_span_str(name, (uint32_t)strlen(name));
-    e.message = proto_span_str(text, (uint32_t)strlen(text));
-    peer_send_and_close(p, &e, reason);
-}
-
 static void on_connection(uv_stream_t *server, int status)
 {
     struct broker *b = server->data;
@@ -484,16 +430,16 @@ static void on_connection(uv_stream_t *server, int status)
     log_info("client %llu connected: pid=%d uid=%u gid=%u", (unsigned long long)peer_id(p),
              (int)peer_pid(p), (unsigned)peer_uid(p), (unsigned)peer_gid(p));
     if (!peer_allowed(b, p)) {
-        refuse(p, PROTO_E_PERMISSION_DENIED, "this user may not use the broker",
-               "uid/gid not in the allowed set");
+        peer_send_error(p, PROTO_E_PERMISSION_DENIED, "this user may not use the broker",
+                        "uid/gid not in the allowed set");
         return;
     }
     if (b->shutting_down) {
-        refuse(p, PROTO_E_SHUTTING_DOWN, "the broker is stopping", "broker is stopping");
+        peer_send_error(p, PROTO_E_SHUTTING_DOWN, "the broker is stopping", "broker is stopping");
         return;
     }
     if (b->n_peers > b->cfg->max_clients) {
-        refuse(p, PROTO_E_LIMIT_EXCEEDED, "too many clients", "over maxClients");
+        peer_send_error(p, PROTO_E_LIMIT_EXCEEDED, "too many clients", "over maxClients");
         return;
     }
     if (peer_start(p) < 0)

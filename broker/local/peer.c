@@ -304,6 +304,46 @@ void peer_send_and_close(struct peer *p, const struct proto_msg *m, const char *
         peer_close(p, reason);
 }
 
+int peer_send_result(struct peer *p, uint64_t id, int code, const char *message,
+                     const struct proto_span *data, const struct proto_span *server_code)
+{
+    struct proto_msg m = {.op = PROTO_OP_RESULT};
+
+    m.fields = PROTO_F_ID | PROTO_F_OK;
+    m.id = id;
+    m.ok = code == 0;
+    if (code == 0) {
+        if (data && data->len) {
+            m.fields |= PROTO_F_DATA;
+            m.data = *data;
+        }
+        return peer_send(p, &m);
+    }
+    const char *name = proto_error_name(code);
+    m.fields |= PROTO_F_CODE | PROTO_F_MESSAGE;
+    m.code = proto_span_str(name, (uint32_t)strlen(name));
+    m.message = proto_span_str(message ? message : "", message ? (uint32_t)strlen(message) : 0);
+    if (server_code && server_code->len) {
+        m.fields |= PROTO_F_SERVER_CODE;
+        m.server_code = *server_code;
+    }
+    return peer_send(p, &m);
+}
+
+void peer_send_error(struct peer *p, int code, const char *message, const char *close_reason)
+{
+    struct proto_msg m = {.op = PROTO_OP_ERROR};
+    const char *name = proto_error_name(code);
+
+    m.fields = PROTO_F_CODE | PROTO_F_MESSAGE;
+    m.code = proto_span_str(name, (uint32_t)strlen(name));
+    m.message = proto_span_str(message, (uint32_t)strlen(message));
+    if (close_reason)
+        peer_send_and_close(p, &m, close_reason);
+    else
+        peer_send(p, &m);
+}
+
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
     struct peer *p = h->data;
@@ -332,15 +372,10 @@ static void drain_frames(struct peer *p)
             continue;
         }
         if (proto_reader_fatal(p->reader)) {
-            struct proto_msg err = {.op = PROTO_OP_ERROR};
             const char *why = proto_reader_error(p->reader);
-            const char *name = proto_error_name(rc);
-            err.fields = PROTO_F_CODE | PROTO_F_MESSAGE;
-            err.code = proto_span_str(name, (uint32_t)strlen(name));
-            err.message = proto_span_str(why, (uint32_t)strlen(why));
             char reason[200];
             snprintf(reason, sizeof(reason), "protocol error: %s", why);
-            peer_send_and_close(p, &err, reason);
+            peer_send_error(p, rc, why, reason);
             return;
         }
         p->cb.bad_frame(p, rc, proto_reader_error(p->reader));

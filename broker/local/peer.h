@@ -86,6 +86,16 @@ int peer_send(struct peer *p, const struct proto_msg *m);
  * reason stands); peer_close() still closes at once. */
 void peer_send_and_close(struct peer *p, const struct proto_msg *m, const char *reason);
 
+/* A `result` frame for a client op with `id`: code 0 is ok:true with data
+ * (NULL or empty: none); otherwise ok:false with the code's wire name,
+ * message and (when not empty) the server's own code. Returns as peer_send(). */
+int peer_send_result(struct peer *p, uint64_t id, int code, const char *message,
+                     const struct proto_span *data, const struct proto_span *server_code);
+/* An `error` frame (code name + message). With close_reason the peer is
+ * closed once it is written (after errors that leave the stream or the
+ * client untrusted), and close_reason is logged. */
+void peer_send_error(struct peer *p, int code, const char *message, const char *close_reason);
+
 /* Starts closing; `reason` is logged. Idempotent. Output not yet written
  * is dropped, a write in flight included, and so is everything sent in
  * the current loop turn: it does not wait for a client that may never

@@ -163,43 +163,6 @@ static struct rclient *client_of(const struct peer *p)
     return peer_data(p);
 }
 
-static void send_result(struct peer *p, uint64_t id, int code, const char *message,
-                        const struct proto_span *data, const struct proto_span *server_code)
-{
-    struct proto_msg m = {.op = PROTO_OP_RESULT};
-
-    m.fields = PROTO_F_ID | PROTO_F_OK;
-    m.id = id;
-    m.ok = code == 0;
-    if (code == 0) {
-        if (data && data->len) {
-            m.fields |= PROTO_F_DATA;
-            m.data = *data;
-        }
-    } else {
-        const char *name = proto_error_name(code);
-        m.fields |= PROTO_F_CODE | PROTO_F_MESSAGE;
-        m.code = proto_span_str(name, (uint32_t)strlen(name));
-        m.message = proto_span_str(message ? message : "", message ? (uint32_t)strlen(message) : 0);
-        if (server_code && server_code->len) {
-            m.fields |= PROTO_F_SERVER_CODE;
-            m.server_code = *server_code;
-        }
-    }
-    peer_send(p, &m);
-}
-
-static void send_error_frame(struct peer *p, int code, const char *message)
-{
-    struct proto_msg m = {.op = PROTO_OP_ERROR};
-    const char *name = proto_error_name(code);
-
-    m.fields = PROTO_F_CODE | PROTO_F_MESSAGE;
-    m.code = proto_span_str(name, (uint32_t)strlen(name));
-    m.message = proto_span_str(message, (uint32_t)strlen(message));
-    peer_send(p, &m);
-}
-
 static void respond_upstream(struct router *r, struct session_inbound *in, const char *code,
                              const char *message)
 {
@@ -339,8 +302,8 @@ static void on_request_result(void *ctx, const struct session_result *res)
         if (res->code != 0)
             snprintf(msg, sizeof(msg), "%.*s", (int)res->message.len,
                      res->message.ptr ? (const char *)res->message.ptr : "");
-        send_result(c->peer, e->tag, res->code, res->code != 0 ? msg : NULL, &res->data,
-                    &res->server_code);
+        peer_send_result(c->peer, e->tag, res->code, res->code != 0 ? msg : NULL, &res->data,
+                         &res->server_code);
     }
     idtable_remove(r->requests, e);
 }
@@ -353,25 +316,25 @@ static void handle_request(struct router *r, struct rclient *c, const struct pro
     int rc;
 
     if (!r->session) {
-        send_result(c->peer, m->id, PROTO_E_SOCKET_NOT_READY, "no upstream is configured", NULL,
-                    NULL);
+        peer_send_result(c->peer, m->id, PROTO_E_SOCKET_NOT_READY, "no upstream is configured",
+                         NULL, NULL);
         return;
     }
     if (c->in_flight >= r->cfg->max_in_flight_per_client) {
-        send_result(c->peer, m->id, PROTO_E_LIMIT_EXCEEDED,
-                    "too many requests in flight for this client", NULL, NULL);
+        peer_send_result(c->peer, m->id, PROTO_E_LIMIT_EXCEEDED,
+                         "too many requests in flight for this client", NULL, NULL);
         return;
     }
     key_for(key, peer_id(c->peer), m->id);
     rc = idtable_insert(r->requests, key, &e);
     if (rc == -EEXIST) {
-        send_result(c->peer, m->id, PROTO_E_DUPLICATE_ID, "this id is already in flight", NULL,
-                    NULL);
+        peer_send_result(c->peer, m->id, PROTO_E_DUPLICATE_ID, "this id is already in flight", NULL,
+                         NULL);
         return;
     }
     if (rc < 0) {
-        send_result(c->peer, m->id, PROTO_E_LIMIT_EXCEEDED, "too many requests in flight", NULL,
-                    NULL);
+        peer_send_result(c->peer, m->id, PROTO_E_LIMIT_EXCEEDED, "too many requests in flight",
+                         NULL, NULL);
         return;
     }
     e->ctx = c;
@@ -383,7 +346,7 @@ static void handle_request(struct router *r, struct rclient *c, const struct pro
     if (rc < 0) {
         c->in_flight--;
         idtable_remove(r->requests, e);
-        send_result(c->peer, m->id, rc, why, NULL, NULL);
+        peer_send_result(c->peer, m->id, rc, why, NULL, NULL);
     }
 }
 
@@ -397,11 +360,11 @@ static void handle_emit(struct router *r, struct rclient *c, const struct proto_
         rc = session_emit(r->session, &m->type, proto_msg_has(m, PROTO_F_DATA) ? &m->data : &nil,
                           &why);
     if (proto_msg_has(m, PROTO_F_ID)) {
-        send_result(c->peer, m->id, rc, why, NULL, NULL);
+        peer_send_result(c->peer, m->id, rc, why, NULL, NULL);
         return;
     }
     if (rc < 0)
-        send_error_frame(c->peer, rc, why);
+        peer_send_error(c->peer, rc, why, NULL);
 }
 
 /* ---- handlers ---- */
@@ -514,23 +477,23 @@ static void handle_register(struct router *r, struct rclient *c, const struct pr
     uint32_t n_new = 0;
     while (proto_str_iter_next(&it, &name)) {
         if (!valid_name(&name, COMMAND_NAME_MAX)) {
-            send_result(c->peer, m->id, PROTO_E_BAD_REQUEST,
-                        "command names must be 1..256 bytes without control characters", NULL,
-                        NULL);
+            peer_send_result(c->peer, m->id, PROTO_E_BAD_REQUEST,
+                             "command names must be 1..256 bytes without control characters", NULL,
+                             NULL);
             return;
         }
         n_new++;
     }
     if (add && c->n_handlers + n_new > r->cfg->max_handlers_per_client) {
-        send_result(c->peer, m->id, PROTO_E_LIMIT_EXCEEDED, "too many handlers for this client",
-                    NULL, NULL);
+        peer_send_result(c->peer, m->id, PROTO_E_LIMIT_EXCEEDED,
+                         "too many handlers for this client", NULL, NULL);
         return;
     }
     proto_msg_commands(m, &it);
     while (proto_str_iter_next(&it, &name)) {
         if (add) {
             if (group_join(r, c, &name, &changed) < 0) {
-                send_result(c->peer, m->id, PROTO_E_NOMEM, "out of memory", NULL, NULL);
+                peer_send_result(c->peer, m->id, PROTO_E_NOMEM, "out of memory", NULL, NULL);
                 break;
             }
             continue;
@@ -542,7 +505,7 @@ static void handle_register(struct router *r, struct rclient *c, const struct pr
     }
     log_info("client %llu (%s) %s %u command%s", (unsigned long long)peer_id(c->peer),
              peer_name(c->peer), add ? "registered" : "unregistered", n_new, n_new == 1 ? "" : "s");
-    send_result(c->peer, m->id, 0, NULL, NULL, NULL);
+    peer_send_result(c->peer, m->id, 0, NULL, NULL, NULL);
     if (changed && r->session)
         session_handlers_changed(r->session);
 }
@@ -581,14 +544,14 @@ static void handle_subscribe(struct router *r, struct rclient *c, const struct p
     int at;
 
     if (parse_match(&m->match, &k) < 0) {
-        send_result(c->peer, m->id, PROTO_E_BAD_REQUEST,
-                    "match must be \"all\", \"exact\" or \"prefix\"", NULL, NULL);
+        peer_send_result(c->peer, m->id, PROTO_E_BAD_REQUEST,
+                         "match must be \"all\", \"exact\" or \"prefix\"", NULL, NULL);
         return;
     }
     if (k != MATCH_ALL) {
         if (!proto_msg_has(m, PROTO_F_TYPE) || !valid_name(&m->type, TYPE_FILTER_MAX)) {
-            send_result(c->peer, m->id, PROTO_E_BAD_REQUEST,
-                        "type must be 1..256 bytes without control characters", NULL, NULL);
+            peer_send_result(c->peer, m->id, PROTO_E_BAD_REQUEST,
+                             "type must be 1..256 bytes without control characters", NULL, NULL);
             return;
         }
         type = m->type;
@@ -599,13 +562,13 @@ static void handle_subscribe(struct router *r, struct rclient *c, const struct p
             free(c->subs[at].type);
             c->subs[at] = c->subs[--c->n_subs];
         }
-        send_result(c->peer, m->id, 0, NULL, NULL, NULL);
+        peer_send_result(c->peer, m->id, 0, NULL, NULL, NULL);
         return;
     }
     if (at < 0) {
         if (c->n_subs >= r->cfg->max_subscriptions_per_client) {
-            send_result(c->peer, m->id, PROTO_E_LIMIT_EXCEEDED,
-                        "too many subscriptions for this client", NULL, NULL);
+            peer_send_result(c->peer, m->id, PROTO_E_LIMIT_EXCEEDED,
+                             "too many subscriptions for this client", NULL, NULL);
             return;
         }
         if (c->n_subs == c->cap_subs && grow((void **)&c->subs, &c->cap_subs, sizeof(*c->subs)) < 0)
@@ -620,10 +583,10 @@ static void handle_subscribe(struct router *r, struct rclient *c, const struct p
         s->type[type.len] = '\0';
         c->n_subs++;
     }
-    send_result(c->peer, m->id, 0, NULL, NULL, NULL);
+    peer_send_result(c->peer, m->id, 0, NULL, NULL, NULL);
     return;
 nomem:
-    send_result(c->peer, m->id, PROTO_E_NOMEM, "out of memory", NULL, NULL);
+    peer_send_result(c->peer, m->id, PROTO_E_NOMEM, "out of memory", NULL, NULL);
 }
 
 static bool client_wants(const struct rclient *c, const struct proto_span *type)

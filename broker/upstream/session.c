@@ -186,11 +186,6 @@ static int put(struct session *s, const char *text)
     return proto_buf_append(&s->out, text, strlen(text));
 }
 
-static int put_json_string(struct proto_buf *b, const char *text, size_t len)
-{
-    return proto_json_put_string(b, text, len);
-}
-
 static int send_message(struct session *s, const void *data, size_t len, bool binary)
 {
     if (s->tap_on && s->ev.tap)
@@ -403,7 +398,7 @@ int session_request(struct session *s, const struct proto_span *command,
     rc |= put(s, "\",\"command\":");
     if (rc < 0)
         goto nomem;
-    if (put_json_string(&s->out, (const char *)command->ptr, command->len) < 0) {
+    if (proto_json_put_string(&s->out, (const char *)command->ptr, command->len) < 0) {
         *why = "the command name is not valid UTF-8";
         return PROTO_E_NOT_JSON;
     }
@@ -458,7 +453,7 @@ int session_emit(struct session *s, const struct proto_span *type, const struct 
     }
     if (packet_begin(s) < 0 || put(s, "[\"message\",{\"type\":") < 0)
         goto nomem;
-    if (put_json_string(&s->out, (const char *)type->ptr, type->len) < 0) {
+    if (proto_json_put_string(&s->out, (const char *)type->ptr, type->len) < 0) {
         *why = "the message type is not valid UTF-8";
         return PROTO_E_NOT_JSON;
     }
@@ -505,7 +500,7 @@ void session_respond(struct session *s, struct session_inbound *in, bool ok,
     if (packet_begin(s) < 0)
         goto done;
     rc |= put(s, "[\"server:response\",{\"requestId\":");
-    rc |= put_json_string(&s->out, in->id, in->id_len);
+    rc |= proto_json_put_string(&s->out, in->id, in->id_len);
     if (ok) {
         rc |= put(s, ",\"success\":true");
         if (data && data->len) {
@@ -516,20 +511,21 @@ void session_respond(struct session *s, struct session_inbound *in, bool ok,
                 log_warn("upstream: result for %s has no JSON form (%s)", in->id, why);
                 packet_begin(s);
                 rc = put(s, "[\"server:response\",{\"requestId\":");
-                rc |= put_json_string(&s->out, in->id, in->id_len);
+                rc |= proto_json_put_string(&s->out, in->id, in->id_len);
                 rc |=
                     put(s, ",\"success\":false,\"error\":{\"code\":\"HandlerError\",\"message\":");
-                rc |= put_json_string(&s->out, why, strlen(why));
+                rc |= proto_json_put_string(&s->out, why, strlen(why));
                 rc |= put(s, "}");
                 n_attach = 0;
             }
         }
     } else {
         rc |= put(s, ",\"success\":false,\"error\":{\"code\":");
-        rc |= put_json_string(&s->out, code, strlen(code));
+        rc |= proto_json_put_string(&s->out, code, strlen(code));
         rc |= put(s, ",\"message\":");
         /* A message that is not UTF-8 is replaced rather than failing the answer. */
-        if (!message || put_json_string(&s->out, (const char *)message->ptr, message->len) < 0)
+        if (!message ||
+            proto_json_put_string(&s->out, (const char *)message->ptr, message->len) < 0)
             rc |= put(s, "\"(the handler's message was not valid UTF-8)\"");
         rc |= put(s, "}");
     }
@@ -830,9 +826,9 @@ static void send_register(struct session *s)
     }
     struct proto_span handlers = {s->scratch.data, (uint32_t)s->scratch.len};
     rc |= put(s, "[\"daemon:register\",{\"teamClusterId\":");
-    rc |= put_json_string(&s->out, s->team_cluster_id, strlen(s->team_cluster_id));
+    rc |= proto_json_put_string(&s->out, s->team_cluster_id, strlen(s->team_cluster_id));
     rc |= put(s, ",\"hostname\":");
-    rc |= put_json_string(&s->out, s->hostname, strlen(s->hostname));
+    rc |= proto_json_put_string(&s->out, s->hostname, strlen(s->hostname));
     rc |= put(s, ",\"version\":\"" VOLT_VERSION "\",\"handlers\":");
     if (rc == 0)
         rc = put_value(s, &handlers, &n_attach, &why);
@@ -891,11 +887,11 @@ static void send_connect(struct session *s)
     if (packet_begin(s) < 0)
         return;
     rc |= put(s, "{\"teamClusterId\":");
-    rc |= put_json_string(&s->out, s->team_cluster_id, strlen(s->team_cluster_id));
+    rc |= proto_json_put_string(&s->out, s->team_cluster_id, strlen(s->team_cluster_id));
     rc |= put(s, ",\"daemonPassword\":");
     size_t secret_at = s->out.len;
-    rc |= put_json_string(&s->out, s->daemon_password ? s->daemon_password : "",
-                          s->daemon_password ? strlen(s->daemon_password) : 0);
+    rc |= proto_json_put_string(&s->out, s->daemon_password ? s->daemon_password : "",
+                                s->daemon_password ? strlen(s->daemon_password) : 0);
     size_t secret_end = s->out.len;
     rc |= put(s, "}");
     /* Monitors see the packet with the password replaced. */

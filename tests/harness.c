@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -16,6 +17,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <cmocka.h>
+
 #include "proto/json.h"
 #include "proto/reader.h"
 
@@ -26,9 +29,9 @@
 #error "VOLT_BUILD_DIR must be defined"
 #endif
 
-static int fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int h_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
-static int fail(const char *fmt, ...)
+static int h_fail(const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -83,7 +86,7 @@ static int make_temp_dir(char *out, size_t len, const char *what)
 {
     snprintf(out, len, "/tmp/volt-test-%s-XXXXXX", what);
     if (!mkdtemp(out))
-        return fail("mkdtemp: %s", strerror(errno));
+        return h_fail("mkdtemp: %s", strerror(errno));
     return 0;
 }
 
@@ -111,10 +114,10 @@ int h_server_start(struct h_server *s, const char *const *extra_args)
     }
     argv[n] = NULL;
     if (pipe(out_pipe) < 0)
-        return fail("pipe: %s", strerror(errno));
+        return h_fail("pipe: %s", strerror(errno));
     s->pid = fork();
     if (s->pid < 0)
-        return fail("fork: %s", strerror(errno));
+        return h_fail("fork: %s", strerror(errno));
     if (s->pid == 0) {
         int logfd = open(s->log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
         dup2(out_pipe[1], STDOUT_FILENO);
@@ -145,7 +148,7 @@ int h_server_start(struct h_server *s, const char *const *extra_args)
     if (!p) {
         close(out_pipe[0]);
         h_server_stop(s);
-        return fail("dev server did not start (log: %s): '%s'", s->log, line);
+        return h_fail("dev server did not start (log: %s): '%s'", s->log, line);
     }
     s->port = atoi(p + 7);
     /* Keep draining its stdout in the background by handing the pipe to a
@@ -265,9 +268,26 @@ cJSON *h_http_json(const struct h_server *s, const char *method, const char *pat
     long st = h_http(s, method, path, body, &text);
     j = text ? cJSON_Parse(text) : NULL;
     if (!j)
-        fail("%s %s: status %ld, body '%s'", method, path, st, text ? text : "");
+        h_fail("%s %s: status %ld, body '%s'", method, path, st, text ? text : "");
     free(text);
     return j;
+}
+
+void h_apply_test_filter(void)
+{
+    const char *filter = getenv("VOLT_TEST_FILTER");
+    if (filter && *filter)
+        cmocka_set_test_filter(filter);
+}
+
+double h_server_counter(const struct h_server *s, const char *name)
+{
+    char path[128];
+    cJSON *st = h_http_json(s, "GET", "/_dev/state", NULL);
+    snprintf(path, sizeof(path), "counters.%s", name);
+    double v = h_json_num(st, path, -1);
+    cJSON_Delete(st);
+    return v;
 }
 
 /* ---- broker ---- */
@@ -355,7 +375,7 @@ static int spawn_broker_opts(struct h_broker *b, const struct h_broker_opts *o)
     snprintf(supp, sizeof(supp), "--suppressions=%s/tests/valgrind.supp", VOLT_SOURCE_DIR);
     b->pid = fork();
     if (b->pid < 0)
-        return fail("fork: %s", strerror(errno));
+        return h_fail("fork: %s", strerror(errno));
     if (b->pid == 0) {
         int logfd = open(b->log, O_WRONLY | O_CREAT | O_APPEND, 0600);
         if (logfd >= 0) {
@@ -382,13 +402,13 @@ static int spawn_broker_opts(struct h_broker *b, const struct h_broker_opts *o)
         snprintf(b->wait_log, sizeof(b->wait_log), "%s", o->wait_log);
         if (h_wait_for(log_has_wait_line, b, b->valgrind ? 60000 : 10000) < 0) {
             h_broker_dump_log(b);
-            return fail("the broker never logged '%s'", o->wait_log);
+            return h_fail("the broker never logged '%s'", o->wait_log);
         }
         return 0;
     }
     if (h_wait_for(sock_connectable, b, b->valgrind ? 60000 : 10000) < 0) {
         h_broker_dump_log(b);
-        return fail("broker socket %s never accepted connections", b->sock);
+        return h_fail("broker socket %s never accepted connections", b->sock);
     }
     return 0;
 }
@@ -405,7 +425,7 @@ static int write_config(struct h_broker *b, const struct h_server *s, const char
     FILE *f = fopen(b->config, "w");
     if (!f) {
         free(text);
-        return fail("cannot write %s", b->config);
+        return h_fail("cannot write %s", b->config);
     }
     fputs(text, f);
     fclose(f);
@@ -451,7 +471,7 @@ int h_broker_stop(struct h_broker *b, int timeout_ms)
         return -1;
     kill(b->pid, SIGTERM);
     if (wait_pid(b->pid, b->valgrind ? timeout_ms * 4 + 20000 : timeout_ms, &st) < 0) {
-        fail("broker did not stop within %d ms; killing it", timeout_ms);
+        h_fail("broker did not stop within %d ms; killing it", timeout_ms);
         kill(b->pid, SIGKILL);
         waitpid(b->pid, &st, 0);
         b->pid = 0;
@@ -461,7 +481,7 @@ int h_broker_stop(struct h_broker *b, int timeout_ms)
     b->pid = 0;
     if (!WIFEXITED(st)) {
         h_broker_dump_log(b);
-        return fail("broker died of signal %d", WTERMSIG(st));
+        return h_fail("broker died of signal %d", WTERMSIG(st));
     }
     if (WEXITSTATUS(st) != 0)
         h_broker_dump_log(b);
@@ -530,11 +550,11 @@ int h_broker_wait(struct h_broker *b, int timeout_ms)
     if (b->pid <= 0)
         return -1;
     if (wait_pid(b->pid, b->valgrind ? timeout_ms * 4 + 20000 : timeout_ms, &st) < 0)
-        return fail("broker (pid %d) did not exit within %d ms", (int)b->pid, timeout_ms);
+        return h_fail("broker (pid %d) did not exit within %d ms", (int)b->pid, timeout_ms);
     b->pid = 0;
     if (!WIFEXITED(st)) {
         h_broker_dump_log(b);
-        return fail("broker died of signal %d", WTERMSIG(st));
+        return h_fail("broker died of signal %d", WTERMSIG(st));
     }
     if (WEXITSTATUS(st) != 0)
         h_broker_dump_log(b);
@@ -552,7 +572,7 @@ int h_broker_wait_log(const struct h_broker *b, const char *needle, int timeout_
     if (h_broker_log_contains(b, needle))
         return 0;
     h_broker_dump_log(b);
-    return fail("the broker did not log '%s' within %d ms", needle, timeout_ms);
+    return h_fail("the broker did not log '%s' within %d ms", needle, timeout_ms);
 }
 
 /* Appends what is readable on fd to *buf; false at EOF or error. */
@@ -596,15 +616,15 @@ int h_run(const char *const *argv, const char *const *extra_env, char **out, cha
         args[n++] = *a;
     args[n] = NULL;
     if (pipe2(out_pipe, O_CLOEXEC) < 0)
-        return fail("pipe: %s", strerror(errno));
+        return h_fail("pipe: %s", strerror(errno));
     if (pipe2(err_pipe, O_CLOEXEC) < 0) {
         close(out_pipe[0]);
         close(out_pipe[1]);
-        return fail("pipe: %s", strerror(errno));
+        return h_fail("pipe: %s", strerror(errno));
     }
     pid = fork();
     if (pid < 0)
-        return fail("fork: %s", strerror(errno));
+        return h_fail("fork: %s", strerror(errno));
     if (pid == 0) {
         dup2(out_pipe[1], STDOUT_FILENO);
         dup2(err_pipe[1], STDERR_FILENO);
@@ -639,7 +659,7 @@ int h_run(const char *const *argv, const char *const *extra_env, char **out, cha
     if (timed_out || wait_pid(pid, 5000, &st) < 0) {
         kill(pid, SIGKILL);
         waitpid(pid, &st, 0);
-        fail("%s did not finish within %d ms", argv[0], timeout_ms);
+        h_fail("%s did not finish within %d ms", argv[0], timeout_ms);
         st = -1;
     }
     if (out)
@@ -653,7 +673,7 @@ int h_run(const char *const *argv, const char *const *extra_env, char **out, cha
     if (st == -1)
         return -1;
     if (!WIFEXITED(st))
-        return fail("%s died of signal %d", argv[0], WTERMSIG(st));
+        return h_fail("%s died of signal %d", argv[0], WTERMSIG(st));
     return WEXITSTATUS(st);
 }
 
@@ -674,7 +694,7 @@ struct h_conn *h_conn_open(const char *sock_path)
     c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     set_sun_path(&a, sock_path);
     if (connect(c->fd, (struct sockaddr *)&a, sizeof(a)) < 0) {
-        fail("connect %s: %s", sock_path, strerror(errno));
+        h_fail("connect %s: %s", sock_path, strerror(errno));
         close(c->fd);
         free(c);
         return NULL;
@@ -709,7 +729,7 @@ int h_conn_send_raw(struct h_conn *c, const void *data, size_t len)
         if (w < 0 && errno == EINTR)
             continue;
         if (w < 0)
-            return fail("send: %s", strerror(errno));
+            return h_fail("send: %s", strerror(errno));
         p += w;
         len -= (size_t)w;
     }
@@ -724,7 +744,7 @@ int h_conn_send(struct h_conn *c, const char *json)
 
     proto_buf_reset(&c->buf);
     if (proto_json_to_msgpack(&c->doc, json, strlen(json), &c->buf, &o, &err) < 0)
-        return fail("bad test JSON '%s': %s", json, err.text);
+        return h_fail("bad test JSON '%s': %s", json, err.text);
     uint32_t n = (uint32_t)c->buf.len;
     prefix[0] = (uint8_t)(n >> 24);
     prefix[1] = (uint8_t)(n >> 16);
@@ -747,14 +767,14 @@ cJSON *h_conn_recv(struct h_conn *c, int timeout_ms)
             struct proto_json_error err;
             proto_buf_reset(&c->buf);
             if (proto_msgpack_to_json(frame.ptr, frame.len, &c->buf, &o, &err) < 0) {
-                fail("frame has no JSON form: %s", err.text);
+                h_fail("frame has no JSON form: %s", err.text);
                 return NULL;
             }
             proto_buf_append_byte(&c->buf, 0);
             return cJSON_Parse((const char *)c->buf.data);
         }
         if (rc < 0) {
-            fail("bad frame from the broker: %s", proto_reader_error(c->reader));
+            h_fail("bad frame from the broker: %s", proto_reader_error(c->reader));
             return NULL;
         }
         int64_t left = (int64_t)end - (int64_t)h_now_ms();
@@ -820,7 +840,7 @@ struct h_conn *h_conn_hello(const char *sock_path, const char *name)
     snprintf(hello, sizeof(hello),
              "{\"op\":\"hello\",\"min_version\":1,\"max_version\":1,\"name\":\"%s\"}", name);
     if (h_conn_send(c, hello) < 0 || !(w = h_conn_expect(c, "welcome", -1, 5000))) {
-        fail("no welcome from the broker");
+        h_fail("no welcome from the broker");
         h_conn_close(c);
         return NULL;
     }
@@ -858,7 +878,7 @@ int h_wait_state(const char *sock_path, const char *state, int timeout_ms)
             return 0;
         h_sleep_ms(50);
     } while (h_now_ms() < end);
-    return fail("upstream state is '%s', waited %d ms for '%s'", last, timeout_ms, state);
+    return h_fail("upstream state is '%s', waited %d ms for '%s'", last, timeout_ms, state);
 }
 
 /* ---- JSON helpers ---- */
@@ -910,13 +930,13 @@ static int input_pipe(const char *input)
     int fds[2];
 
     if (pipe2(fds, O_CLOEXEC) < 0)
-        return fail("pipe: %s", strerror(errno));
+        return h_fail("pipe: %s", strerror(errno));
     /* Non-blocking: input that does not fit fails instead of hanging. */
     fcntl(fds[1], F_SETFL, O_NONBLOCK);
     if (len > 0 && write(fds[1], input, len) != (ssize_t)len) {
         close(fds[0]);
         close(fds[1]);
-        return fail("input of %zu bytes does not fit in a pipe", len);
+        return h_fail("input of %zu bytes does not fit in a pipe", len);
     }
     close(fds[1]);
     return fds[0];
@@ -976,7 +996,7 @@ int h_proc_start(struct h_proc *p, const char *const *argv, const char *const *e
     if (p->pid < 0) {
         close(in);
         p->pid = 0;
-        return fail("fork: %s", strerror(errno));
+        return h_fail("fork: %s", strerror(errno));
     }
     if (p->pid == 0) {
         int out = open(p->out, O_WRONLY | O_CREAT | O_TRUNC, 0600);
@@ -1049,8 +1069,8 @@ static int proc_wait_file(struct h_proc *p, const char *path, const char *needle
         h_sleep_ms(20);
     }
     proc_dump(p);
-    return fail("pid %d %s without writing '%s' to %s", (int)p->pid,
-                h_proc_running(p) ? "went on for too long" : "ended", needle, path);
+    return h_fail("pid %d %s without writing '%s' to %s", (int)p->pid,
+                  h_proc_running(p) ? "went on for too long" : "ended", needle, path);
 }
 
 int h_proc_wait_stdout(struct h_proc *p, const char *needle, int timeout_ms)
@@ -1066,7 +1086,7 @@ int h_proc_wait_stderr(struct h_proc *p, const char *needle, int timeout_ms)
 int h_proc_stop(struct h_proc *p, int sig, int timeout_ms)
 {
     if (p->pid <= 0)
-        return fail("h_proc_stop: nothing was started");
+        return h_fail("h_proc_stop: nothing was started");
     if (!p->reaped) {
         if (sig)
             kill(p->pid, sig);
@@ -1075,8 +1095,8 @@ int h_proc_stop(struct h_proc *p, int sig, int timeout_ms)
             waitpid(p->pid, &p->wstatus, 0);
             p->reaped = true;
             proc_dump(p);
-            return fail("pid %d still ran %d ms after signal %d; killed", (int)p->pid, timeout_ms,
-                        sig);
+            return h_fail("pid %d still ran %d ms after signal %d; killed", (int)p->pid, timeout_ms,
+                          sig);
         }
         p->reaped = true;
     }

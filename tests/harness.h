@@ -44,6 +44,11 @@ void h_server_pause(struct h_server *s, bool pause);
  * Returns the HTTP status, or -1. */
 long h_http(const struct h_server *s, const char *method, const char *path, const char *body,
             char **resp);
+/* A counter of the dev server's /_dev/state ("heartbeats", ...), or -1. */
+double h_server_counter(const struct h_server *s, const char *name);
+/* Applies $VOLT_TEST_FILTER (a cmocka test-name glob) if set, so ctest
+ * entries and people can run one test of a suite. */
+void h_apply_test_filter(void);
 /* GET path and parse it as JSON (caller cJSON_Delete()s), or NULL. */
 cJSON *h_http_json(const struct h_server *s, const char *method, const char *path,
                    const char *body);

@@ -357,9 +357,7 @@ static void test_broker_restart(void **state)
 
 int main(void)
 {
-    const char *filter = getenv("VOLT_TEST_FILTER");
-    if (filter)
-        cmocka_set_test_filter(filter);
+    h_apply_test_filter();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_connect_and_send_command, setup, teardown),
         cmocka_unit_test_setup_teardown(test_async_send_and_emit, setup, teardown),

@@ -610,16 +610,6 @@ static int setup_drain(void **state)
     return h_broker_start(&ts.broker, &ts.server, drain_config, NULL);
 }
 
-static double server_counter(const char *name)
-{
-    char path[128];
-    cJSON *st = h_http_json(&ts.server, "GET", "/_dev/state", NULL);
-    snprintf(path, sizeof(path), "counters.%s", name);
-    double v = h_json_num(st, path, -1);
-    cJSON_Delete(st);
-    return v;
-}
-
 /* A client that handles "slow-handler". */
 static struct h_conn *register_slow_handler(void)
 {
@@ -734,8 +724,8 @@ static void test_sigterm_drain_lets_handler_answer(void **state)
     /* the client was let go, and the server saw exactly one answer */
     assert_true(h_conn_closed(c, 2000));
     drop_conn(c);
-    assert_int_equal(server_counter("duplicateServerResponses"), 0);
-    assert_int_equal(server_counter("lateServerResponses"), 0);
+    assert_int_equal(h_server_counter(&ts.server, "duplicateServerResponses"), 0);
+    assert_int_equal(h_server_counter(&ts.server, "lateServerResponses"), 0);
 }
 
 static void test_sigterm_drain_timeout_answers_handler_error(void **state)
@@ -762,7 +752,7 @@ static void test_sigterm_drain_timeout_answers_handler_error(void **state)
     expect_child_ok(child, "the server did not get HandlerError for the unanswered call");
     assert_true(h_conn_closed(c, 2000));
     drop_conn(c);
-    assert_int_equal(server_counter("duplicateServerResponses"), 0);
+    assert_int_equal(h_server_counter(&ts.server, "duplicateServerResponses"), 0);
 }
 
 /* ==== 3. SIGHUP ==== */
@@ -1167,9 +1157,7 @@ int main(void)
     };
     for (size_t i = 0; i < sizeof(scrub) / sizeof(scrub[0]); i++)
         unsetenv(scrub[i]);
-    const char *filter = getenv("VOLT_TEST_FILTER");
-    if (filter)
-        cmocka_set_test_filter(filter);
+    h_apply_test_filter();
 
     const struct CMUnitTest tests[] = {
         T(test_config_unknown_key_suggests, setup_nothing),

@@ -584,9 +584,7 @@ static void test_limits(void **state)
 
 int main(void)
 {
-    const char *filter = getenv("VOLT_TEST_FILTER");
-    if (filter)
-        cmocka_set_test_filter(filter);
+    h_apply_test_filter();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_two_services_share_one_session, setup, teardown),
         cmocka_unit_test_setup_teardown(test_queue_group_round_robin_and_kill, setup, teardown),

@@ -66,16 +66,6 @@ static int teardown(void **state)
     return stop_all() == 0 ? 0 : -1;
 }
 
-static double server_counter(const char *name)
-{
-    char path[128];
-    cJSON *st = h_http_json(&fx.server, "GET", "/_dev/state", NULL);
-    snprintf(path, sizeof(path), "counters.%s", name);
-    double v = h_json_num(st, path, -1);
-    cJSON_Delete(st);
-    return v;
-}
-
 /* The handler list the server has for the (single) connected daemon, as
  * compact JSON text (caller frees), or NULL. */
 static char *server_handlers(void)
@@ -334,7 +324,7 @@ static void test_handlers_and_server_requests(void **state)
     assert_non_null(text);
     assert_string_equal(text, "[]");
     free(text);
-    assert_int_equal(server_counter("duplicateServerResponses"), 0);
+    assert_int_equal(h_server_counter(&fx.server, "duplicateServerResponses"), 0);
 }
 
 /* ---- 7, 8: messages and binary, both ways ---- */
@@ -416,9 +406,9 @@ static void test_heartbeat(void **state)
     assert_int_equal(h_wait_state(fx.broker.sock, "ready", 15000), 0);
     struct h_conn *c = h_conn_hello(fx.broker.sock, "t-heartbeat");
     uint64_t end = h_now_ms() + 5000;
-    while (server_counter("heartbeats") < 3 && h_now_ms() < end)
+    while (h_server_counter(&fx.server, "heartbeats") < 3 && h_now_ms() < end)
         h_sleep_ms(50);
-    assert_true(server_counter("heartbeats") >= 3);
+    assert_true(h_server_counter(&fx.server, "heartbeats") >= 3);
     /* the payload carries the figures */
     cJSON *ev = h_http_json(&fx.server, "GET", "/_dev/events?since=0", NULL);
     char *t = cJSON_PrintUnformatted(ev);
@@ -427,7 +417,7 @@ static void test_heartbeat(void **state)
     free(t);
     cJSON_Delete(ev);
     /* three failures in a row: an error event each, then a reconnect */
-    double connects = server_counter("connects");
+    double connects = h_server_counter(&fx.server, "connects");
     assert_int_equal(h_http(&fx.server, "POST", "/_dev/behavior", "{\"heartbeat\":\"fail\"}", NULL),
                      200);
     /* skip the "connected" that greeted us */
@@ -450,7 +440,7 @@ static void test_heartbeat(void **state)
     assert_int_equal(h_http(&fx.server, "POST", "/_dev/behavior", "{\"heartbeat\":\"ok\"}", NULL),
                      200);
     assert_int_equal(h_wait_state(fx.broker.sock, "ready", 15000), 0);
-    assert_true(server_counter("connects") > connects);
+    assert_true(h_server_counter(&fx.server, "connects") > connects);
     h_conn_close(c);
 }
 
@@ -502,7 +492,7 @@ static void test_registration_refused_then_ready(void **state)
     }
     assert_true(saw_refusal);
     assert_int_equal(h_wait_state(fx.broker.sock, "ready", 15000), 0);
-    assert_true(server_counter("registrationsRefused") >= 1);
+    assert_true(h_server_counter(&fx.server, "registrationsRefused") >= 1);
 
     /* No ack: the broker stays out of ready and gives up after commandTimeout. */
     assert_int_equal(h_http(&fx.server, "POST", "/_dev/behavior", "{\"registerSilent\":1}", NULL),
@@ -536,7 +526,7 @@ static void test_enrollment_rotation_persisted(void **state)
     struct stat st;
 
     assert_int_equal(h_wait_state(fx.broker.sock, "ready", 15000), 0);
-    assert_int_equal(server_counter("enrollments"), 1);
+    assert_int_equal(h_server_counter(&fx.server, "enrollments"), 1);
     cJSON *cred = h_http_json(&fx.server, "GET", "/_dev/credentials", NULL);
     const char *rotated = h_json_str(cred, "daemonPassword");
     assert_non_null(rotated);
@@ -569,7 +559,7 @@ static void test_enrollment_rotation_persisted(void **state)
     assert_int_equal(h_broker_stop(&fx.broker, 10000), 0);
     assert_int_equal(h_broker_restart(&fx.broker, &fx.server, NULL), 0);
     assert_int_equal(h_wait_state(fx.broker.sock, "ready", 15000), 0);
-    assert_int_equal(server_counter("enrollments"), 1);
+    assert_int_equal(h_server_counter(&fx.server, "enrollments"), 1);
     assert_true(h_broker_log_contains(&fx.broker, "not enrolling again"));
     cJSON_Delete(cred);
 }
@@ -589,8 +579,8 @@ static void test_enrollment_401_is_final(void **state)
     assert_non_null(strstr(h_json_str(st, "upstream.reason"), "refused"));
     cJSON_Delete(st);
     h_sleep_ms(1500);
-    assert_int_equal(server_counter("enrollments"), 0);
-    assert_true(server_counter("enrollmentsRefused") <= 1);
+    assert_int_equal(h_server_counter(&fx.server, "enrollments"), 0);
+    assert_true(h_server_counter(&fx.server, "enrollmentsRefused") <= 1);
 }
 
 static int setup_enroll_503(void **state)
@@ -609,7 +599,7 @@ static void test_enrollment_503_then_success(void **state)
 {
     (void)state;
     assert_int_equal(h_wait_state(fx.broker.sock, "ready", 20000), 0);
-    assert_int_equal(server_counter("enrollments"), 1);
+    assert_int_equal(h_server_counter(&fx.server, "enrollments"), 1);
     assert_true(h_broker_log_contains(&fx.broker, "503"));
 }
 
@@ -626,7 +616,7 @@ static void test_fifty_drops(void **state)
     r = h_conn_expect(c, "result", 1, 5000);
     assert_ok(r);
     cJSON_Delete(r);
-    double registrations = server_counter("registrations");
+    double registrations = h_server_counter(&fx.server, "registrations");
     for (int i = 0; i < 50; i++) {
         const char *mode = i % 2 ? "{\"mode\":\"transport\"}" : "{\"mode\":\"namespace\"}";
         assert_int_equal(h_http(&fx.server, "POST", "/_dev/disconnect", mode, NULL), 200);
@@ -643,7 +633,7 @@ static void test_fifty_drops(void **state)
         assert_true(!strcmp(text, "[\"a\",\"b\"]") || !strcmp(text, "[\"b\",\"a\"]"));
         free(text);
     }
-    assert_true(server_counter("registrations") >= registrations + 50);
+    assert_true(h_server_counter(&fx.server, "registrations") >= registrations + 50);
     cJSON *st = h_status(fx.broker.sock);
     assert_true(h_json_num(st, "counters.reconnects", 0) >= 50);
     cJSON_Delete(st);
@@ -822,7 +812,7 @@ static void test_tls_refused_without_ca(void **state)
     cJSON *st = h_status(fx.broker.sock);
     assert_string_not_equal(h_json_str(st, "upstream.state"), "ready");
     cJSON_Delete(st);
-    assert_int_equal(server_counter("connects"), 0);
+    assert_int_equal(h_server_counter(&fx.server, "connects"), 0);
     h_conn_close(c);
 }
 
@@ -877,11 +867,7 @@ static void test_connection_failed_and_backoff(void **state)
 
 int main(void)
 {
-    /* VOLT_TEST_FILTER picks tests by name (ctest runs the reconnect ones
-     * again under valgrind that way). */
-    const char *filter = getenv("VOLT_TEST_FILTER");
-    if (filter)
-        cmocka_set_test_filter(filter);
+    h_apply_test_filter();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_commands, setup_plain, teardown),
         cmocka_unit_test_setup_teardown(test_disconnect_fails_pending, setup_plain, teardown),

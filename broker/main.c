@@ -46,8 +46,8 @@ static void usage(FILE *out)
             "which overrides the file). Secrets are never accepted as flags:\n");
     config_print_help(out);
     fprintf(out, "\n"
-                 "Signals: SIGTERM/SIGINT drain and stop; SIGHUP reloads the log level, limits\n"
-                 "and allowed peers from the configuration.\n");
+                 "Signals: SIGTERM/SIGINT drain and stop; SIGHUP reloads the log level, allowed\n"
+                 "peers, drainTimeout and the per-client limits from the configuration.\n");
 }
 
 /* Loads file, environment and flags into cfg. Returns the number of

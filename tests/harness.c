@@ -56,6 +56,17 @@ void h_sleep_ms(int ms)
         ;
 }
 
+bool h_under_valgrind(void)
+{
+    const char *v = getenv("VOLT_TEST_VALGRIND");
+    return v && v[0] == '1';
+}
+
+int h_slack_ms(int native)
+{
+    return h_under_valgrind() ? native * 4 + 10000 : native;
+}
+
 int h_wait_for(bool (*cond)(void *arg), void *arg, int timeout_ms)
 {
     uint64_t end = h_now_ms() + (uint64_t)timeout_ms;
@@ -367,11 +378,10 @@ static bool log_has_wait_line(void *arg)
 
 static int spawn_broker_opts(struct h_broker *b, const struct h_broker_opts *o)
 {
-    const char *valgrind = getenv("VOLT_TEST_VALGRIND");
     const char *const *extra_env = o->extra_env;
     char supp[H_PATH];
 
-    b->valgrind = valgrind && valgrind[0] == '1';
+    b->valgrind = h_under_valgrind();
     snprintf(supp, sizeof(supp), "--suppressions=%s/tests/valgrind.supp", VOLT_SOURCE_DIR);
     b->pid = fork();
     if (b->pid < 0)
@@ -590,8 +600,7 @@ static bool drain_fd(int fd, struct membuf *m)
 int h_run(const char *const *argv, const char *const *extra_env, char **out, char **err,
           int timeout_ms)
 {
-    const char *valgrind = getenv("VOLT_TEST_VALGRIND");
-    bool under_valgrind = valgrind && valgrind[0] == '1';
+    bool under_valgrind = h_under_valgrind();
     char supp[H_PATH], bin[H_PATH];
     const char *args[64];
     int n = 0, out_pipe[2], err_pipe[2], st;
@@ -635,7 +644,7 @@ int h_run(const char *const *argv, const char *const *extra_env, char **out, cha
     }
     close(out_pipe[1]);
     close(err_pipe[1]);
-    uint64_t end = h_now_ms() + (uint64_t)(under_valgrind ? timeout_ms * 4 + 20000 : timeout_ms);
+    uint64_t end = h_now_ms() + (uint64_t)h_slack_ms(timeout_ms);
     struct pollfd pfd[2] = {{out_pipe[0], POLLIN, 0}, {err_pipe[0], POLLIN, 0}};
     bool timed_out = false;
     while (pfd[0].fd >= 0 || pfd[1].fd >= 0) {
@@ -718,12 +727,16 @@ void h_conn_close(struct h_conn *c)
 
 int h_conn_fd(const struct h_conn *c)
 {
-    return c->fd;
+    return c ? c->fd : -1;
 }
 
+/* A connection that could not be made is NULL: every use of it fails the
+ * test with an assertion instead of crashing the test program. */
 int h_conn_send_raw(struct h_conn *c, const void *data, size_t len)
 {
     const uint8_t *p = data;
+    if (!c)
+        return h_fail("send on a connection that was never made");
     while (len) {
         ssize_t w = send(c->fd, p, len, MSG_NOSIGNAL);
         if (w < 0 && errno == EINTR)
@@ -742,6 +755,8 @@ int h_conn_send(struct h_conn *c, const char *json)
     struct proto_json_error err;
     uint8_t prefix[4];
 
+    if (!c)
+        return h_fail("send on a connection that was never made");
     proto_buf_reset(&c->buf);
     if (proto_json_to_msgpack(&c->doc, json, strlen(json), &c->buf, &o, &err) < 0)
         return h_fail("bad test JSON '%s': %s", json, err.text);
@@ -760,6 +775,8 @@ cJSON *h_conn_recv(struct h_conn *c, int timeout_ms)
     uint64_t end = h_now_ms() + (uint64_t)timeout_ms;
     struct proto_span frame;
 
+    if (!c)
+        return NULL;
     for (;;) {
         int rc = proto_reader_next(c->reader, &frame);
         if (rc > 0) {
@@ -814,6 +831,8 @@ bool h_conn_closed(struct h_conn *c, int timeout_ms)
 {
     uint64_t end = h_now_ms() + (uint64_t)timeout_ms;
     char buf[4096];
+    if (!c)
+        return false;
     for (;;) {
         int64_t left = (int64_t)end - (int64_t)h_now_ms();
         if (left <= 0)
@@ -839,7 +858,7 @@ struct h_conn *h_conn_hello(const char *sock_path, const char *name)
         return NULL;
     snprintf(hello, sizeof(hello),
              "{\"op\":\"hello\",\"min_version\":1,\"max_version\":1,\"name\":\"%s\"}", name);
-    if (h_conn_send(c, hello) < 0 || !(w = h_conn_expect(c, "welcome", -1, 5000))) {
+    if (h_conn_send(c, hello) < 0 || !(w = h_conn_expect(c, "welcome", -1, h_slack_ms(5000)))) {
         h_fail("no welcome from the broker");
         h_conn_close(c);
         return NULL;
@@ -855,7 +874,7 @@ cJSON *h_status(const char *sock_path)
     if (!c)
         return NULL;
     if (h_conn_send(c, "{\"op\":\"status\",\"id\":1}") == 0 &&
-        (r = h_conn_expect(c, "result", 1, 5000))) {
+        (r = h_conn_expect(c, "result", 1, h_slack_ms(5000)))) {
         data = cJSON_DetachItemFromObject(r, "data");
         cJSON_Delete(r);
     }

@@ -149,6 +149,12 @@ int h_wait_for(bool (*cond)(void *arg), void *arg, int timeout_ms);
 uint64_t h_now_ms(void);
 void h_sleep_ms(int ms);
 
+/* True when VOLT_TEST_VALGRIND=1 runs the broker under valgrind. */
+bool h_under_valgrind(void);
+/* A time limit for something the broker does, with room for a broker slowed
+ * down by valgrind: native as is, much more under valgrind. */
+int h_slack_ms(int native);
+
 /* Convenience: a string/number field of a JSON object, with a dotted path
  * ("data.files.0": numbers index arrays). */
 const char *h_json_str(const cJSON *obj, const char *path);

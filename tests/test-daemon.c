@@ -39,18 +39,6 @@
 
 #define DRAIN_MS 3000
 
-static bool under_valgrind(void)
-{
-    const char *v = getenv("VOLT_TEST_VALGRIND");
-    return v && v[0] == '1';
-}
-
-/* Extra time for a slowed-down broker. */
-static int slack_ms(int native)
-{
-    return under_valgrind() ? native * 4 + 10000 : native;
-}
-
 /* ---- small helpers ---- */
 
 struct tmpdir {
@@ -194,7 +182,7 @@ static bool connect_refused(const char *path)
 
 static void expect_result_ok(struct h_conn *c, long long id)
 {
-    cJSON *r = h_conn_expect(c, "result", id, slack_ms(5000));
+    cJSON *r = h_conn_expect(c, "result", id, h_slack_ms(5000));
     assert_non_null(r);
     if (!cJSON_IsTrue(cJSON_GetObjectItem(r, "ok"))) {
         char *t = cJSON_PrintUnformatted(r);
@@ -212,7 +200,7 @@ static void ping(struct h_conn *c, long long id)
     char frame[64];
     snprintf(frame, sizeof(frame), "{\"op\":\"ping\",\"id\":%lld}", id);
     assert_int_equal(h_conn_send(c, frame), 0);
-    cJSON *p = h_conn_expect(c, "pong", id, slack_ms(5000));
+    cJSON *p = h_conn_expect(c, "pong", id, h_slack_ms(5000));
     assert_non_null(p);
     cJSON_Delete(p);
 }
@@ -613,7 +601,7 @@ static int setup_drain(void **state)
 /* A client that handles "slow-handler". */
 static struct h_conn *register_slow_handler(void)
 {
-    assert_int_equal(h_wait_state(ts.broker.sock, "ready", slack_ms(15000)), 0);
+    assert_int_equal(h_wait_state(ts.broker.sock, "ready", h_slack_ms(15000)), 0);
     struct h_conn *c = keep_conn(h_conn_hello(ts.broker.sock, "t-drain"));
     assert_int_equal(
         h_conn_send(c, "{\"op\":\"register\",\"id\":1,\"commands\":[\"slow-handler\"]}"), 0);
@@ -654,7 +642,7 @@ static pid_t server_request_in_child(const char *expect_code)
  * and the server saw. */
 static void expect_child_ok(pid_t child, const char *what)
 {
-    if (wait_child(child, slack_ms(10000)) == 0)
+    if (wait_child(child, h_slack_ms(10000)) == 0)
         return;
     h_broker_dump_log(&ts.broker);
     char *events = NULL;
@@ -677,7 +665,7 @@ static void check_draining(struct h_conn *c)
     assert_int_equal(
         h_conn_send(c, "{\"op\":\"request\",\"id\":2,\"command\":\"echo\",\"timeout_ms\":1000}"),
         0);
-    cJSON *r = h_conn_expect(c, "result", 2, slack_ms(2000));
+    cJSON *r = h_conn_expect(c, "result", 2, h_slack_ms(2000));
     assert_non_null(r);
     assert_false(cJSON_IsTrue(cJSON_GetObjectItem(r, "ok")));
     assert_string_equal(h_json_str(r, "code"), "ShuttingDown");
@@ -690,7 +678,7 @@ static void test_sigterm_drain_lets_handler_answer(void **state)
     struct h_conn *c = register_slow_handler();
     pid_t child = server_request_in_child(NULL);
 
-    cJSON *call = h_conn_expect(c, "call", -1, slack_ms(5000));
+    cJSON *call = h_conn_expect(c, "call", -1, h_slack_ms(5000));
     assert_non_null(call);
     assert_string_equal(h_json_str(call, "command"), "slow-handler");
     long long call_id = (long long)h_json_num(call, "id", 0);
@@ -716,7 +704,7 @@ static void test_sigterm_drain_lets_handler_answer(void **state)
     uint64_t elapsed = h_now_ms() - t0;
     /* It stopped because the call finished, well before drainTimeout. */
     assert_true(elapsed >= 300);
-    if (!under_valgrind())
+    if (!h_under_valgrind())
         assert_true(elapsed < DRAIN_MS);
     assert_false(h_broker_log_contains(&ts.broker, "drain timeout"));
     assert_true(h_broker_log_contains(&ts.broker, "upstream session closed"));
@@ -734,7 +722,7 @@ static void test_sigterm_drain_timeout_answers_handler_error(void **state)
     struct h_conn *c = register_slow_handler();
     pid_t child = server_request_in_child("HandlerError");
 
-    cJSON *call = h_conn_expect(c, "call", -1, slack_ms(5000));
+    cJSON *call = h_conn_expect(c, "call", -1, h_slack_ms(5000));
     assert_non_null(call);
     cJSON_Delete(call);
 
@@ -745,7 +733,7 @@ static void test_sigterm_drain_timeout_answers_handler_error(void **state)
     assert_int_equal(h_broker_wait(&ts.broker, DRAIN_MS + 3000), 0);
     uint64_t elapsed = h_now_ms() - t0;
     assert_true(elapsed >= DRAIN_MS - 100);
-    if (!under_valgrind())
+    if (!h_under_valgrind())
         assert_true(elapsed < DRAIN_MS + 2000);
     assert_true(h_broker_log_contains(
         &ts.broker, "drain timeout: answering 1 unfinished inbound requests with HandlerError"));
@@ -797,11 +785,11 @@ static void expect_refused_over_max_clients(void)
 {
     struct h_conn *c = keep_conn(h_conn_open(ts.broker.sock));
     h_conn_send(c, "{\"op\":\"hello\",\"min_version\":1,\"max_version\":1}");
-    cJSON *e = h_conn_expect(c, "error", -1, slack_ms(5000));
+    cJSON *e = h_conn_expect(c, "error", -1, h_slack_ms(5000));
     assert_non_null(e);
     assert_string_equal(h_json_str(e, "code"), "LimitExceeded");
     cJSON_Delete(e);
-    assert_true(h_conn_closed(c, slack_ms(5000)));
+    assert_true(h_conn_closed(c, h_slack_ms(5000)));
     drop_conn(c);
 }
 
@@ -858,7 +846,7 @@ static void test_sighup_reload(void **state)
     /* fixed again: applied (a second "reloaded" line) */
     rewrite_config("info", "8", "");
     assert_int_equal(kill(ts.broker.pid, SIGHUP), 0);
-    uint64_t end = h_now_ms() + (uint64_t)slack_ms(5000);
+    uint64_t end = h_now_ms() + (uint64_t)h_slack_ms(5000);
     while (count_log_lines("reloaded: logLevel") < 2) {
         assert_true(h_now_ms() < end);
         h_sleep_ms(20);
@@ -932,7 +920,7 @@ static void test_sdnotify(void **state)
 {
     (void)state;
     start_with_notify(NULL);
-    assert_true(notify_expect(&ts.notify, "READY=1", slack_ms(5000), NULL));
+    assert_true(notify_expect(&ts.notify, "READY=1", h_slack_ms(5000), NULL));
     /* WATCHDOG_USEC 200 ms, WATCHDOG_PID unset: a ping every 100 ms or so */
     int watchdogs = 0;
     notify_expect(&ts.notify, NULL, 1000, &watchdogs);
@@ -940,11 +928,11 @@ static void test_sdnotify(void **state)
         fail_msg("%d WATCHDOG=1 in one second, expected about 10", watchdogs);
     /* a reload is announced and completed */
     assert_int_equal(kill(ts.broker.pid, SIGHUP), 0);
-    assert_true(notify_expect(&ts.notify, "RELOADING=1", slack_ms(5000), NULL));
-    assert_true(notify_expect(&ts.notify, "READY=1", slack_ms(5000), NULL));
+    assert_true(notify_expect(&ts.notify, "RELOADING=1", h_slack_ms(5000), NULL));
+    assert_true(notify_expect(&ts.notify, "READY=1", h_slack_ms(5000), NULL));
 
     assert_int_equal(kill(ts.broker.pid, SIGTERM), 0);
-    assert_true(notify_expect(&ts.notify, "STOPPING=1", slack_ms(5000), NULL));
+    assert_true(notify_expect(&ts.notify, "STOPPING=1", h_slack_ms(5000), NULL));
     assert_int_equal(h_broker_wait(&ts.broker, 5000), 0);
 }
 
@@ -960,11 +948,11 @@ static void test_sdnotify_upstream_status(void **state)
     assert_int_equal(h_server_start(&ts.server, NULL), 0);
     assert_int_equal(h_broker_start_opts(&ts.broker, &ts.server, drain_config, &o), 0);
     assert_true(notify_expect(&ts.notify, "STATUS=upstream ready: registered as cluster-dev",
-                              slack_ms(10000), NULL));
+                              h_slack_ms(10000), NULL));
     assert_int_equal(h_http(&ts.server, "POST", "/_dev/disconnect", "{}", NULL), 200);
-    assert_true(notify_expect(&ts.notify, "STATUS=upstream backoff: *", slack_ms(10000), NULL));
+    assert_true(notify_expect(&ts.notify, "STATUS=upstream backoff: *", h_slack_ms(10000), NULL));
     assert_true(notify_expect(&ts.notify, "STATUS=upstream ready: registered as cluster-dev",
-                              slack_ms(10000), NULL));
+                              h_slack_ms(10000), NULL));
     assert_int_equal(h_broker_stop(&ts.broker, 5000), 0);
 }
 
@@ -973,7 +961,7 @@ static void test_sdnotify_watchdog_for_another_pid(void **state)
     (void)state;
     /* systemd asked pid 1 for pings, not us */
     start_with_notify("WATCHDOG_PID=1");
-    assert_true(notify_expect(&ts.notify, "READY=1", slack_ms(5000), NULL));
+    assert_true(notify_expect(&ts.notify, "READY=1", h_slack_ms(5000), NULL));
     int watchdogs = 0;
     notify_expect(&ts.notify, NULL, 600, &watchdogs);
     assert_int_equal(watchdogs, 0);
@@ -1007,7 +995,7 @@ static void test_socket_activation(void **state)
     struct h_conn *c = keep_conn(h_conn_hello(path, "t-activated"));
     /* it is this broker that answers */
     assert_int_equal(h_conn_send(c, "{\"op\":\"status\",\"id\":1}"), 0);
-    cJSON *r = h_conn_expect(c, "result", 1, slack_ms(5000));
+    cJSON *r = h_conn_expect(c, "result", 1, h_slack_ms(5000));
     assert_non_null(r);
     assert_int_equal((int)h_json_num(r, "data.broker.pid", 0), (int)ts.broker.pid);
     cJSON_Delete(r);
@@ -1095,7 +1083,7 @@ static void test_log_contents(void **state)
     char line[256];
     (void)state;
 
-    assert_int_equal(h_wait_state(ts.broker.sock, "ready", slack_ms(15000)), 0);
+    assert_int_equal(h_wait_state(ts.broker.sock, "ready", h_slack_ms(15000)), 0);
     cJSON *cred = h_http_json(&ts.server, "GET", "/_dev/credentials", NULL);
     char rotated[128];
     assert_non_null(h_json_str(cred, "daemonPassword"));
@@ -1108,18 +1096,18 @@ static void test_log_contents(void **state)
     struct h_conn *c = keep_conn(h_conn_hello(ts.broker.sock, "t-logs"));
     assert_int_equal(h_conn_send(c, "{\"op\":\"credential\",\"id\":1,\"name\":\"daemonPassword\"}"),
                      0);
-    cJSON *r = h_conn_expect(c, "result", 1, slack_ms(5000));
+    cJSON *r = h_conn_expect(c, "result", 1, h_slack_ms(5000));
     assert_non_null(r);
     assert_string_equal(h_json_str(r, "data"), rotated);
     cJSON_Delete(r);
     /* A state change with a reason: the server drops us, we come back. */
     assert_int_equal(
         h_http(&ts.server, "POST", "/_dev/disconnect", "{\"mode\":\"transport\"}", NULL), 200);
-    r = h_conn_expect(c, "event", -1, slack_ms(5000));
+    r = h_conn_expect(c, "event", -1, h_slack_ms(5000));
     assert_non_null(r);
     assert_string_equal(h_json_str(r, "event"), "disconnected");
     cJSON_Delete(r);
-    assert_int_equal(h_wait_state(ts.broker.sock, "ready", slack_ms(15000)), 0);
+    assert_int_equal(h_wait_state(ts.broker.sock, "ready", h_slack_ms(15000)), 0);
     drop_conn(c);
 
     /* connect, hello and disconnect name the peer's pid and uid (ours) */

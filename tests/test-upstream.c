@@ -241,10 +241,10 @@ static void test_handlers_and_server_requests(void **state)
 
     /* No registrant: NoHandler at once. */
     cJSON *resp = h_http_json(&fx.server, "POST", "/_dev/server-request",
-                              "{\"command\":\"list-files\",\"timeoutMs\":5000}");
+                              "{\"command\":\"list-files\",\"timeoutMs\":30000}");
     assert_non_null(resp);
     assert_string_equal(h_json_str(resp, "response.error.code"), "NoHandler");
-    assert_true(h_json_num(resp, "elapsedMs", 1e9) < 2000);
+    assert_true(h_json_num(resp, "elapsedMs", 1e9) < h_slack_ms(2000));
     cJSON_Delete(resp);
 
     assert_int_equal(

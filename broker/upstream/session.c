@@ -1214,7 +1214,11 @@ struct session *session_new(uv_loop_t *loop, const struct broker_config *cfg,
 int session_start(struct session *s)
 {
     const char *fatal = NULL;
-    struct ws_transport_options wo = {.ca_file = s->cfg->ca_file, .insecure = s->cfg->tls_insecure};
+    struct ws_transport_options wo = {
+        .ca_file = s->cfg->ca_file,
+        .insecure = s->cfg->tls_insecure,
+        .plain_only = !s->url.tls,
+    };
     int rc;
 
     if (s->cfg->state_dir && credstore_new(&s->store, s->cfg->state_dir) < 0)

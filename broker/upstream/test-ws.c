@@ -255,6 +255,12 @@ static int fixture_setup(void **state)
     return fixture_setup_with(state, &o);
 }
 
+static int fixture_setup_plain_only(void **state)
+{
+    struct ws_transport_options o = {.plain_only = true};
+    return fixture_setup_with(state, &o);
+}
+
 static int fixture_setup_bare(void **state)
 {
     return fixture_setup_with(state, NULL);
@@ -469,6 +475,26 @@ static void test_engineio_session(void **state)
     run_for(fx, 100);
     assert_int_equal(cl.closes, 1);
     client_free(&cl);
+}
+
+/* A transport made for ws:// only (no CA store loaded) connects as usual
+ * and refuses wss:// outright instead of failing every verification. */
+static void test_plain_only_transport(void **state)
+{
+    struct fixture *fx = *state;
+    struct client cl = {.answer_pings = true};
+    struct client tls_cl = {0};
+    struct ws_connect_options o = plain_options(EIO_PATH);
+
+    client_open_control(fx, &cl, &o);
+    assert_int_equal(cl.opens, 1);
+    o.tls = true;
+    assert_int_equal(client_connect(fx, &tls_cl, &o), -EINVAL);
+    assert_null(tls_cl.conn);
+    client_close_and_wait(fx, &cl);
+    assert_int_equal(cl.closes, 1);
+    client_free(&cl);
+    client_free(&tls_cl);
 }
 
 static void test_unanswered_pings_end_the_session(void **state)
@@ -1113,6 +1139,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_engineio_session, fixture_setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_plain_only_transport, fixture_setup_plain_only,
+                                        fixture_teardown),
         cmocka_unit_test_setup_teardown(test_unanswered_pings_end_the_session, fixture_setup,
                                         fixture_teardown),
         cmocka_unit_test_setup_teardown(test_connect_refused, fixture_setup, fixture_teardown),

@@ -207,6 +207,7 @@ struct ws_transport {
     struct ws_conn *connecting; /* inside lws_client_connect_via_info() */
     uv_timer_t timer;
     bool insecure;
+    bool plain_only;
     enum teardown_phase teardown;
     uint64_t teardown_since;
     bool teardown_warned;
@@ -1061,6 +1062,10 @@ int ws_connect(struct ws_transport *t, const struct ws_connect_options *o,
         return -ESHUTDOWN;
     if (!is_valid_host(o->host) || !is_valid_path(o->path))
         return -EINVAL;
+    if (o->tls && t->plain_only) {
+        log_error("wss:// to %s on a transport created for ws:// only", o->host);
+        return -EINVAL;
+    }
     if (o->tls && !t->insecure && is_ipv6_literal(o->host)) {
         /* lws 4.1.6 cuts the name it verifies at the first ':'. */
         log_error("wss:// to the IPv6 address %s cannot be verified by libwebsockets 4.1; "
@@ -1165,6 +1170,7 @@ int ws_transport_new(uv_loop_t *loop, const struct ws_transport_options *o,
         return -ENOMEM;
     t->loop = loop;
     t->insecure = o && o->insecure;
+    t->plain_only = o && o->plain_only;
 
     lws_set_log_level(LLL_ERR | LLL_WARN | (log_get_level() >= LOG_LEVEL_DEBUG ? LLL_NOTICE : 0),
                       lws_log_to_ours);
@@ -1178,10 +1184,10 @@ int ws_transport_new(uv_loop_t *loop, const struct ws_transport_options *o,
     info.pcontext = &t->lws;
     info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT |
                    LWS_SERVER_OPTION_VALIDATE_UTF8;
-    if (o && o->ca_file) {
+    if (o && o->ca_file)
         info.client_ssl_ca_filepath = o->ca_file;
+    if ((o && o->ca_file) || t->plain_only)
         info.options |= LWS_SERVER_OPTION_DISABLE_OS_CA_CERTS;
-    }
     t->lws = lws_create_context(&info);
     if (!t->lws) {
         log_error("libwebsockets could not create its context");

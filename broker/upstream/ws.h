@@ -58,6 +58,9 @@ struct ws_transport_options {
     /* Accept any server certificate (self-signed, unknown CA, wrong name,
      * expired). Development only: logged as a warning at creation. */
     bool insecure;
+    /* Only ws:// will be used: the system CA store is not loaded (it costs
+     * ~9 MB and a noticeable start-up delay) and wss:// is refused. */
+    bool plain_only;
 };
 
 /* Creates the transport on `loop` (which must outlive it). 0 and *out, or

@@ -398,6 +398,8 @@ static int spawn_broker_opts(struct h_broker *b, const struct h_broker_opts *o)
             unsetenv("NOTIFY_SOCKET");
         if (o->socket_activation)
             pass_listen_fd(o->listen_fd);
+        if (o->nofile && setrlimit(RLIMIT_NOFILE, o->nofile) < 0)
+            _exit(126);
         const char *bin = h_bin("volt-broker");
         if (b->valgrind)
             execlp("valgrind", "valgrind", "--quiet", "--leak-check=full",
@@ -519,22 +521,30 @@ void h_broker_cleanup(struct h_broker *b)
         fprintf(stderr, "harness: could not remove %s\n", b->dir);
 }
 
+/* Reads to EOF (so /proc files, whose size says 0, work too). */
 static char *read_file(const char *path)
 {
     FILE *f = fopen(path, "r");
-    char *buf;
-    long n;
-    if (!f)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    buf = malloc((size_t)n + 1);
-    if (buf) {
-        size_t r = fread(buf, 1, (size_t)n, f);
-        buf[r] = '\0';
+    size_t len = 0, cap = 4096;
+    char *buf = f ? malloc(cap) : NULL;
+
+    while (buf) {
+        len += fread(buf + len, 1, cap - 1 - len, f);
+        if (len < cap - 1)
+            break;
+        char *bigger = realloc(buf, cap * 2);
+        if (!bigger) {
+            free(buf);
+            buf = NULL;
+            break;
+        }
+        buf = bigger;
+        cap *= 2;
     }
-    fclose(f);
+    if (buf)
+        buf[len] = '\0';
+    if (f)
+        fclose(f);
     return buf;
 }
 

@@ -19,6 +19,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/resource.h>
 #include <sys/types.h>
 
 #include <cjson/cJSON.h>
@@ -98,6 +99,8 @@ struct h_broker_opts {
     /* Wait until the log contains this line instead of waiting for
      * b->sock to accept connections (NULL: the socket). */
     const char *wait_log;
+    /* RLIMIT_NOFILE for the broker (NULL: ours, inherited). */
+    const struct rlimit *nofile;
 };
 int h_broker_start_opts(struct h_broker *b, const struct h_server *s, const char *config_json,
                         const struct h_broker_opts *o);

@@ -1023,6 +1023,80 @@ static void test_socket_activation_for_another_pid_ignored(void **state)
     assert_int_equal(access(ts.broker.sock, F_OK), -1); /* its own socket is removed */
 }
 
+/* ==== the open-file budget ==== */
+
+static void start_with_nofile(const struct rlimit *nofile, unsigned max_clients)
+{
+    char config[256];
+    snprintf(config, sizeof(config),
+             "{\"broker\":{\"listen\":\"%%SOCK%%\",\"stateDir\":\"%%STATE%%\","
+             "\"limits\":{\"maxClients\":%u}}}",
+             max_clients);
+    struct h_broker_opts o = {.nofile = nofile};
+    assert_int_equal(h_broker_start_opts(&ts.broker, NULL, config, &o), 0);
+}
+
+/* A soft limit below what maxClients needs, a hard limit above it: the
+ * broker raises the soft limit as far as needed, not further. */
+static void test_open_file_limit_raised(void **state)
+{
+    (void)state;
+    struct rlimit ours;
+    assert_int_equal(getrlimit(RLIMIT_NOFILE, &ours), 0);
+    rlim_t target = ours.rlim_max != RLIM_INFINITY && ours.rlim_max < 464 ? ours.rlim_max : 464;
+    struct rlimit low = {target / 2, ours.rlim_max};
+    unsigned max_clients = (unsigned)target - 64;
+    char line[128];
+
+    start_with_nofile(&low, max_clients);
+    if (h_under_valgrind()) {
+        /* valgrind keeps descriptors of its own above the limit it shows a
+         * program and refuses to raise it: the broker must say so. */
+        assert_int_equal(h_broker_wait_log(&ts.broker, "serving at most ", 3000), 0);
+        assert_int_equal(h_broker_stop(&ts.broker, 5000), 0);
+        return;
+    }
+    snprintf(line, sizeof(line), " to %u for maxClients %u", (unsigned)target, max_clients);
+    assert_int_equal(h_broker_wait_log(&ts.broker, line, 3000), 0);
+    assert_false(h_broker_log_contains(&ts.broker, "serving at most"));
+    char path[64], *limits;
+    snprintf(path, sizeof(path), "/proc/%d/limits", (int)ts.broker.pid);
+    limits = h_file_text(path);
+    assert_non_null(limits);
+    snprintf(line, sizeof(line), "Max open files            %u", (unsigned)target);
+    assert_non_null(strstr(limits, line));
+    free(limits);
+    assert_int_equal(h_broker_stop(&ts.broker, 5000), 0);
+}
+
+/* A hard limit too low for maxClients: said so, and the clients that fit
+ * are served while the next one is told LimitExceeded (rather than failing
+ * in accept() with nothing said). */
+static void test_open_file_limit_caps_max_clients(void **state)
+{
+    (void)state;
+    struct rlimit tight = {160, 160};
+    struct h_conn *conns[160];
+    unsigned fits = 0;
+    char *log, *at;
+
+    start_with_nofile(&tight, 1000);
+    assert_int_equal(h_broker_wait_log(&ts.broker, "serving at most ", 3000), 0);
+    log = h_file_text(ts.broker.log);
+    at = strstr(log, "serving at most ");
+    assert_int_equal(sscanf(at, "serving at most %u clients", &fits), 1);
+    free(log);
+    assert_true(fits > 0 && fits < 160);
+    for (unsigned i = 0; i < fits; i++) {
+        conns[i] = h_conn_hello(ts.broker.sock, "t-fd");
+        assert_non_null(conns[i]);
+    }
+    expect_refused_over_max_clients();
+    for (unsigned i = 0; i < fits; i++)
+        h_conn_close(conns[i]);
+    assert_int_equal(h_broker_stop(&ts.broker, 10000), 0);
+}
+
 /* ==== 6. the log ==== */
 
 #define LOG_PASSWORD "pw-S3cr3t-4711"
@@ -1165,6 +1239,8 @@ int main(void)
         T(test_sdnotify_upstream_status, setup_nothing),
         T(test_socket_activation, setup_nothing),
         T(test_socket_activation_for_another_pid_ignored, setup_nothing),
+        T(test_open_file_limit_raised, setup_nothing),
+        T(test_open_file_limit_caps_max_clients, setup_nothing),
         T(test_log_contents, setup_log),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -583,9 +583,79 @@ static void test_limits(void **state)
     h_conn_close(c);
 }
 
+/* ---- a thousand clients at once ---- */
+
+static int many_clients;
+
+/* As many clients as our own open-file limit allows, up to 1000. Called
+ * before any broker starts, so that the brokers inherit the raised limit
+ * (under valgrind they cannot raise it themselves). */
+static int thousand_or_what_fits(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+        return 100;
+    if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < 1100 &&
+        (rl.rlim_max == RLIM_INFINITY || rl.rlim_max > rl.rlim_cur)) {
+        rl.rlim_cur = rl.rlim_max != RLIM_INFINITY && rl.rlim_max < 1100 ? rl.rlim_max : 1100;
+        setrlimit(RLIMIT_NOFILE, &rl);
+        getrlimit(RLIMIT_NOFILE, &rl);
+    }
+    if (rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur >= 1100)
+        return 1000;
+    return rl.rlim_cur > 200 ? (int)rl.rlim_cur - 100 : 100;
+}
+
+/* 1000 clients connected at once, each with a request in flight through
+ * the one upstream session: every one gets its own answer, once. */
+static void test_thousand_clients(void **state)
+{
+    (void)state;
+    int n = many_clients;
+    struct h_conn **conns = calloc((size_t)n, sizeof(*conns));
+    char frame[256];
+
+    assert_non_null(conns);
+    for (int i = 0; i < n; i++) {
+        conns[i] = h_conn_open(broker.sock);
+        assert_non_null(conns[i]);
+        snprintf(frame, sizeof(frame),
+                 "{\"op\":\"hello\",\"min_version\":1,\"max_version\":1,\"name\":\"many-%d\"}", i);
+        assert_int_equal(h_conn_send(conns[i], frame), 0);
+    }
+    for (int i = 0; i < n; i++) {
+        cJSON *w = h_conn_expect(conns[i], "welcome", -1, h_slack_ms(10000));
+        assert_non_null(w);
+        cJSON_Delete(w);
+    }
+    cJSON *st = h_status(broker.sock);
+    assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(st, "clients")), n + 1);
+    cJSON_Delete(st);
+
+    for (int i = 0; i < n; i++) {
+        snprintf(frame, sizeof(frame),
+                 "{\"op\":\"request\",\"id\":7,\"command\":\"echo\",\"payload\":{\"i\":%d}}", i);
+        assert_int_equal(h_conn_send(conns[i], frame), 0);
+    }
+    for (int i = 0; i < n; i++) {
+        cJSON *r = h_conn_expect(conns[i], "result", 7, h_slack_ms(10000));
+        assert_non_null(r);
+        assert_true(cJSON_IsTrue(cJSON_GetObjectItem(r, "ok")));
+        assert_int_equal((int)h_json_num(r, "data.i", -1), i);
+        cJSON_Delete(r);
+        /* and nothing else for this client */
+        assert_null(h_conn_expect(conns[i], "result", -1, 0));
+    }
+    for (int i = 0; i < n; i++)
+        h_conn_close(conns[i]);
+    free(conns);
+    assert_int_equal(h_server_counter(&server, "connects"), 1); /* one upstream session */
+}
+
 int main(void)
 {
     h_apply_test_filter();
+    many_clients = thousand_or_what_fits();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_two_services_share_one_session, setup, teardown),
         cmocka_unit_test_setup_teardown(test_queue_group_round_robin_and_kill, setup, teardown),
@@ -598,6 +668,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_slow_consumer_disconnected, setup_small_queue,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_limits, setup_limits, teardown),
+        cmocka_unit_test_setup_teardown(test_thousand_clients, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -583,6 +583,62 @@ static void test_limits(void **state)
     h_conn_close(c);
 }
 
+/* ---- a client killed with requests in flight ---- */
+
+static bool late_answers_dropped(void *arg)
+{
+    cJSON *st = h_status(broker.sock);
+    bool done = h_json_num(st, "counters.drops", 0) >= *(int *)arg &&
+                h_json_num(st, "counters.pending", -1) == 0;
+    cJSON_Delete(st);
+    return done;
+}
+
+/* The answers to a dead client's requests arrive later: each is dropped
+ * (and counted) once, nothing stays pending, and nobody else notices. */
+static void test_client_killed_mid_request(void **state)
+{
+    (void)state;
+    enum { N = 50 };
+    int ready[2];
+    assert_int_equal(pipe(ready), 0);
+    pid_t pid = fork();
+    if (pid == 0) {
+        struct h_conn *c = h_conn_hello(broker.sock, "doomed");
+        char frame[160];
+        for (int i = 0; c && i < N; i++) {
+            snprintf(frame, sizeof(frame),
+                     "{\"op\":\"request\",\"id\":%d,\"command\":\"slow\",\"payload\":{\"ms\":300}}",
+                     i + 1);
+            if (h_conn_send(c, frame) < 0)
+                _exit(1);
+        }
+        /* the broker has read them all once it answers this */
+        if (!c || h_conn_send(c, "{\"op\":\"ping\",\"id\":99}") < 0 ||
+            !h_conn_expect(c, "pong", 99, h_slack_ms(5000)) || write(ready[1], "r", 1) != 1)
+            _exit(1);
+        pause();
+        _exit(0);
+    }
+    close(ready[1]);
+    char b;
+    assert_int_equal(read(ready[0], &b, 1), 1);
+    close(ready[0]);
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+
+    int drops = N;
+    assert_int_equal(h_wait_for(late_answers_dropped, &drops, h_slack_ms(5000)), 0);
+    /* each reached the server once (heartbeats are requests too) */
+    assert_int_equal(
+        h_server_counter(&server, "requests") - h_server_counter(&server, "heartbeats"), N);
+    struct h_conn *c = h_conn_hello(broker.sock, "survivor");
+    assert_int_equal(
+        h_conn_send(c, "{\"op\":\"request\",\"id\":1,\"command\":\"echo\",\"payload\":1}"), 0);
+    expect_ok(c, 1);
+    h_conn_close(c);
+}
+
 /* ---- a thousand clients at once ---- */
 
 static int many_clients;
@@ -668,6 +724,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_slow_consumer_disconnected, setup_small_queue,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_limits, setup_limits, teardown),
+        cmocka_unit_test_setup_teardown(test_client_killed_mid_request, setup, teardown),
         cmocka_unit_test_setup_teardown(test_thousand_clients, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

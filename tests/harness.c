@@ -103,9 +103,9 @@ static int make_temp_dir(char *out, size_t len, const char *what)
 
 /* ---- dev server ---- */
 
-int h_server_start(struct h_server *s, const char *const *extra_args)
+static int server_start_on(struct h_server *s, int port, const char *const *extra_args)
 {
-    char script[H_PATH];
+    char script[H_PATH], port_arg[16];
     const char *argv[64];
     int n = 0, out_pipe[2];
 
@@ -116,8 +116,9 @@ int h_server_start(struct h_server *s, const char *const *extra_args)
     snprintf(script, sizeof(script), "%s/contrib/volt-dev-server/server.js", VOLT_SOURCE_DIR);
     argv[n++] = "node";
     argv[n++] = script;
+    snprintf(port_arg, sizeof(port_arg), "%d", port);
     argv[n++] = "--port";
-    argv[n++] = "0";
+    argv[n++] = port_arg;
     for (; extra_args && *extra_args && n < 60; extra_args++) {
         if (!strcmp(*extra_args, "--tls-cert"))
             s->tls = true;
@@ -178,6 +179,11 @@ int h_server_start(struct h_server *s, const char *const *extra_args)
     return 0;
 }
 
+int h_server_start(struct h_server *s, const char *const *extra_args)
+{
+    return server_start_on(s, 0, extra_args);
+}
+
 static int wait_pid(pid_t pid, int timeout_ms, int *status)
 {
     uint64_t end = h_now_ms() + (uint64_t)timeout_ms;
@@ -193,13 +199,13 @@ static int wait_pid(pid_t pid, int timeout_ms, int *status)
     }
 }
 
-void h_server_stop(struct h_server *s)
+static void server_end(struct h_server *s, int signum)
 {
     int st;
     if (s->pid <= 0)
         return;
     kill(s->pid, SIGCONT);
-    kill(s->pid, SIGTERM);
+    kill(s->pid, signum);
     if (wait_pid(s->pid, 5000, &st) < 0) {
         kill(s->pid, SIGKILL);
         waitpid(s->pid, &st, 0);
@@ -212,6 +218,18 @@ void h_server_stop(struct h_server *s)
     snprintf(cmd, sizeof(cmd), "rm -rf '%s'", s->dir);
     if (system(cmd) != 0)
         fprintf(stderr, "harness: could not remove %s\n", s->dir);
+}
+
+void h_server_stop(struct h_server *s)
+{
+    server_end(s, SIGTERM);
+}
+
+int h_server_kill_and_restart(struct h_server *s, const char *const *extra_args)
+{
+    int port = s->port;
+    server_end(s, SIGKILL);
+    return server_start_on(s, port, extra_args);
 }
 
 void h_server_pause(struct h_server *s, bool pause)

@@ -39,6 +39,9 @@ struct h_server {
 int h_server_start(struct h_server *s, const char *const *extra_args);
 /* Sends SIGTERM and waits. */
 void h_server_stop(struct h_server *s);
+/* Kills the server with SIGKILL (the kernel closes its sockets; it says
+ * nothing) and starts a fresh one on the same port. 0 or -1. */
+int h_server_kill_and_restart(struct h_server *s, const char *const *extra_args);
 /* Pauses / resumes the server process (SIGSTOP / SIGCONT). */
 void h_server_pause(struct h_server *s, bool pause);
 /* HTTP to the server: body may be NULL. *resp (caller frees) may be NULL.

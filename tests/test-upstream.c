@@ -640,6 +640,61 @@ static void test_fifty_drops(void **state)
     h_conn_close(c);
 }
 
+/* The server process dies (SIGKILL) with 100 requests in flight and a new
+ * one takes its port: every request fails SOCKET_NOT_READY exactly once,
+ * then the broker is back, registered with its handlers, and serving. */
+static void test_server_killed_under_load(void **state)
+{
+    (void)state;
+    enum { N = 100 };
+    assert_int_equal(h_wait_state(fx.broker.sock, "ready", 15000), 0);
+    struct h_conn *c = h_conn_hello(fx.broker.sock, "t-killed");
+    cJSON *r;
+    assert_int_equal(h_conn_send(c, "{\"op\":\"register\",\"id\":1,\"commands\":[\"k\"]}"), 0);
+    assert_ok(r = h_conn_expect(c, "result", 1, 5000));
+    cJSON_Delete(r);
+    for (int i = 0; i < N; i++) {
+        char frame[160];
+        snprintf(frame, sizeof(frame),
+                 "{\"op\":\"request\",\"id\":%d,\"command\":\"slow\",\"payload\":{\"ms\":5000}}",
+                 100 + i);
+        assert_int_equal(h_conn_send(c, frame), 0);
+    }
+    /* all of them reached the server before it dies */
+    uint64_t end = h_now_ms() + (uint64_t)h_slack_ms(5000);
+    while (h_server_counter(&fx.server, "requests") - h_server_counter(&fx.server, "heartbeats") <
+           N) {
+        assert_true(h_now_ms() < end);
+        h_sleep_ms(20);
+    }
+    assert_int_equal(h_server_kill_and_restart(&fx.server, NULL), 0);
+
+    int seen[N] = {0};
+    for (int i = 0; i < N; i++) {
+        r = h_conn_expect(c, "result", -1, h_slack_ms(5000));
+        assert_code(r, "SOCKET_NOT_READY");
+        int k = (int)h_json_num(r, "id", 0) - 100;
+        assert_true(k >= 0 && k < N);
+        seen[k]++;
+        cJSON_Delete(r);
+    }
+    for (int i = 0; i < N; i++)
+        assert_int_equal(seen[i], 1);
+
+    assert_int_equal(h_wait_state(fx.broker.sock, "ready", h_slack_ms(15000)), 0);
+    char *text = server_handlers();
+    assert_non_null(text);
+    assert_string_equal(text, "[\"k\"]");
+    free(text);
+    r = request(c, 7, "echo", "\"after\"", 3000);
+    assert_ok(r);
+    assert_string_equal(h_json_str(r, "data"), "after");
+    cJSON_Delete(r);
+    /* nothing more for the dead session's requests */
+    assert_null(h_conn_expect(c, "result", -1, 300));
+    h_conn_close(c);
+}
+
 static int setup_fast_ping(void **state)
 {
     static const char *const args[] = {"--ping-interval", "300", "--ping-timeout", "300", NULL};
@@ -883,6 +938,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_enrollment_503_then_success, setup_enroll_503,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_fifty_drops, setup_plain, teardown),
+        cmocka_unit_test_setup_teardown(test_server_killed_under_load, setup_plain, teardown),
         cmocka_unit_test_setup_teardown(test_paused_server, setup_fast_ping, teardown),
         cmocka_unit_test_setup_teardown(test_max_payload, setup_small_payload, teardown),
         cmocka_unit_test_setup_teardown(test_two_monitors, setup_plain, teardown),

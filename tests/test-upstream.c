@@ -640,6 +640,47 @@ static void test_fifty_drops(void **state)
     h_conn_close(c);
 }
 
+/* Sends n requests for `slow` (held ms by the server), ids first..first+n-1. */
+static void send_slow(struct h_conn *c, int first, int n, int ms)
+{
+    for (int i = 0; i < n; i++) {
+        char frame[160];
+        snprintf(frame, sizeof(frame),
+                 "{\"op\":\"request\",\"id\":%d,\"command\":\"slow\",\"payload\":{\"ms\":%d}}",
+                 first + i, ms);
+        assert_int_equal(h_conn_send(c, frame), 0);
+    }
+}
+
+/* Waits until the server has received n requests (not counting heartbeats). */
+static void wait_server_requests(int n)
+{
+    uint64_t end = h_now_ms() + (uint64_t)h_slack_ms(5000);
+    while (h_server_counter(&fx.server, "requests") - h_server_counter(&fx.server, "heartbeats") <
+           n) {
+        assert_true(h_now_ms() < end);
+        h_sleep_ms(20);
+    }
+}
+
+/* Each of ids first..first+n-1 is answered with `code`, exactly once. */
+static void expect_each_once(struct h_conn *c, int first, int n, const char *code)
+{
+    int *seen = calloc((size_t)n, sizeof(*seen));
+    assert_non_null(seen);
+    for (int i = 0; i < n; i++) {
+        cJSON *r = h_conn_expect(c, "result", -1, h_slack_ms(5000));
+        assert_code(r, code);
+        int k = (int)h_json_num(r, "id", 0) - first;
+        assert_true(k >= 0 && k < n);
+        seen[k]++;
+        cJSON_Delete(r);
+    }
+    for (int i = 0; i < n; i++)
+        assert_int_equal(seen[i], 1);
+    free(seen);
+}
+
 /* The server process dies (SIGKILL) with 100 requests in flight and a new
  * one takes its port: every request fails SOCKET_NOT_READY exactly once,
  * then the broker is back, registered with its handlers, and serving. */
@@ -653,33 +694,10 @@ static void test_server_killed_under_load(void **state)
     assert_int_equal(h_conn_send(c, "{\"op\":\"register\",\"id\":1,\"commands\":[\"k\"]}"), 0);
     assert_ok(r = h_conn_expect(c, "result", 1, 5000));
     cJSON_Delete(r);
-    for (int i = 0; i < N; i++) {
-        char frame[160];
-        snprintf(frame, sizeof(frame),
-                 "{\"op\":\"request\",\"id\":%d,\"command\":\"slow\",\"payload\":{\"ms\":5000}}",
-                 100 + i);
-        assert_int_equal(h_conn_send(c, frame), 0);
-    }
-    /* all of them reached the server before it dies */
-    uint64_t end = h_now_ms() + (uint64_t)h_slack_ms(5000);
-    while (h_server_counter(&fx.server, "requests") - h_server_counter(&fx.server, "heartbeats") <
-           N) {
-        assert_true(h_now_ms() < end);
-        h_sleep_ms(20);
-    }
+    send_slow(c, 100, N, 5000);
+    wait_server_requests(N); /* all of them reached the server before it dies */
     assert_int_equal(h_server_kill_and_restart(&fx.server, NULL), 0);
-
-    int seen[N] = {0};
-    for (int i = 0; i < N; i++) {
-        r = h_conn_expect(c, "result", -1, h_slack_ms(5000));
-        assert_code(r, "SOCKET_NOT_READY");
-        int k = (int)h_json_num(r, "id", 0) - 100;
-        assert_true(k >= 0 && k < N);
-        seen[k]++;
-        cJSON_Delete(r);
-    }
-    for (int i = 0; i < N; i++)
-        assert_int_equal(seen[i], 1);
+    expect_each_once(c, 100, N, "SOCKET_NOT_READY");
 
     assert_int_equal(h_wait_state(fx.broker.sock, "ready", h_slack_ms(15000)), 0);
     char *text = server_handlers();
@@ -706,7 +724,13 @@ static void test_paused_server(void **state)
 {
     (void)state;
     assert_int_equal(h_wait_state(fx.broker.sock, "ready", 15000), 0);
+    /* under load: requests the server holds, and more written to a server
+     * that no longer reads */
+    struct h_conn *c = h_conn_hello(fx.broker.sock, "t-paused");
+    send_slow(c, 100, 50, 5000);
+    wait_server_requests(50);
     h_server_pause(&fx.server, true);
+    send_slow(c, 150, 10, 5000);
     /* pingInterval + pingTimeout = 600 ms without a ping: dead */
     int rc = h_wait_state(fx.broker.sock, "backoff", 5000);
     if (rc != 0)
@@ -714,7 +738,11 @@ static void test_paused_server(void **state)
     h_server_pause(&fx.server, false);
     assert_int_equal(rc, 0);
     assert_int_equal(h_broker_wait_log(&fx.broker, "no ping from the server", 3000), 0);
+    expect_each_once(c, 100, 60, "SOCKET_NOT_READY");
     assert_int_equal(h_wait_state(fx.broker.sock, "ready", 20000), 0);
+    /* the old session's answers, if the woken server sent any, went nowhere */
+    assert_null(h_conn_expect(c, "result", -1, 300));
+    h_conn_close(c);
 }
 
 /* ---- 2: maxPayload ---- */

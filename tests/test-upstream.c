@@ -713,6 +713,99 @@ static void test_server_killed_under_load(void **state)
     h_conn_close(c);
 }
 
+/* ---- a full upstream send queue ---- */
+
+static int setup_small_upstream_queue(void **state)
+{
+    (void)state;
+    return start_all(NULL, "{\"controlSocketUrl\":\"ws://127.0.0.1:%PORT%/control\","
+                           "\"credentials\":{\"teamClusterId\":\"cluster-dev\","
+                           "\"daemonPassword\":\"dev-password\"},\"commandTimeout\":60000,"
+                           "\"broker\":{\"listen\":\"%SOCK%\",\"stateDir\":\"%STATE%\","
+                           "\"limits\":{\"maxQueueBytes\":262144,\"maxFrame\":131072}}}");
+}
+
+#define QUEUE_TEST_MAX 3000
+
+/* A request that did not fit the send queue: SOCKET_NOT_READY, as the
+ * TypeScript client answers a command it cannot write, with why. */
+static void expect_refused_whole(cJSON *r)
+{
+    assert_code(r, "SOCKET_NOT_READY");
+    assert_non_null(strstr(h_json_str(r, "message"), "could not be written upstream"));
+}
+
+/* Requests with two 30 KiB attachments each, written while the server does
+ * not read: once the send queue is full each is refused whole or queued
+ * whole. A packet queued without all of its attachments would
+ * have the server read the next packets as its attachments and drop the
+ * connection; instead each request the server got is answered with its own
+ * code once it reads again, and the session never breaks. */
+static void test_full_upstream_queue_refuses_whole_packets(void **state)
+{
+    (void)state;
+    static char frame[90000];
+    static int outcome[QUEUE_TEST_MAX]; /* 0 none, 1 rejected by the server, 2 refused here */
+    char bin[40961];
+    int sent = 0, refused = 0, answered = 0;
+    cJSON *r;
+
+    memset(bin, 'A', sizeof(bin) - 1); /* 30 KiB of zero bytes in base64 */
+    bin[sizeof(bin) - 1] = '\0';
+    memset(outcome, 0, sizeof(outcome));
+    assert_int_equal(h_wait_state(fx.broker.sock, "ready", 15000), 0);
+    struct h_conn *c = h_conn_hello(fx.broker.sock, "t-full-queue");
+    h_server_pause(&fx.server, true);
+    while (sent < QUEUE_TEST_MAX && refused < 20) {
+        snprintf(frame, sizeof(frame),
+                 "{\"op\":\"request\",\"id\":%d,\"command\":\"reject\",\"payload\":"
+                 "{\"code\":\"R%d\",\"a\":{\"$bin\":\"%s\"},\"b\":[{\"$bin\":\"%s\"}]}}",
+                 sent, sent, bin, bin);
+        assert_int_equal(h_conn_send(c, frame), 0);
+        sent++;
+        while ((r = h_conn_expect(c, "result", -1, 1))) {
+            /* nothing can be answered by the stopped server */
+            expect_refused_whole(r);
+            int id = (int)h_json_num(r, "id", -1);
+            assert_true(id >= 0 && id < sent && outcome[id] == 0);
+            outcome[id] = 2;
+            refused++;
+            cJSON_Delete(r);
+        }
+    }
+    h_server_pause(&fx.server, false);
+    assert_true(refused >= 1); /* the queue did fill */
+    while (answered + refused < sent) {
+        r = h_conn_expect(c, "result", -1, h_slack_ms(10000));
+        assert_non_null(r);
+        int id = (int)h_json_num(r, "id", -1);
+        assert_true(id >= 0 && id < sent && outcome[id] == 0);
+        if (!strcmp(h_json_str(r, "code"), "SOCKET_NOT_READY")) {
+            expect_refused_whole(r);
+            outcome[id] = 2;
+            refused++;
+        } else {
+            char code[16];
+            snprintf(code, sizeof(code), "R%d", id);
+            assert_code(r, "COMMAND_REJECTED");
+            assert_string_equal(h_json_str(r, "server_code"), code);
+            outcome[id] = 1;
+            answered++;
+        }
+        cJSON_Delete(r);
+    }
+    assert_true(answered >= 1);
+    /* one session all along, and it still carries binary both ways */
+    cJSON *st = h_status(fx.broker.sock);
+    assert_int_equal((int)h_json_num(st, "counters.reconnects", -1), 0);
+    cJSON_Delete(st);
+    r = request(c, 100000, "echo", "{\"a\":{\"$bin\":\"AAECAw==\"}}", 5000);
+    assert_ok(r);
+    assert_string_equal(h_json_str(r, "data.a.$bin"), "AAECAw==");
+    cJSON_Delete(r);
+    h_conn_close(c);
+}
+
 static int setup_fast_ping(void **state)
 {
     static const char *const args[] = {"--ping-interval", "300", "--ping-timeout", "300", NULL};
@@ -967,6 +1060,8 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_fifty_drops, setup_plain, teardown),
         cmocka_unit_test_setup_teardown(test_server_killed_under_load, setup_plain, teardown),
+        cmocka_unit_test_setup_teardown(test_full_upstream_queue_refuses_whole_packets,
+                                        setup_small_upstream_queue, teardown),
         cmocka_unit_test_setup_teardown(test_paused_server, setup_fast_ping, teardown),
         cmocka_unit_test_setup_teardown(test_max_payload, setup_small_payload, teardown),
         cmocka_unit_test_setup_teardown(test_two_monitors, setup_plain, teardown),

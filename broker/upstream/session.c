@@ -115,6 +115,7 @@ struct session {
     struct proto_json_error json_err; /* details of the last failed conversion */
     struct proto_span attachments[MAX_ATTACHMENTS];
     struct session_inbound *inbound_free;
+    uint64_t refused_while_full; /* packets refused since the queue filled; logged once */
 
     struct session_counters counters;
     bool tap_on;
@@ -223,6 +224,25 @@ static int packet_send(struct session *s, enum sio_packet_type type, const uint6
     for (uint32_t i = 0; i < n_attach; i++) {
         if (s->hs.max_payload && s->attachments[i].len > s->hs.max_payload)
             return PROTO_E_PAYLOAD_TOO_LARGE;
+    }
+    /* All of a packet or none of it: a packet queued without all of its
+     * attachments would have the server read the next packets as them. */
+    size_t need = s->header.len + body + WS_SEND_OVERHEAD;
+    for (uint32_t i = 0; i < n_attach; i++)
+        need += s->attachments[i].len + WS_SEND_OVERHEAD;
+    if (need > ws_send_queue_room(s->conn)) {
+        /* Once per episode, not once per packet: the log must not grow
+         * with the load that filled the queue. */
+        if (s->refused_while_full++ == 0)
+            log_warn("upstream: send queue full (%zu bytes waiting): packets are refused "
+                     "until it drains",
+                     ws_send_queue_bytes(s->conn));
+        return PROTO_E_EMIT_FAILED;
+    }
+    if (s->refused_while_full) {
+        log_info("upstream: send queue has room again; %llu packets were refused",
+                 (unsigned long long)s->refused_while_full);
+        s->refused_while_full = 0;
     }
     uint8_t *start = s->out.data + gap - s->header.len;
     memcpy(start, s->header.data, s->header.len);

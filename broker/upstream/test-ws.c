@@ -875,6 +875,7 @@ static void test_send_queue_limit(void **state)
     o.send_queue_limit = 8192;
     client_open_control(fx, &cl, &o);
     assert_int_equal(ws_send_queue_bytes(cl.conn), 0);
+    assert_int_equal(ws_send_queue_room(cl.conn), 8192);
 
     /* The loop does not run meanwhile: nothing is written, the queue fills. */
     /* An event the server does not know: recorded there, otherwise harmless. */
@@ -885,8 +886,10 @@ static void test_send_queue_limit(void **state)
         sent++;
         queued += sizeof(msg) + WS_SEND_OVERHEAD;
         assert_int_equal(ws_send_queue_bytes(cl.conn), queued);
+        assert_int_equal(ws_send_queue_room(cl.conn), 8192 - queued);
     }
     assert_int_equal(r, -ENOBUFS);
+    assert_true(ws_send_queue_room(cl.conn) < sizeof(msg) + WS_SEND_OVERHEAD);
     assert_int_equal(sent, 8192 / (1000 + WS_SEND_OVERHEAD));
     assert_int_equal(ws_send_queue_bytes(cl.conn), queued);
     {

@@ -743,6 +743,11 @@ size_t ws_send_queue_bytes(const struct ws_conn *c)
     return c ? c->tx_bytes : 0;
 }
 
+size_t ws_send_queue_room(const struct ws_conn *c)
+{
+    return c && c->tx_bytes < c->queue_limit ? c->queue_limit - c->tx_bytes : 0;
+}
+
 /* Writes the next frame of the head record. Its payload bytes, or -1
  * when the write failed (lws then drops the connection). */
 static long conn_write_next(struct ws_conn *c, struct lws *wsi)

@@ -159,6 +159,9 @@ int ws_send(struct ws_conn *c, const void *data, size_t len, bool binary);
 
 /* Bytes held by the send queue (payloads + WS_SEND_OVERHEAD each). */
 size_t ws_send_queue_bytes(const struct ws_conn *c);
+/* What the queue may still take, counted the same way (so messages of
+ * len1..lenN fit together when their sum + N * WS_SEND_OVERHEAD does). */
+size_t ws_send_queue_room(const struct ws_conn *c);
 
 /* Closes politely: what is already queued is sent, then a Close frame
  * (1000), then on_close (WS_CLOSE_LOCAL) once the server answered or after

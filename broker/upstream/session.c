@@ -199,6 +199,12 @@ void session_set_tap(struct session *s, bool on)
     s->tap_on = on;
 }
 
+/* Send-queue room that packets leave free for pongs: a ping left without
+ * its pong ends the session, so a queue filled by local traffic must not
+ * refuse it. Eight pongs: more pings than that unanswered means the server
+ * stopped reading long ago and its own pingTimeout has ended the link. */
+#define PONG_RESERVE (8 * (1 + WS_SEND_OVERHEAD))
+
 /* Writes the header into the gap and sends the packet and its attachments.
  * Returns 0, PROTO_E_PAYLOAD_TOO_LARGE (nothing sent), or
  * PROTO_E_EMIT_FAILED (the link is gone or its queue is full). */
@@ -230,7 +236,8 @@ static int packet_send(struct session *s, enum sio_packet_type type, const uint6
     size_t need = s->header.len + body + WS_SEND_OVERHEAD;
     for (uint32_t i = 0; i < n_attach; i++)
         need += s->attachments[i].len + WS_SEND_OVERHEAD;
-    if (need > ws_send_queue_room(s->conn)) {
+    size_t room = ws_send_queue_room(s->conn);
+    if (room < PONG_RESERVE || need > room - PONG_RESERVE) {
         /* Once per episode, not once per packet: the log must not grow
          * with the load that filled the queue. */
         if (s->refused_while_full++ == 0)

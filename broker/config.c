@@ -101,7 +101,7 @@ static const struct setting settings[] = {
     {"broker.limits.maxPending", NULL, "max-pending", T_U32, OFF(max_pending),
      "requests waiting upstream, all clients together"},
     {"broker.limits.maxQueueBytes", NULL, "max-queue-bytes", T_U32, OFF(max_queue_bytes),
-     "bytes queued to one slow client before it is disconnected"},
+     "bytes queued for one client (more: it is closed as slow) or for the server"},
     {"broker.limits.maxFrame", NULL, "max-frame", T_U32, OFF(max_frame),
      "largest local frame, bytes"},
 };

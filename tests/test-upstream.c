@@ -735,74 +735,154 @@ static void expect_refused_whole(cJSON *r)
     assert_non_null(strstr(h_json_str(r, "message"), "could not be written upstream"));
 }
 
-/* Requests with two 30 KiB attachments each, written while the server does
- * not read: once the send queue is full each is refused whole or queued
- * whole. A packet queued without all of its attachments would
- * have the server read the next packets as its attachments and drop the
- * connection; instead each request the server got is answered with its own
- * code once it reads again, and the session never breaks. */
-static void test_full_upstream_queue_refuses_whole_packets(void **state)
+/* Requests written to a stopped server until the send queue is full and
+ * several were refused; then, once it reads again, every answer. */
+struct flood {
+    int sent, refused, answered;
+    int outcome[QUEUE_TEST_MAX]; /* 0 none yet, 1 rejected by the server, 2 refused here */
+};
+
+static void flood_record(struct flood *fl, cJSON *r)
 {
-    (void)state;
+    int id = (int)h_json_num(r, "id", -1);
+    assert_true(id >= 0 && id < fl->sent && fl->outcome[id] == 0);
+    if (!strcmp(h_json_str(r, "code"), "SOCKET_NOT_READY")) {
+        expect_refused_whole(r);
+        fl->outcome[id] = 2;
+        fl->refused++;
+    } else {
+        char code[16];
+        snprintf(code, sizeof(code), "R%d", id);
+        assert_code(r, "COMMAND_REJECTED");
+        assert_string_equal(h_json_str(r, "server_code"), code);
+        fl->outcome[id] = 1;
+        fl->answered++;
+    }
+    cJSON_Delete(r);
+}
+
+/* The server is stopped: writes requests with two 30 KiB attachments each
+ * (or, small, none: then the queue is left with less room than one small
+ * request) until `refusals` more were refused. */
+static void flood_until_refused(struct h_conn *c, struct flood *fl, bool small, int refusals)
+{
     static char frame[90000];
-    static int outcome[QUEUE_TEST_MAX]; /* 0 none, 1 rejected by the server, 2 refused here */
-    char bin[40961];
-    int sent = 0, refused = 0, answered = 0;
+    static char bin[40961];
+    int goal = fl->refused + refusals;
     cJSON *r;
 
     memset(bin, 'A', sizeof(bin) - 1); /* 30 KiB of zero bytes in base64 */
     bin[sizeof(bin) - 1] = '\0';
-    memset(outcome, 0, sizeof(outcome));
-    assert_int_equal(h_wait_state(fx.broker.sock, "ready", 15000), 0);
-    struct h_conn *c = h_conn_hello(fx.broker.sock, "t-full-queue");
-    h_server_pause(&fx.server, true);
-    while (sent < QUEUE_TEST_MAX && refused < 20) {
-        snprintf(frame, sizeof(frame),
-                 "{\"op\":\"request\",\"id\":%d,\"command\":\"reject\",\"payload\":"
-                 "{\"code\":\"R%d\",\"a\":{\"$bin\":\"%s\"},\"b\":[{\"$bin\":\"%s\"}]}}",
-                 sent, sent, bin, bin);
+    while (fl->sent < QUEUE_TEST_MAX && fl->refused < goal) {
+        if (small)
+            snprintf(frame, sizeof(frame),
+                     "{\"op\":\"request\",\"id\":%d,\"command\":\"reject\",\"payload\":"
+                     "{\"code\":\"R%d\"}}",
+                     fl->sent, fl->sent);
+        else
+            snprintf(frame, sizeof(frame),
+                     "{\"op\":\"request\",\"id\":%d,\"command\":\"reject\",\"payload\":"
+                     "{\"code\":\"R%d\",\"a\":{\"$bin\":\"%s\"},\"b\":[{\"$bin\":\"%s\"}]}}",
+                     fl->sent, fl->sent, bin, bin);
         assert_int_equal(h_conn_send(c, frame), 0);
-        sent++;
+        fl->sent++;
         while ((r = h_conn_expect(c, "result", -1, 1))) {
             /* nothing can be answered by the stopped server */
             expect_refused_whole(r);
-            int id = (int)h_json_num(r, "id", -1);
-            assert_true(id >= 0 && id < sent && outcome[id] == 0);
-            outcome[id] = 2;
-            refused++;
-            cJSON_Delete(r);
+            flood_record(fl, r);
         }
     }
-    h_server_pause(&fx.server, false);
-    assert_true(refused >= 1); /* the queue did fill */
-    while (answered + refused < sent) {
-        r = h_conn_expect(c, "result", -1, h_slack_ms(10000));
+    assert_true(fl->refused >= 1); /* the queue did fill */
+}
+
+/* The server reads again: every request gets exactly one answer. */
+static void flood_collect(struct h_conn *c, struct flood *fl)
+{
+    while (fl->answered + fl->refused < fl->sent) {
+        cJSON *r = h_conn_expect(c, "result", -1, h_slack_ms(10000));
         assert_non_null(r);
-        int id = (int)h_json_num(r, "id", -1);
-        assert_true(id >= 0 && id < sent && outcome[id] == 0);
-        if (!strcmp(h_json_str(r, "code"), "SOCKET_NOT_READY")) {
-            expect_refused_whole(r);
-            outcome[id] = 2;
-            refused++;
-        } else {
-            char code[16];
-            snprintf(code, sizeof(code), "R%d", id);
-            assert_code(r, "COMMAND_REJECTED");
-            assert_string_equal(h_json_str(r, "server_code"), code);
-            outcome[id] = 1;
-            answered++;
-        }
-        cJSON_Delete(r);
+        flood_record(fl, r);
     }
-    assert_true(answered >= 1);
-    /* one session all along, and it still carries binary both ways */
+    assert_true(fl->answered >= 1);
+}
+
+static void expect_no_reconnect(void)
+{
     cJSON *st = h_status(fx.broker.sock);
     assert_int_equal((int)h_json_num(st, "counters.reconnects", -1), 0);
     cJSON_Delete(st);
-    r = request(c, 100000, "echo", "{\"a\":{\"$bin\":\"AAECAw==\"}}", 5000);
+}
+
+/* Once the send queue is full each packet is refused whole or queued
+ * whole. A packet queued without all of its attachments would have the
+ * server read the next packets as its attachments and drop the
+ * connection; instead each request the server got is answered with its
+ * own code once it reads again, and the session never breaks. */
+static void test_full_upstream_queue_refuses_whole_packets(void **state)
+{
+    (void)state;
+    static struct flood fl;
+    memset(&fl, 0, sizeof(fl));
+    assert_int_equal(h_wait_state(fx.broker.sock, "ready", 15000), 0);
+    struct h_conn *c = h_conn_hello(fx.broker.sock, "t-full-queue");
+    h_server_pause(&fx.server, true);
+    flood_until_refused(c, &fl, false, 20);
+    h_server_pause(&fx.server, false);
+    flood_collect(c, &fl);
+    /* one session all along, and it still carries binary both ways */
+    expect_no_reconnect();
+    cJSON *r = request(c, 100000, "echo", "{\"a\":{\"$bin\":\"AAECAw==\"}}", 5000);
     assert_ok(r);
     assert_string_equal(h_json_str(r, "data.a.$bin"), "AAECAw==");
     cJSON_Delete(r);
+    h_conn_close(c);
+}
+
+/* Larger than a small request, so that it would not fit where they do not. */
+#define ANSWER                                                                                     \
+    "held-held-held-held-held-held-held-held-held-held-held-held-held-held-held-held-held-held-"   \
+    "held-held-held-held-held-held-held-held-held-held-held-held-held-held-held-held-held-held"
+
+/* A handler answers while local requests keep the send queue full: the
+ * answer still goes out (answers have headroom beyond maxQueueBytes), so
+ * the server's request gets its one real answer. */
+static void test_answer_goes_out_while_queue_full(void **state)
+{
+    (void)state;
+    static struct flood fl;
+    memset(&fl, 0, sizeof(fl));
+    assert_int_equal(h_wait_state(fx.broker.sock, "ready", 15000), 0);
+    struct h_conn *c = h_conn_hello(fx.broker.sock, "t-answer-full");
+    assert_int_equal(h_conn_send(c, "{\"op\":\"register\",\"id\":1,\"commands\":[\"hold\"]}"), 0);
+    cJSON *r = h_conn_expect(c, "result", 1, 5000);
+    assert_ok(r);
+    cJSON_Delete(r);
+    pid_t pid = fork();
+    if (pid == 0) {
+        cJSON *x = h_http_json(&fx.server, "POST", "/_dev/server-request",
+                               "{\"command\":\"hold\",\"timeoutMs\":25000}");
+        const char *got = x ? h_json_str(x, "response.data") : NULL;
+        _exit(got && !strcmp(got, ANSWER) ? 0 : 1);
+    }
+    r = h_conn_expect(c, "call", -1, 5000);
+    assert_non_null(r);
+    char reply[512];
+    snprintf(reply, sizeof(reply), "{\"op\":\"reply\",\"id\":%.0f,\"ok\":true,\"data\":\"%s\"}",
+             h_json_num(r, "id", 0), ANSWER);
+    cJSON_Delete(r);
+
+    h_server_pause(&fx.server, true);
+    flood_until_refused(c, &fl, false, 5);
+    flood_until_refused(c, &fl, true, 5); /* now less room than the answer needs */
+    assert_int_equal(h_conn_send(c, reply), 0);
+    h_sleep_ms(200); /* the broker has it before the server reads again */
+    h_server_pause(&fx.server, false);
+    flood_collect(c, &fl);
+    int st;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    assert_int_equal(h_server_counter(&fx.server, "serverResponses"), 1);
+    expect_no_reconnect();
     h_conn_close(c);
 }
 
@@ -863,6 +943,31 @@ static void test_max_payload(void **state)
     r = request(c, 2, "echo", "\"small\"", 3000);
     assert_ok(r);
     cJSON_Delete(r);
+
+    /* An answer over maxPayload: the server still gets exactly one, a
+     * HandlerError saying why. */
+    assert_int_equal(h_conn_send(c, "{\"op\":\"register\",\"id\":3,\"commands\":[\"big\"]}"), 0);
+    r = h_conn_expect(c, "result", 3, 5000);
+    assert_ok(r);
+    cJSON_Delete(r);
+    pid_t pid = fork();
+    if (pid == 0) {
+        cJSON *x = h_http_json(&fx.server, "POST", "/_dev/server-request", "{\"command\":\"big\"}");
+        const char *code = x ? h_json_str(x, "response.error.code") : NULL;
+        const char *msg = x ? h_json_str(x, "response.error.message") : NULL;
+        _exit(code && !strcmp(code, "HandlerError") && msg && strstr(msg, "maxPayload") ? 0 : 1);
+    }
+    r = h_conn_expect(c, "call", -1, 5000);
+    assert_non_null(r);
+    char reply[4200];
+    snprintf(reply, sizeof(reply), "{\"op\":\"reply\",\"id\":%.0f,\"ok\":true,\"data\":%s}",
+             h_json_num(r, "id", 0), payload);
+    cJSON_Delete(r);
+    assert_int_equal(h_conn_send(c, reply), 0);
+    int st;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    assert_int_equal(h_server_counter(&fx.server, "serverResponses"), 1);
     h_conn_close(c);
 }
 
@@ -1061,6 +1166,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_fifty_drops, setup_plain, teardown),
         cmocka_unit_test_setup_teardown(test_server_killed_under_load, setup_plain, teardown),
         cmocka_unit_test_setup_teardown(test_full_upstream_queue_refuses_whole_packets,
+                                        setup_small_upstream_queue, teardown),
+        cmocka_unit_test_setup_teardown(test_answer_goes_out_while_queue_full,
                                         setup_small_upstream_queue, teardown),
         cmocka_unit_test_setup_teardown(test_paused_server, setup_fast_ping, teardown),
         cmocka_unit_test_setup_teardown(test_max_payload, setup_small_payload, teardown),

@@ -116,6 +116,7 @@ struct session {
     struct proto_span attachments[MAX_ATTACHMENTS];
     struct session_inbound *inbound_free;
     uint64_t refused_while_full; /* packets refused since the queue filled; logged once */
+    size_t answer_headroom;      /* send-queue bytes only answers may use (see packet_send) */
 
     struct session_counters counters;
     bool tap_on;
@@ -205,11 +206,17 @@ void session_set_tap(struct session *s, bool on)
  * stopped reading long ago and its own pingTimeout has ended the link. */
 #define PONG_RESERVE (8 * (1 + WS_SEND_OVERHEAD))
 
+/* What a packet may take of the send queue. Our own traffic stops at
+ * maxQueueBytes; answers to the server's requests may go a quarter beyond
+ * (answer_headroom), so that a queue filled by local requests does not cost
+ * the server the one answer each of its requests is owed. */
+enum packet_class { PACKET_OURS, PACKET_ANSWER };
+
 /* Writes the header into the gap and sends the packet and its attachments.
  * Returns 0, PROTO_E_PAYLOAD_TOO_LARGE (nothing sent), or
  * PROTO_E_EMIT_FAILED (the link is gone or its queue is full). */
 static int packet_send(struct session *s, enum sio_packet_type type, const uint64_t *ack_id,
-                       uint32_t n_attach)
+                       uint32_t n_attach, enum packet_class class)
 {
     size_t gap = header_gap(s);
     size_t body = s->out.len - gap;
@@ -236,8 +243,9 @@ static int packet_send(struct session *s, enum sio_packet_type type, const uint6
     size_t need = s->header.len + body + WS_SEND_OVERHEAD;
     for (uint32_t i = 0; i < n_attach; i++)
         need += s->attachments[i].len + WS_SEND_OVERHEAD;
+    size_t keep_free = PONG_RESERVE + (class == PACKET_ANSWER ? 0 : s->answer_headroom);
     size_t room = ws_send_queue_room(s->conn);
-    if (room < PONG_RESERVE || need > room - PONG_RESERVE) {
+    if (room < keep_free || need > room - keep_free) {
         /* Once per episode, not once per packet: the log must not grow
          * with the load that filled the queue. */
         if (s->refused_while_full++ == 0)
@@ -444,7 +452,7 @@ int session_request(struct session *s, const struct proto_span *command,
         *why = rc == -ENOSPC ? "too many requests waiting for the server" : "request id collision";
         return PROTO_E_LIMIT_EXCEEDED;
     }
-    rc = packet_send(s, SIO_EVENT, NULL, n_attach);
+    rc = packet_send(s, SIO_EVENT, NULL, n_attach, PACKET_OURS);
     if (rc < 0) {
         idtable_remove(s->pending, e);
         *why = rc == PROTO_E_PAYLOAD_TOO_LARGE ? "the request exceeds the server's maxPayload"
@@ -491,7 +499,7 @@ int session_emit(struct session *s, const struct proto_span *type, const struct 
         return rc;
     if (put(s, "}]") < 0)
         goto nomem;
-    rc = packet_send(s, SIO_EVENT, NULL, n_attach);
+    rc = packet_send(s, SIO_EVENT, NULL, n_attach, PACKET_OURS);
     if (rc < 0) {
         *why = rc == PROTO_E_PAYLOAD_TOO_LARGE ? "the message exceeds the server's maxPayload"
                                                : "the message could not be written upstream";
@@ -511,40 +519,33 @@ const char *session_inbound_id(const struct session_inbound *in)
     return in->id;
 }
 
-void session_respond(struct session *s, struct session_inbound *in, bool ok,
-                     const struct proto_span *data, const char *code,
-                     const struct proto_span *message)
+/* A HandlerError answer to `in` saying why, in place of one that cannot go. */
+static int put_handler_error(struct session *s, const struct session_inbound *in, const char *why)
 {
-    uint32_t n_attach = 0;
-    const char *why = NULL;
-    int rc = 0;
+    int rc = packet_begin(s);
+    rc |= put(s, "[\"server:response\",{\"requestId\":");
+    rc |= proto_json_put_string(&s->out, in->id, in->id_len);
+    rc |= put(s, ",\"success\":false,\"error\":{\"code\":\"HandlerError\",\"message\":");
+    rc |= proto_json_put_string(&s->out, why, strlen(why));
+    rc |= put(s, "}}]");
+    return rc;
+}
 
-    if (in->generation != s->generation || s->state != SESSION_READY) {
-        /* The server forgot this request with the connection it came on. */
-        log_debug("upstream: answer to %s dropped: the connection it came on is gone", in->id);
-        goto done;
-    }
-    if (packet_begin(s) < 0)
-        goto done;
+/* The handler's answer as a server:response packet. *why is set when its
+ * result has no JSON form (then nothing usable was built). */
+static int put_answer(struct session *s, const struct session_inbound *in, bool ok,
+                      const struct proto_span *data, const char *code,
+                      const struct proto_span *message, uint32_t *n_attach, const char **why)
+{
+    int rc = packet_begin(s);
     rc |= put(s, "[\"server:response\",{\"requestId\":");
     rc |= proto_json_put_string(&s->out, in->id, in->id_len);
     if (ok) {
         rc |= put(s, ",\"success\":true");
         if (data && data->len) {
             rc |= put(s, ",\"data\":");
-            if (rc == 0 && put_value(s, data, &n_attach, &why) < 0) {
-                /* The handler's result has no JSON form: the server still
-                 * gets exactly one answer, an error saying so. */
-                log_warn("upstream: result for %s has no JSON form (%s)", in->id, why);
-                packet_begin(s);
-                rc = put(s, "[\"server:response\",{\"requestId\":");
-                rc |= proto_json_put_string(&s->out, in->id, in->id_len);
-                rc |=
-                    put(s, ",\"success\":false,\"error\":{\"code\":\"HandlerError\",\"message\":");
-                rc |= proto_json_put_string(&s->out, why, strlen(why));
-                rc |= put(s, "}");
-                n_attach = 0;
-            }
+            if (rc == 0 && put_value(s, data, n_attach, why) < 0)
+                return -1;
         }
     } else {
         rc |= put(s, ",\"success\":false,\"error\":{\"code\":");
@@ -557,8 +558,40 @@ void session_respond(struct session *s, struct session_inbound *in, bool ok,
         rc |= put(s, "}");
     }
     rc |= put(s, "}]");
-    if (rc == 0)
-        rc = packet_send(s, SIO_EVENT, NULL, n_attach);
+    return rc;
+}
+
+void session_respond(struct session *s, struct session_inbound *in, bool ok,
+                     const struct proto_span *data, const char *code,
+                     const struct proto_span *message)
+{
+    uint32_t n_attach = 0;
+    const char *why = NULL;
+    int rc;
+
+    if (in->generation != s->generation || s->state != SESSION_READY) {
+        /* The server forgot this request with the connection it came on. */
+        log_debug("upstream: answer to %s dropped: the connection it came on is gone", in->id);
+        goto done;
+    }
+    /* Whatever happens to the handler's answer, the server gets exactly one:
+     * it, or a HandlerError saying why it could not be sent. */
+    rc = put_answer(s, in, ok, data, code, message, &n_attach, &why);
+    if (rc == 0) {
+        rc = packet_send(s, SIO_EVENT, NULL, n_attach, PACKET_ANSWER);
+        if (rc == PROTO_E_PAYLOAD_TOO_LARGE)
+            why = "the handler's answer exceeds the server's maxPayload";
+        else if (rc == PROTO_E_EMIT_FAILED && s->conn)
+            why = "the handler's answer did not fit in the send queue";
+    } else if (why) {
+        log_warn("upstream: result for %s has no JSON form (%s)", in->id, why);
+    }
+    if (why) {
+        log_warn("upstream: answering %s with HandlerError: %s", in->id, why);
+        rc = put_handler_error(s, in, why);
+        if (rc == 0)
+            rc = packet_send(s, SIO_EVENT, NULL, 0, PACKET_ANSWER);
+    }
     if (rc < 0)
         log_warn("upstream: could not send the answer to %s", in->id);
 done:
@@ -862,7 +895,7 @@ static void send_register(struct session *s)
     rc |= put(s, "}]");
     s->register_ack_id = s->next_ack_id++;
     if (rc == 0)
-        rc = packet_send(s, SIO_EVENT, &s->register_ack_id, 0);
+        rc = packet_send(s, SIO_EVENT, &s->register_ack_id, 0, PACKET_OURS);
     if (rc < 0) {
         drop_link(s, "cannot send daemon:register");
         return;
@@ -888,7 +921,7 @@ void session_handlers_changed(struct session *s)
         rc = put_value(s, &handlers, &n_attach, &why);
     rc |= put(s, "}]");
     if (rc == 0)
-        rc = packet_send(s, SIO_EVENT, NULL, 0);
+        rc = packet_send(s, SIO_EVENT, NULL, 0, PACKET_OURS);
     if (rc < 0)
         log_warn("upstream: could not announce the handler list");
 }
@@ -924,7 +957,7 @@ static void send_connect(struct session *s)
     /* Monitors see the packet with the password replaced. */
     s->tap_on = false;
     if (rc == 0)
-        rc = packet_send(s, SIO_CONNECT, NULL, 0);
+        rc = packet_send(s, SIO_CONNECT, NULL, 0, PACKET_OURS);
     s->tap_on = tap;
     if (rc == 0 && tap && s->ev.tap) {
         size_t gap = header_gap(s);
@@ -1057,10 +1090,12 @@ static void connect_socket(struct session *s)
         .path = (const char *)s->handshake_path.data,
         .connect_timeout_ms = s->cfg->connect_timeout_ms,
         .max_message_size = (size_t)s->cfg->max_frame + 4096,
-        .send_queue_limit = (size_t)s->cfg->max_queue_bytes,
+        /* maxQueueBytes for our own traffic, and the answers' headroom */
+        .send_queue_limit = (size_t)s->cfg->max_queue_bytes + s->cfg->max_queue_bytes / 4,
     };
     int rc;
 
+    s->answer_headroom = s->cfg->max_queue_bytes / 4;
     set_state(s, SESSION_CONNECTING, "connecting to %s://%s:%u%s", s->url.tls ? "wss" : "ws",
               s->url.host, s->url.port, s->nsp);
     rc = ws_connect(s->transport, &o, &cb, s, &s->conn);

@@ -114,6 +114,40 @@ static void assert_code(cJSON *r, const char *code)
     assert_string_equal(h_json_str(r, "code"), code);
 }
 
+/* Registers commands (a JSON array) and expects ok. */
+static void register_commands(struct h_conn *c, int id, const char *commands)
+{
+    char frame[256];
+    snprintf(frame, sizeof(frame), "{\"op\":\"register\",\"id\":%d,\"commands\":%s}", id, commands);
+    assert_int_equal(h_conn_send(c, frame), 0);
+    cJSON *r = h_conn_expect(c, "result", id, 5000);
+    assert_ok(r);
+    cJSON_Delete(r);
+}
+
+/* Replies to a call frame and frees it; `fields` follow the id
+ * ("\"ok\":true,\"data\":1"). */
+static void answer_call(struct h_conn *c, cJSON *call, const char *fields)
+{
+    assert_non_null(call);
+    size_t n = strlen(fields) + 64;
+    char *reply = malloc(n);
+    assert_non_null(reply);
+    snprintf(reply, n, "{\"op\":\"reply\",\"id\":%.0f,%s}", h_json_num(call, "id", 0), fields);
+    cJSON_Delete(call);
+    int rc = h_conn_send(c, reply);
+    free(reply);
+    assert_int_equal(rc, 0);
+}
+
+/* A child that ran a check (exit 0: it held) has finished well. */
+static void expect_child_ok(pid_t pid)
+{
+    int st;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+}
+
 /* ---- 2, 3, 4: connect, register, commands ---- */
 
 static void test_commands(void **state)
@@ -247,11 +281,7 @@ static void test_handlers_and_server_requests(void **state)
     assert_true(h_json_num(resp, "elapsedMs", 1e9) < h_slack_ms(2000));
     cJSON_Delete(resp);
 
-    assert_int_equal(
-        h_conn_send(c, "{\"op\":\"register\",\"id\":1,\"commands\":[\"list-files\",\"run\"]}"), 0);
-    r = h_conn_expect(c, "result", 1, 5000);
-    assert_ok(r);
-    cJSON_Delete(r);
+    register_commands(c, 1, "[\"list-files\",\"run\"]");
     /* The server hears about it (daemon:handlers). */
     uint64_t end = h_now_ms() + 5000;
     while ((text = server_handlers()) && !strstr(text, "list-files") && h_now_ms() < end) {
@@ -276,15 +306,8 @@ static void test_handlers_and_server_requests(void **state)
     assert_non_null(r);
     assert_string_equal(h_json_str(r, "command"), "list-files");
     assert_string_equal(h_json_str(r, "payload.path"), "/tmp");
-    char reply[256];
-    snprintf(reply, sizeof(reply),
-             "{\"op\":\"reply\",\"id\":%.0f,\"ok\":true,\"data\":{\"files\":[\"a.txt\"]}}",
-             h_json_num(r, "id", 0));
-    cJSON_Delete(r);
-    assert_int_equal(h_conn_send(c, reply), 0);
-    int st;
-    assert_int_equal(waitpid(pid, &st, 0), pid);
-    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    answer_call(c, r, "\"ok\":true,\"data\":{\"files\":[\"a.txt\"]}");
+    expect_child_ok(pid);
 
     /* A handler error goes back as HandlerError with the message. */
     pid = fork();
@@ -294,15 +317,8 @@ static void test_handlers_and_server_requests(void **state)
         const char *msg = x ? h_json_str(x, "response.error.message") : NULL;
         _exit(code && !strcmp(code, "HandlerError") && msg && !strcmp(msg, "boom") ? 0 : 1);
     }
-    r = h_conn_expect(c, "call", -1, 5000);
-    assert_non_null(r);
-    snprintf(reply, sizeof(reply),
-             "{\"op\":\"reply\",\"id\":%.0f,\"ok\":false,\"message\":\"boom\"}",
-             h_json_num(r, "id", 0));
-    cJSON_Delete(r);
-    assert_int_equal(h_conn_send(c, reply), 0);
-    assert_int_equal(waitpid(pid, &st, 0), pid);
-    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    answer_call(c, h_conn_expect(c, "call", -1, 5000), "\"ok\":false,\"message\":\"boom\"");
+    expect_child_ok(pid);
 
     /* After the server drops us, the new registration carries the handlers. */
     assert_int_equal(
@@ -611,11 +627,7 @@ static void test_fifty_drops(void **state)
     assert_int_equal(h_wait_state(fx.broker.sock, "ready", 15000), 0);
     struct h_conn *c = h_conn_hello(fx.broker.sock, "t-drops");
     cJSON *r;
-    assert_int_equal(h_conn_send(c, "{\"op\":\"register\",\"id\":1,\"commands\":[\"a\",\"b\"]}"),
-                     0);
-    r = h_conn_expect(c, "result", 1, 5000);
-    assert_ok(r);
-    cJSON_Delete(r);
+    register_commands(c, 1, "[\"a\",\"b\"]");
     double registrations = h_server_counter(&fx.server, "registrations");
     for (int i = 0; i < 50; i++) {
         const char *mode = i % 2 ? "{\"mode\":\"transport\"}" : "{\"mode\":\"namespace\"}";
@@ -691,9 +703,7 @@ static void test_server_killed_under_load(void **state)
     assert_int_equal(h_wait_state(fx.broker.sock, "ready", 15000), 0);
     struct h_conn *c = h_conn_hello(fx.broker.sock, "t-killed");
     cJSON *r;
-    assert_int_equal(h_conn_send(c, "{\"op\":\"register\",\"id\":1,\"commands\":[\"k\"]}"), 0);
-    assert_ok(r = h_conn_expect(c, "result", 1, 5000));
-    cJSON_Delete(r);
+    register_commands(c, 1, "[\"k\"]");
     send_slow(c, 100, N, 5000);
     wait_server_requests(N); /* all of them reached the server before it dies */
     assert_int_equal(h_server_kill_and_restart(&fx.server, NULL), 0);
@@ -853,10 +863,7 @@ static void test_answer_goes_out_while_queue_full(void **state)
     memset(&fl, 0, sizeof(fl));
     assert_int_equal(h_wait_state(fx.broker.sock, "ready", 15000), 0);
     struct h_conn *c = h_conn_hello(fx.broker.sock, "t-answer-full");
-    assert_int_equal(h_conn_send(c, "{\"op\":\"register\",\"id\":1,\"commands\":[\"hold\"]}"), 0);
-    cJSON *r = h_conn_expect(c, "result", 1, 5000);
-    assert_ok(r);
-    cJSON_Delete(r);
+    register_commands(c, 1, "[\"hold\"]");
     pid_t pid = fork();
     if (pid == 0) {
         cJSON *x = h_http_json(&fx.server, "POST", "/_dev/server-request",
@@ -864,23 +871,17 @@ static void test_answer_goes_out_while_queue_full(void **state)
         const char *got = x ? h_json_str(x, "response.data") : NULL;
         _exit(got && !strcmp(got, ANSWER) ? 0 : 1);
     }
-    r = h_conn_expect(c, "call", -1, 5000);
-    assert_non_null(r);
-    char reply[512];
-    snprintf(reply, sizeof(reply), "{\"op\":\"reply\",\"id\":%.0f,\"ok\":true,\"data\":\"%s\"}",
-             h_json_num(r, "id", 0), ANSWER);
-    cJSON_Delete(r);
+    cJSON *call = h_conn_expect(c, "call", -1, 5000);
+    assert_non_null(call);
 
     h_server_pause(&fx.server, true);
     flood_until_refused(c, &fl, false, 5);
     flood_until_refused(c, &fl, true, 5); /* now less room than the answer needs */
-    assert_int_equal(h_conn_send(c, reply), 0);
+    answer_call(c, call, "\"ok\":true,\"data\":\"" ANSWER "\"");
     h_sleep_ms(200); /* the broker has it before the server reads again */
     h_server_pause(&fx.server, false);
     flood_collect(c, &fl);
-    int st;
-    assert_int_equal(waitpid(pid, &st, 0), pid);
-    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    expect_child_ok(pid);
     assert_int_equal(h_server_counter(&fx.server, "serverResponses"), 1);
     expect_no_reconnect();
     h_conn_close(c);
@@ -946,10 +947,7 @@ static void test_max_payload(void **state)
 
     /* An answer over maxPayload: the server still gets exactly one, a
      * HandlerError saying why. */
-    assert_int_equal(h_conn_send(c, "{\"op\":\"register\",\"id\":3,\"commands\":[\"big\"]}"), 0);
-    r = h_conn_expect(c, "result", 3, 5000);
-    assert_ok(r);
-    cJSON_Delete(r);
+    register_commands(c, 3, "[\"big\"]");
     pid_t pid = fork();
     if (pid == 0) {
         cJSON *x = h_http_json(&fx.server, "POST", "/_dev/server-request", "{\"command\":\"big\"}");
@@ -957,16 +955,10 @@ static void test_max_payload(void **state)
         const char *msg = x ? h_json_str(x, "response.error.message") : NULL;
         _exit(code && !strcmp(code, "HandlerError") && msg && strstr(msg, "maxPayload") ? 0 : 1);
     }
-    r = h_conn_expect(c, "call", -1, 5000);
-    assert_non_null(r);
-    char reply[4200];
-    snprintf(reply, sizeof(reply), "{\"op\":\"reply\",\"id\":%.0f,\"ok\":true,\"data\":%s}",
-             h_json_num(r, "id", 0), payload);
-    cJSON_Delete(r);
-    assert_int_equal(h_conn_send(c, reply), 0);
-    int st;
-    assert_int_equal(waitpid(pid, &st, 0), pid);
-    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    char fields[4100];
+    snprintf(fields, sizeof(fields), "\"ok\":true,\"data\":%s", payload);
+    answer_call(c, h_conn_expect(c, "call", -1, 5000), fields);
+    expect_child_ok(pid);
     assert_int_equal(h_server_counter(&fx.server, "serverResponses"), 1);
     h_conn_close(c);
 }

@@ -49,14 +49,26 @@ struct broker {
     bool drain_timer_open;
 };
 
-/* An error about a frame: under its id when it had one, else as `error`. */
-static void send_frame_error(struct peer *p, const struct proto_msg *m, int code,
-                             const char *message)
+static struct proto_span span_cstr(const char *s)
 {
-    if (m && proto_msg_has(m, PROTO_F_ID) && m->op != PROTO_OP_HELLO)
-        peer_send_result(p, m->id, code, message, NULL, NULL);
-    else
-        peer_send_error(p, code, message, NULL);
+    return proto_span_str(s ? s : "", s ? (uint32_t)strlen(s) : 0);
+}
+
+static const char *team_cluster_id(const struct broker *b)
+{
+    return b->session ? session_team_cluster_id(b->session) : b->cfg->team_cluster_id;
+}
+
+/* The `connected` event: the upstream is registered, with the team cluster
+ * id in force (enrollment may have replaced the configured one). */
+static const struct proto_msg *connected_event(const struct broker *b, struct proto_msg *ev)
+{
+    ev->op = PROTO_OP_EVENT;
+    ev->fields = PROTO_F_EVENT | PROTO_F_STATE | PROTO_F_TEAM_CLUSTER_ID;
+    ev->event = span_cstr("connected");
+    ev->state = span_cstr("ready");
+    ev->team_cluster_id = span_cstr(team_cluster_id(b));
+    return ev;
 }
 
 static uint64_t now_wall_us(void)
@@ -195,7 +207,7 @@ static void handle_hello(struct broker *b, struct peer *p, const struct proto_ms
     const char *state = b->session ? session_state_name(session_state(b->session)) : "idle";
 
     if (peer_flags(p) & PEER_SAID_HELLO) {
-        send_frame_error(p, m, PROTO_E_BAD_REQUEST, "hello was already said");
+        peer_send_frame_error(p, m, PROTO_E_BAD_REQUEST, "hello was already said");
         return;
     }
     if (lo > hi) {
@@ -216,22 +228,31 @@ static void handle_hello(struct broker *b, struct peer *p, const struct proto_ms
     log_info("client %llu hello: name=%s pid=%d uid=%u version=%llu",
              (unsigned long long)peer_id(p), peer_name(p), (int)peer_pid(p), (unsigned)peer_uid(p),
              (unsigned long long)hi);
-    w.fields =
-        PROTO_F_VERSION | PROTO_F_MAX_FRAME | PROTO_F_NAME | PROTO_F_STATE | PROTO_F_TIMEOUT_MS;
+    w.fields = PROTO_F_VERSION | PROTO_F_MAX_FRAME | PROTO_F_NAME | PROTO_F_STATE |
+               PROTO_F_TIMEOUT_MS | PROTO_F_MAX_TIMEOUT_MS | PROTO_F_TEAM_CLUSTER_ID |
+               PROTO_F_REASON;
     w.version = hi;
     w.timeout_ms = b->cfg->command_timeout_ms;
+    w.max_timeout_ms = b->cfg->max_command_timeout_ms;
     w.max_frame = b->cfg->max_frame;
     w.name = proto_span_str(BROKER_NAME, (uint32_t)strlen(BROKER_NAME));
     w.state = proto_span_str(state, (uint32_t)strlen(state));
+    w.team_cluster_id = span_cstr(team_cluster_id(b));
+    w.reason =
+        span_cstr(b->session ? session_reason(b->session) : "no controlSocketUrl configured");
+    if (b->session) {
+        const char *last = NULL;
+        int code = session_last_error(b->session, &last);
+        if (code) {
+            w.fields |= PROTO_F_CODE | PROTO_F_MESSAGE;
+            w.code = span_cstr(proto_error_name(code));
+            w.message = span_cstr(last);
+        }
+    }
     if (peer_send(p, &w) < 0)
         return;
-    if (b->session && session_is_ready(b->session)) {
-        struct proto_msg ev = {.op = PROTO_OP_EVENT};
-        ev.fields = PROTO_F_EVENT | PROTO_F_STATE;
-        ev.event = proto_span_str("connected", 9);
-        ev.state = proto_span_str("ready", 5);
-        peer_send(p, &ev);
-    }
+    if (b->session && session_is_ready(b->session))
+        peer_send(p, connected_event(b, &(struct proto_msg){.op = PROTO_OP_EVENT}));
 }
 
 static bool is_privileged(const struct peer *p)
@@ -245,7 +266,7 @@ static void handle_credential(struct broker *b, struct peer *p, const struct pro
     struct proto_buf *o = &b->scratch;
 
     if (m->name.len == 13 && !memcmp(m->name.ptr, "teamClusterId", 13)) {
-        value = b->session ? session_team_cluster_id(b->session) : b->cfg->team_cluster_id;
+        value = team_cluster_id(b);
     } else if (m->name.len == 14 && !memcmp(m->name.ptr, "daemonPassword", 14)) {
         if (!is_privileged(p)) {
             log_info("client %llu (uid %u) refused the daemon password",
@@ -326,7 +347,7 @@ static void on_peer_frame(struct peer *p, const struct proto_span *frame)
     if (rc == 0)
         rc = proto_msg_check(&m, &why);
     if (rc < 0) {
-        send_frame_error(p, &m, rc, why ? why : "bad frame");
+        peer_send_frame_error(p, &m, rc, why ? why : "bad frame");
         return;
     }
     if (!(peer_flags(p) & PEER_SAID_HELLO) && m.op != PROTO_OP_HELLO) {
@@ -360,12 +381,12 @@ static void on_peer_frame(struct peer *p, const struct proto_span *frame)
         return;
     }
     if (!router_handle(b->router, p, &m))
-        send_frame_error(p, &m, PROTO_E_UNKNOWN_OP, "this op is not sent by clients");
+        peer_send_frame_error(p, &m, PROTO_E_UNKNOWN_OP, "this op is not sent by clients");
 }
 
 static void on_peer_bad_frame(struct peer *p, int code, const char *why)
 {
-    send_frame_error(p, NULL, code, why);
+    peer_send_frame_error(p, NULL, code, why);
 }
 
 static void on_peer_closing(struct peer *p, const char *reason)
@@ -459,8 +480,9 @@ static void on_session_state(void *ud, enum session_state st, const char *reason
     snprintf(status, sizeof(status), "STATUS=upstream %s: %s", name, reason);
     sdnotify_send(status);
     if (st == SESSION_READY) {
-        ev.fields = PROTO_F_EVENT | PROTO_F_STATE;
-        ev.event = proto_span_str("connected", 9);
+        b->last_state = st;
+        router_broadcast(b->router, connected_event(b, &ev));
+        return;
     } else if (b->last_state == SESSION_READY) {
         ev.fields = PROTO_F_EVENT | PROTO_F_STATE | PROTO_F_REASON;
         ev.event = proto_span_str("disconnected", 12);

@@ -59,6 +59,8 @@ static const struct setting settings[] = {
      OFF(heartbeat_interval_ms), "heartbeat interval, ms"},
     {"commandTimeout", "VOLT_COMMAND_TIMEOUT", "command-timeout", T_U32, OFF(command_timeout_ms),
      "default command timeout, ms"},
+    {"broker.limits.maxCommandTimeout", NULL, "max-command-timeout", T_U32,
+     OFF(max_command_timeout_ms), "largest timeout a request may ask for, ms (more is lowered)"},
     {"socket.path", "VOLT_SOCKET_PATH", "socket-path", T_STR, OFF(engineio_path),
      "Engine.IO path on the server"},
     {"socket.reconnection", NULL, "reconnection", T_BOOL, OFF(reconnection),
@@ -159,6 +161,7 @@ int config_init(struct broker_config *cfg)
     memset(cfg, 0, sizeof(*cfg));
     cfg->heartbeat_interval_ms = 30000;
     cfg->command_timeout_ms = 30000;
+    cfg->max_command_timeout_ms = 600000;
     cfg->engineio_path = strdup("/socket.io/");
     cfg->reconnection = true;
     cfg->reconnection_delay_ms = 1000;
@@ -686,6 +689,10 @@ int config_validate(struct broker_config *cfg, char *errors, size_t errlen)
     }
     if (cfg->command_timeout_ms == 0) {
         add_error(errors, errlen, "commandTimeout: must be > 0");
+        problems++;
+    }
+    if (cfg->max_command_timeout_ms < cfg->command_timeout_ms) {
+        add_error(errors, errlen, "broker.limits.maxCommandTimeout: must be >= commandTimeout");
         problems++;
     }
     if (cfg->heartbeat_interval_ms == 0) {

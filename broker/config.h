@@ -29,6 +29,7 @@ struct broker_config {
     char *hostname;
     uint32_t heartbeat_interval_ms;
     uint32_t command_timeout_ms;
+    uint32_t max_command_timeout_ms;
     char *engineio_path;
     bool reconnection;
     uint32_t reconnection_attempts; /* 0 = forever */

@@ -344,6 +344,30 @@ void peer_send_error(struct peer *p, int code, const char *message, const char *
         peer_send(p, &m);
 }
 
+void peer_send_frame_error(struct peer *p, const struct proto_msg *m, int code, const char *message)
+{
+    struct proto_msg e = {.op = PROTO_OP_ERROR};
+    const char *name = proto_error_name(code);
+    const char *about;
+
+    if (m && proto_op_answered_by_id(m->op, proto_msg_has(m, PROTO_F_ID))) {
+        peer_send_result(p, m->id, code, message, NULL, NULL);
+        return;
+    }
+    e.fields = PROTO_F_CODE | PROTO_F_MESSAGE;
+    e.code = proto_span_str(name, (uint32_t)strlen(name));
+    e.message = proto_span_str(message, (uint32_t)strlen(message));
+    if (m && proto_msg_has(m, PROTO_F_ID)) {
+        e.fields |= PROTO_F_ID;
+        e.id = m->id;
+    }
+    if (m && (about = proto_op_name(m->op))) {
+        e.fields |= PROTO_F_ABOUT;
+        e.about = proto_span_str(about, (uint32_t)strlen(about));
+    }
+    peer_send(p, &e);
+}
+
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
     struct peer *p = h->data;

@@ -96,6 +96,13 @@ int peer_send_result(struct peer *p, uint64_t id, int code, const char *message,
  * client untrusted), and close_reason is logged. */
 void peer_send_error(struct peer *p, int code, const char *message, const char *close_reason);
 
+/* A problem with a frame from the client: a `result` under its id when the
+ * frame's op is answered by id (proto_op_answered_by_id), else an `error`
+ * frame carrying the frame's id (when readable) and its op as `about`. m
+ * may be NULL (the frame could not be decoded at all). */
+void peer_send_frame_error(struct peer *p, const struct proto_msg *m, int code,
+                           const char *message);
+
 /* Starts closing; `reason` is logged. Idempotent. Output not yet written
  * is dropped, a write in flight included, and so is everything sent in
  * the current loop turn: it does not wait for a client that may never

@@ -9,12 +9,14 @@
 #include "local/peer.h"
 #include "proto/errors.h"
 #include "proto/msgpack.h"
+#include "proto/text.h"
 #include "util/idtable.h"
 #include "util/log.h"
 #include "util/timerqueue.h"
 
 #define COMMAND_NAME_MAX 256
 #define TYPE_FILTER_MAX  256
+#define ERROR_CODE_MAX   64
 
 enum match_kind { MATCH_ALL, MATCH_EXACT, MATCH_PREFIX };
 
@@ -158,6 +160,11 @@ static void key_for(uint8_t key[IDTABLE_ID_LEN], uint64_t a, uint64_t b)
     }
 }
 
+static bool valid_name(const struct proto_span *s, uint32_t max)
+{
+    return proto_name_valid(s->ptr, s->len, max);
+}
+
 static struct rclient *client_of(const struct peer *p)
 {
     return peer_data(p);
@@ -275,10 +282,18 @@ static void handle_reply(struct router *r, struct rclient *c, const struct proto
                         NULL, NULL);
         return;
     }
-    char code[64] = "HandlerError";
-    if (proto_msg_has(m, PROTO_F_CODE) && m->code.len && m->code.len < sizeof(code)) {
-        memcpy(code, m->code.ptr, m->code.len);
-        code[m->code.len] = '\0';
+    /* The server gets its one answer whatever the code looks like; a code
+     * that cannot travel is replaced by HandlerError and the client told. */
+    char code[ERROR_CODE_MAX + 1] = "HandlerError";
+    if (proto_msg_has(m, PROTO_F_CODE)) {
+        if (valid_name(&m->code, ERROR_CODE_MAX)) {
+            memcpy(code, m->code.ptr, m->code.len);
+            code[m->code.len] = '\0';
+        } else {
+            peer_send_frame_error(c->peer, m, PROTO_E_BAD_REQUEST,
+                                  "code must be 1..64 bytes of UTF-8 without control "
+                                  "characters; the server was answered HandlerError");
+        }
     }
     struct proto_span empty = {(const uint8_t *)"", 0};
     session_respond(r->session, in, false, NULL, code,
@@ -340,9 +355,16 @@ static void handle_request(struct router *r, struct rclient *c, const struct pro
     e->ctx = c;
     e->tag = m->id;
     c->in_flight++;
-    rc = session_request(
-        r->session, &m->command, proto_msg_has(m, PROTO_F_PAYLOAD) ? &m->payload : NULL,
-        proto_msg_has(m, PROTO_F_TIMEOUT_MS) ? m->timeout_ms : 0, on_request_result, e, &why);
+    /* 0 or absent: the broker's commandTimeout; above the ceiling: lowered
+     * to it, so no request holds a slot of the table for longer. */
+    uint64_t timeout = proto_msg_has(m, PROTO_F_TIMEOUT_MS) ? m->timeout_ms : 0;
+    if (timeout == 0)
+        timeout = r->cfg->command_timeout_ms;
+    if (timeout > r->cfg->max_command_timeout_ms)
+        timeout = r->cfg->max_command_timeout_ms;
+    rc = session_request(r->session, &m->command,
+                         proto_msg_has(m, PROTO_F_PAYLOAD) ? &m->payload : NULL, timeout,
+                         on_request_result, e, &why);
     if (rc < 0) {
         c->in_flight--;
         idtable_remove(r->requests, e);
@@ -454,17 +476,6 @@ static bool group_leave(struct router *r, struct rclient *c, struct group *g)
     return true;
 }
 
-static bool valid_name(const struct proto_span *s, uint32_t max)
-{
-    if (s->len == 0 || s->len > max)
-        return false;
-    for (uint32_t i = 0; i < s->len; i++) {
-        if (s->ptr[i] < 0x20 || s->ptr[i] == 0x7f)
-            return false;
-    }
-    return true;
-}
-
 static void handle_register(struct router *r, struct rclient *c, const struct proto_msg *m,
                             bool add)
 {
@@ -477,9 +488,10 @@ static void handle_register(struct router *r, struct rclient *c, const struct pr
     uint32_t n_new = 0;
     while (proto_str_iter_next(&it, &name)) {
         if (!valid_name(&name, COMMAND_NAME_MAX)) {
-            peer_send_result(c->peer, m->id, PROTO_E_BAD_REQUEST,
-                             "command names must be 1..256 bytes without control characters", NULL,
-                             NULL);
+            peer_send_result(
+                c->peer, m->id, PROTO_E_BAD_REQUEST,
+                "command names must be 1..256 bytes of UTF-8 without control characters", NULL,
+                NULL);
             return;
         }
         n_new++;
@@ -551,7 +563,8 @@ static void handle_subscribe(struct router *r, struct rclient *c, const struct p
     if (k != MATCH_ALL) {
         if (!proto_msg_has(m, PROTO_F_TYPE) || !valid_name(&m->type, TYPE_FILTER_MAX)) {
             peer_send_result(c->peer, m->id, PROTO_E_BAD_REQUEST,
-                             "type must be 1..256 bytes without control characters", NULL, NULL);
+                             "type must be 1..256 bytes of UTF-8 without control characters", NULL,
+                             NULL);
             return;
         }
         type = m->type;

@@ -118,6 +118,11 @@ struct session {
     uint64_t refused_while_full; /* packets refused since the queue filled; logged once */
     size_t answer_headroom;      /* send-queue bytes only answers may use (see packet_send) */
 
+    /* The last error reported since the session was last ready, for
+     * clients that arrive after it was broadcast. */
+    int last_error_code;
+    char last_error[256];
+
     struct session_counters counters;
     bool tap_on;
     void (*stopped)(void *ud);
@@ -145,6 +150,8 @@ static void set_state(struct session *s, enum session_state st, const char *fmt,
     va_end(ap);
     s->state = st;
     s->since = uv_now(s->loop);
+    if (st == SESSION_READY)
+        s->last_error_code = 0;
     log_info("upstream: %s -> %s: %s", session_state_name(old), session_state_name(st), s->reason);
     if (s->ev.state_changed)
         s->ev.state_changed(s->ev.ud, st, s->reason);
@@ -162,6 +169,12 @@ static void report_error(struct session *s, int code, const char *fmt, ...)
     vsnprintf(text, sizeof(text), fmt, ap);
     va_end(ap);
     log_warn("upstream error %s: %s", proto_error_name(code), text);
+    /* Heartbeat failures happen while ready: they are not why a client
+     * waiting for the upstream is still waiting. */
+    if (code != PROTO_E_HEARTBEAT_FAILED) {
+        s->last_error_code = code;
+        snprintf(s->last_error, sizeof(s->last_error), "%s", text);
+    }
     if (s->ev.error)
         s->ev.error(s->ev.ud, code, text);
 }
@@ -585,6 +598,8 @@ void session_respond(struct session *s, struct session_inbound *in, bool ok,
             why = "the handler's answer did not fit in the send queue";
     } else if (why) {
         log_warn("upstream: result for %s has no JSON form (%s)", in->id, why);
+    } else {
+        why = "the handler's answer could not be encoded";
     }
     if (why) {
         log_warn("upstream: answering %s with HandlerError: %s", in->id, why);
@@ -1411,6 +1426,12 @@ const char *session_reason(const struct session *s)
 uint64_t session_since(const struct session *s)
 {
     return s->since;
+}
+
+int session_last_error(const struct session *s, const char **message)
+{
+    *message = s->last_error_code ? s->last_error : NULL;
+    return s->last_error_code;
 }
 
 bool session_is_ready(const struct session *s)

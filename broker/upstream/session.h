@@ -94,6 +94,10 @@ const char *session_reason(const struct session *s);
 /* Milliseconds (uv_now) at which the current state began. */
 uint64_t session_since(const struct session *s);
 bool session_is_ready(const struct session *s);
+/* The last error reported (SocketConnectionFailed, SocketRegistrationFailed,
+ * EnrollmentFailed, ...) since the session was last ready, with its message
+ * in *message; 0 and NULL when there was none. */
+int session_last_error(const struct session *s, const char **message);
 
 /* Sends daemon:request. timeout_ms 0 = commandTimeout. Returns 0 (the
  * callback will follow exactly once, never from inside this call), or an

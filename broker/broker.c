@@ -413,19 +413,13 @@ static bool peer_allowed(const struct broker *b, const struct peer *p)
 {
     const struct broker_config *c = b->cfg;
 
-    if (!c->n_allowed_uids && !c->n_allowed_gids)
+    if (!c->allowed_uids.n && !c->allowed_gids.n)
         return true;
     if (peer_uid(p) == geteuid() || peer_uid(p) == 0)
         return true;
-    for (size_t i = 0; i < c->n_allowed_uids; i++) {
-        if (c->allowed_uids[i] == peer_uid(p))
-            return true;
-    }
-    for (size_t i = 0; i < c->n_allowed_gids; i++) {
-        if (c->allowed_gids[i] == peer_gid(p))
-            return true;
-    }
-    return false;
+    if (config_ids_contain(&c->allowed_uids, peer_uid(p)))
+        return true;
+    return config_ids_contain(&c->allowed_gids, peer_gid(p));
 }
 
 static void on_connection(uv_stream_t *server, int status)
@@ -553,6 +547,54 @@ static void on_session_local_counts(void *ud, uint64_t *clients, uint64_t *handl
 
 /* ---- lifecycle ---- */
 
+/* A derived default: a setting left at 0 means `fallback`. */
+static uint32_t or_default(uint32_t v, uint32_t fallback)
+{
+    return v ? v : fallback;
+}
+
+static void router_params_from(const struct broker_config *c, struct router_params *p)
+{
+    memset(p, 0, sizeof(*p));
+    p->command_timeout_ms = c->command_timeout_ms;
+    p->max_command_timeout_ms = c->max_command_timeout_ms;
+    p->handler_timeout_ms = or_default(c->handler_timeout_ms, c->command_timeout_ms);
+    p->max_handlers_per_client = c->max_handlers_per_client;
+    p->max_subscriptions_per_client = c->max_subscriptions_per_client;
+    p->max_in_flight_per_client = c->max_in_flight_per_client;
+    p->max_pending = c->max_pending;
+}
+
+static void session_params_from(const struct broker_config *c, struct session_params *p)
+{
+    memset(p, 0, sizeof(*p));
+    p->server_url = c->server_url;
+    p->control_socket_url = c->control_socket_url;
+    p->engineio_path = c->engineio_path;
+    p->hostname = c->hostname;
+    p->ca_file = c->ca_file;
+    p->tls_insecure = c->tls_insecure;
+    p->state_dir = c->state_dir;
+    p->team_cluster_id = c->team_cluster_id;
+    p->daemon_password = c->daemon_password;
+    p->enrollment_token = c->enrollment_token;
+    p->connect_timeout_ms = c->connect_timeout_ms;
+    p->registration_timeout_ms = or_default(c->registration_timeout_ms, c->command_timeout_ms);
+    p->heartbeat_interval_ms = c->heartbeat_interval_ms;
+    p->heartbeat_timeout_ms =
+        or_default(c->heartbeat_timeout_ms, c->command_timeout_ms < c->heartbeat_interval_ms
+                                                ? c->command_timeout_ms
+                                                : c->heartbeat_interval_ms);
+    p->reconnection = c->reconnection;
+    p->reconnection_attempts = c->reconnection_attempts;
+    p->reconnection_delay_ms = c->reconnection_delay_ms;
+    p->reconnection_delay_max_ms = c->reconnection_delay_max_ms;
+    p->randomization_factor = c->randomization_factor;
+    p->max_pending = c->max_pending;
+    p->max_message = c->max_frame;
+    p->max_upstream_queue = c->max_upstream_queue_bytes;
+}
+
 struct broker *broker_new(uv_loop_t *loop, struct broker_config *cfg)
 {
     struct broker *b = calloc(1, sizeof(*b));
@@ -564,12 +606,16 @@ struct broker *broker_new(uv_loop_t *loop, struct broker_config *cfg)
     b->lock_fd = -1;
     b->started_ms = uv_now(loop);
     proto_buf_init(&b->scratch);
-    b->router = router_new(loop, cfg);
+    struct router_params rp;
+    router_params_from(cfg, &rp);
+    b->router = router_new(loop, &rp);
     if (!b->router) {
         free(b);
         return NULL;
     }
     if (cfg->control_socket_url) {
+        struct session_params sp;
+        session_params_from(cfg, &sp);
         struct session_events ev = {
             .ud = b,
             .state_changed = on_session_state,
@@ -580,7 +626,7 @@ struct broker *broker_new(uv_loop_t *loop, struct broker_config *cfg)
             .local_counts = on_session_local_counts,
             .tap = on_session_tap,
         };
-        b->session = session_new(loop, cfg, &ev);
+        b->session = session_new(loop, &sp, &ev);
         if (!b->session) {
             router_free(b->router);
             free(b);
@@ -718,24 +764,17 @@ void broker_shutdown(struct broker *b, const char *why)
 void broker_reload(struct broker *b, const struct broker_config *fresh)
 {
     enum log_level lv;
-    struct broker_config *c = b->cfg;
+    char applied[2048], restart[1024];
+    struct router_params rp;
 
-    if (fresh->log_level && log_level_parse(fresh->log_level, &lv) == 0)
+    config_reload(b->cfg, fresh, applied, sizeof(applied), restart, sizeof(restart));
+    if (b->cfg->log_level && log_level_parse(b->cfg->log_level, &lv) == 0)
         log_set_level(lv);
-    memcpy(c->allowed_uids, fresh->allowed_uids, sizeof(c->allowed_uids));
-    c->n_allowed_uids = fresh->n_allowed_uids;
-    memcpy(c->allowed_gids, fresh->allowed_gids, sizeof(c->allowed_gids));
-    c->n_allowed_gids = fresh->n_allowed_gids;
-    c->max_clients = fresh->max_clients;
-    c->max_handlers_per_client = fresh->max_handlers_per_client;
-    c->max_subscriptions_per_client = fresh->max_subscriptions_per_client;
-    c->max_in_flight_per_client = fresh->max_in_flight_per_client;
-    c->max_queue_bytes = fresh->max_queue_bytes;
-    c->drain_timeout_ms = fresh->drain_timeout_ms;
-    log_info("reloaded: logLevel, allowedUids, allowedGids, drainTimeout, maxClients, "
-             "maxHandlersPerClient, maxSubscriptionsPerClient, maxInFlightPerClient and "
-             "maxQueueBytes (for new clients); everything else (upstream settings, listen socket, "
-             "maxFrame, maxPending) needs a restart");
+    router_params_from(b->cfg, &rp);
+    router_set_params(b->router, &rp);
+    log_info("reloaded: %s", applied);
+    if (restart[0])
+        log_warn("changed but only applied at the next start: %s", restart);
 }
 
 void broker_free(struct broker *b)

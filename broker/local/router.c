@@ -5,7 +5,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "config.h"
 #include "local/peer.h"
 #include "proto/errors.h"
 #include "proto/msgpack.h"
@@ -60,7 +59,7 @@ struct group_map {
 
 struct router {
     uv_loop_t *loop;
-    const struct broker_config *cfg;
+    struct router_params p;
     struct session *session;
     struct rclient *clients;
     uint32_t n_clients;
@@ -238,12 +237,12 @@ void router_inbound_request(struct router *r, struct session_inbound *in,
     e->tag = (uint64_t)(uintptr_t)c;
     c->open_calls++;
     timer_queue_add(r->call_deadlines, &e->timer,
-                    timer_queue_deadline_in(r->call_deadlines, r->cfg->command_timeout_ms));
+                    timer_queue_deadline_in(r->call_deadlines, r->p.handler_timeout_ms));
 
     m.fields = PROTO_F_ID | PROTO_F_COMMAND | PROTO_F_TIMEOUT_MS;
     m.id = call_id;
     m.command = *command;
-    m.timeout_ms = r->cfg->command_timeout_ms;
+    m.timeout_ms = r->p.handler_timeout_ms;
     if (payload && payload->len) {
         m.fields |= PROTO_F_PAYLOAD;
         m.payload = *payload;
@@ -335,7 +334,7 @@ static void handle_request(struct router *r, struct rclient *c, const struct pro
                          NULL, NULL);
         return;
     }
-    if (c->in_flight >= r->cfg->max_in_flight_per_client) {
+    if (c->in_flight >= r->p.max_in_flight_per_client) {
         peer_send_result(c->peer, m->id, PROTO_E_LIMIT_EXCEEDED,
                          "too many requests in flight for this client", NULL, NULL);
         return;
@@ -359,9 +358,9 @@ static void handle_request(struct router *r, struct rclient *c, const struct pro
      * to it, so no request holds a slot of the table for longer. */
     uint64_t timeout = proto_msg_has(m, PROTO_F_TIMEOUT_MS) ? m->timeout_ms : 0;
     if (timeout == 0)
-        timeout = r->cfg->command_timeout_ms;
-    if (timeout > r->cfg->max_command_timeout_ms)
-        timeout = r->cfg->max_command_timeout_ms;
+        timeout = r->p.command_timeout_ms;
+    if (timeout > r->p.max_command_timeout_ms)
+        timeout = r->p.max_command_timeout_ms;
     rc = session_request(r->session, &m->command,
                          proto_msg_has(m, PROTO_F_PAYLOAD) ? &m->payload : NULL, timeout,
                          on_request_result, e, &why);
@@ -496,7 +495,7 @@ static void handle_register(struct router *r, struct rclient *c, const struct pr
         }
         n_new++;
     }
-    if (add && c->n_handlers + n_new > r->cfg->max_handlers_per_client) {
+    if (add && c->n_handlers + n_new > r->p.max_handlers_per_client) {
         peer_send_result(c->peer, m->id, PROTO_E_LIMIT_EXCEEDED,
                          "too many handlers for this client", NULL, NULL);
         return;
@@ -579,7 +578,7 @@ static void handle_subscribe(struct router *r, struct rclient *c, const struct p
         return;
     }
     if (at < 0) {
-        if (c->n_subs >= r->cfg->max_subscriptions_per_client) {
+        if (c->n_subs >= r->p.max_subscriptions_per_client) {
             peer_send_result(c->peer, m->id, PROTO_E_LIMIT_EXCEEDED,
                              "too many subscriptions for this client", NULL, NULL);
             return;
@@ -826,22 +825,29 @@ void router_get_counters(const struct router *r, struct router_counters *out)
     *out = r->counters;
 }
 
-struct router *router_new(uv_loop_t *loop, const struct broker_config *cfg)
+struct router *router_new(uv_loop_t *loop, const struct router_params *params)
 {
     struct router *r = calloc(1, sizeof(*r));
 
     if (!r)
         return NULL;
     r->loop = loop;
-    r->cfg = cfg;
+    r->p = *params;
     r->orphans.router = r;
-    if (idtable_new(&r->requests, cfg->max_pending) < 0 ||
-        idtable_new(&r->calls, cfg->max_pending) < 0 ||
+    if (idtable_new(&r->requests, params->max_pending) < 0 ||
+        idtable_new(&r->calls, params->max_pending) < 0 ||
         timer_queue_new(&r->call_deadlines, loop, on_call_deadline, r) < 0) {
         router_free(r);
         return NULL;
     }
     return r;
+}
+
+void router_set_params(struct router *r, const struct router_params *params)
+{
+    uint32_t max_pending = r->p.max_pending;
+    r->p = *params;
+    r->p.max_pending = max_pending;
 }
 
 void router_set_session(struct router *r, struct session *s)

@@ -40,14 +40,26 @@
 
 struct router;
 struct peer;
-struct broker_config;
+
+/* The router's settings; router_set_params() changes them at run time
+ * (SIGHUP), except max_pending, which sizes its tables at router_new(). */
+struct router_params {
+    uint32_t command_timeout_ms;     /* a request's timeout when it gives none */
+    uint32_t max_command_timeout_ms; /* longer ones are lowered to this */
+    uint32_t handler_timeout_ms;     /* a call's deadline (then HandlerTimeout) */
+    uint32_t max_handlers_per_client;
+    uint32_t max_subscriptions_per_client;
+    uint32_t max_in_flight_per_client;
+    uint32_t max_pending;
+};
 
 struct router_counters {
     uint64_t inbound_no_handler, inbound_handler_error, inbound_timeout, inbound_answered;
     uint64_t late_replies, results_dropped, slow_consumers;
 };
 
-struct router *router_new(uv_loop_t *loop, const struct broker_config *cfg);
+struct router *router_new(uv_loop_t *loop, const struct router_params *params);
+void router_set_params(struct router *r, const struct router_params *params);
 /* The session is created after the router (it needs the router's events). */
 void router_set_session(struct router *r, struct session *s);
 /* Answers every open call with HandlerError (or ShuttingDown) and frees. */

@@ -5,10 +5,14 @@
  *
  * - Outbound requests. A client's `request` becomes one session_request();
  *   the session promises exactly one result callback, which the router
- *   turns into exactly one `result` under the client's own id. If the
- *   client has gone meanwhile, the result is dropped (the request record
- *   stays until the callback so that "exactly once" holds on both sides).
- *   A client may not reuse an id that is still in flight.
+ *   turns into exactly one `result` under the client's own id. A client
+ *   may not reuse an id that is still in flight. When a client goes away
+ *   its requests are released at once (session_cancel): no callback comes
+ *   for them, the slots are free for others, and an answer the server
+ *   sends later is dropped and counted by the session.
+ * - Quotas: a request counts against the client's in-flight limit, its
+ *   user's (quota.h) and the table's size (maxPending); its timeout is at
+ *   most maxCommandTimeout.
  *
  * - Handlers form queue groups: a command maps to the list of clients that
  *   registered it, and each inbound request goes to the next one in
@@ -39,6 +43,7 @@
 #include "upstream/session.h"
 
 struct router;
+struct quota;
 struct peer;
 
 /* The router's settings; router_set_params() changes them at run time
@@ -55,10 +60,11 @@ struct router_params {
 
 struct router_counters {
     uint64_t inbound_no_handler, inbound_handler_error, inbound_timeout, inbound_answered;
-    uint64_t late_replies, results_dropped, slow_consumers;
+    uint64_t late_replies, requests_released, slow_consumers;
 };
 
-struct router *router_new(uv_loop_t *loop, const struct router_params *params);
+/* quota: the broker's (requests are charged to their user); NULL: none. */
+struct router *router_new(uv_loop_t *loop, const struct router_params *params, struct quota *quota);
 void router_set_params(struct router *r, const struct router_params *params);
 /* The session is created after the router (it needs the router's events). */
 void router_set_session(struct router *r, struct session *s);

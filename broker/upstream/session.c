@@ -374,7 +374,7 @@ static void on_heartbeat_tick(uv_timer_t *t)
     }
     struct proto_span p = {payload, (uint32_t)n};
     uint64_t timeout = s->p.heartbeat_timeout_ms;
-    if (session_request(s, &command, &p, timeout, on_heartbeat_result, s, &why) == 0)
+    if (session_request(s, &command, &p, timeout, on_heartbeat_result, s, NULL, &why) == 0)
         s->heartbeat_outstanding = true;
 }
 
@@ -390,6 +390,17 @@ static void finish_request(struct session *s, struct idtable_entry *e,
     idtable_remove(s->pending, e);
     s->counters.pending = idtable_count(s->pending);
     cb(ctx, r);
+}
+
+void session_cancel(struct session *s, struct session_pending *handle)
+{
+    struct idtable_entry *e = (struct idtable_entry *)handle;
+
+    if (s->deadlines)
+        timer_queue_remove(s->deadlines, &e->timer);
+    idtable_remove(s->pending, e);
+    s->counters.pending = idtable_count(s->pending);
+    s->counters.cancelled++;
 }
 
 static void fail_request(struct session *s, struct idtable_entry *e, int code, const char *text)
@@ -418,7 +429,7 @@ static void fail_all_pending(struct session *s, const char *why)
 
 int session_request(struct session *s, const struct proto_span *command,
                     const struct proto_span *payload, uint64_t timeout_ms, session_result_cb cb,
-                    void *ctx, const char **why)
+                    void *ctx, struct session_pending **handle, const char **why)
 {
     uint8_t id[UUID_LEN];
     char id_text[UUID_STR_LEN + 1];
@@ -478,6 +489,8 @@ int session_request(struct session *s, const struct proto_span *command,
     timer_queue_add(s->deadlines, &e->timer, timer_queue_deadline_in(s->deadlines, timeout_ms));
     s->counters.requests++;
     s->counters.pending = idtable_count(s->pending);
+    if (handle)
+        *handle = (struct session_pending *)e;
     return 0;
 nomem:
     *why = "out of memory";

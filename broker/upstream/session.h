@@ -129,13 +129,22 @@ bool session_is_ready(const struct session *s);
  * in *message; 0 and NULL when there was none. */
 int session_last_error(const struct session *s, const char **message);
 
+/* A request waiting for the server, until its callback or session_cancel(). */
+struct session_pending;
+
 /* Sends daemon:request with a timeout (> 0). Returns 0 (the
- * callback will follow exactly once, never from inside this call), or an
- * error answered by the caller: PROTO_E_SOCKET_NOT_READY, PROTO_E_NOT_JSON,
- * PROTO_E_PAYLOAD_TOO_LARGE, PROTO_E_LIMIT_EXCEEDED. *why is set on error. */
+ * callback will follow exactly once, never from inside this call, unless
+ * the request is cancelled first; *handle identifies it until then; handle
+ * may be NULL), or an error answered by the caller:
+ * PROTO_E_SOCKET_NOT_READY, PROTO_E_NOT_JSON, PROTO_E_PAYLOAD_TOO_LARGE,
+ * PROTO_E_LIMIT_EXCEEDED. *why is set on error. */
 int session_request(struct session *s, const struct proto_span *command,
                     const struct proto_span *payload, uint64_t timeout_ms, session_result_cb cb,
-                    void *ctx, const char **why);
+                    void *ctx, struct session_pending **handle, const char **why);
+/* Forgets a pending request: its callback will not run, its slot is free;
+ * an answer from the server arriving later is dropped and counted
+ * (late_responses). The handle must be one whose callback has not run. */
+void session_cancel(struct session *s, struct session_pending *handle);
 
 /* Answers an inbound request exactly once. ok: data (may be empty) is the
  * handler's result; !ok: code names the error (HandlerError, NoHandler,
@@ -163,7 +172,7 @@ const char *session_daemon_password(const struct session *s);
 
 struct session_counters {
     uint64_t requests, responses_ok, rejected, timeouts, not_ready;
-    uint64_t inbound, messages_in, messages_out, reconnects, late_responses;
+    uint64_t inbound, messages_in, messages_out, reconnects, late_responses, cancelled;
     uint64_t pending;
 };
 void session_get_counters(const struct session *s, struct session_counters *out);

@@ -188,7 +188,7 @@ static int build_status(struct broker *b, struct proto_buf *o)
     err |= put_kv_uint(o, "clients", b->n_peers);
 
     err |= proto_mp_put_cstr(o, "upstream");
-    err |= proto_mp_put_map(o, 5);
+    err |= proto_mp_put_map(o, 6);
     if (b->session) {
         err |= put_kv_str(o, "state", session_state_name(session_state(b->session)));
         err |= put_kv_str(o, "reason", session_reason(b->session));
@@ -201,6 +201,13 @@ static int build_status(struct broker *b, struct proto_buf *o)
         err |= put_kv_str(o, "team_cluster_id", b->cfg->team_cluster_id);
     }
     err |= put_kv_str(o, "url", b->cfg->control_socket_url);
+    /* Enrolled credentials the state directory could not take are held in
+     * memory (and lost with the process): an operator must see it. */
+    const char *unsaved = b->session ? session_credentials_unsaved(b->session) : NULL;
+    char cred[320];
+    snprintf(cred, sizeof(cred), "%s%s", unsaved ? "in memory only: " : "ok",
+             unsaved ? unsaved : "");
+    err |= put_kv_str(o, "credentials", cred);
 
     err |= proto_mp_put_cstr(o, "counters");
     err |= proto_mp_put_map(o, 17);
@@ -575,6 +582,12 @@ static int on_session_handler_list(void *ud, struct proto_buf *out)
     return router_handler_list(b->router, out);
 }
 
+static void on_session_handler_trim(void *ud, size_t room)
+{
+    struct broker *b = ud;
+    router_trim_handlers(b->router, room);
+}
+
 /* Upstream packets are traced as a msgpack str (text) or bin (binary). */
 static void on_session_tap(void *ud, bool out, const void *data, size_t len, bool binary)
 {
@@ -693,6 +706,7 @@ struct broker *broker_new(uv_loop_t *loop, struct broker_config *cfg)
             .inbound_request = on_session_inbound,
             .inbound_message = on_session_message,
             .handler_list = on_session_handler_list,
+            .handler_trim = on_session_handler_trim,
             .local_counts = on_session_local_counts,
             .tap = on_session_tap,
         };

@@ -45,6 +45,8 @@ struct group {
     char *command;
     uint32_t len;
     uint32_t hash;
+    uint64_t serial;    /* creation order: the newest are trimmed first */
+    uint32_t json_size; /* of the name as a JSON string */
     struct rclient **members;
     uint32_t n, cap;
     uint32_t next_turn; /* round-robin cursor */
@@ -65,6 +67,8 @@ struct router {
     struct rclient *clients;
     uint32_t n_clients;
     struct group_map groups;
+    uint64_t next_group_serial;
+    size_t names_json; /* sum of the groups' json_size */
     /* Outbound requests, keyed by (peer id, client's id): detects reused
      * ids and gives the session a stable context pointer. ctx = the
      * rclient; tag = the session's handle (the client's id is the key's
@@ -453,6 +457,9 @@ static int group_join(struct router *r, struct rclient *c, const struct proto_sp
         g->command[name->len] = '\0';
         g->len = name->len;
         g->hash = hash;
+        g->serial = ++r->next_group_serial;
+        g->json_size = (uint32_t)proto_json_str_size(name->ptr, name->len);
+        r->names_json += g->json_size;
         groups_find(&r->groups, name->ptr, name->len, hash, &slot);
         r->groups.slots[slot] = g;
         r->groups.count++;
@@ -492,10 +499,37 @@ static bool group_leave(struct router *r, struct rclient *c, struct group *g)
         return false;
     groups_find(&r->groups, (const uint8_t *)g->command, g->len, g->hash, &slot);
     groups_remove_slot(&r->groups, slot);
+    r->names_json -= g->json_size;
     free(g->members);
     free(g->command);
     free(g);
     return true;
+}
+
+/* JSON bytes of the handler list: "[" names joined by "," "]". */
+static size_t list_json(size_t names_json, size_t count)
+{
+    return 2 + names_json + (count ? count - 1 : 0);
+}
+
+/* Would the list, with m's new names, still fit in daemon:register? Names
+ * given twice in m are counted twice: a conservative answer is fine. */
+static bool handler_list_fits(const struct router *r, const struct proto_msg *m)
+{
+    struct proto_str_iter it;
+    struct proto_span name;
+    size_t json = r->names_json, count = r->groups.count;
+
+    if (!r->session)
+        return true;
+    proto_msg_commands(m, &it);
+    while (proto_str_iter_next(&it, &name)) {
+        if (groups_find(&r->groups, name.ptr, name.len, hash_name(name.ptr, name.len), NULL))
+            continue;
+        json += proto_json_str_size(name.ptr, name.len);
+        count++;
+    }
+    return list_json(json, count) <= session_handler_room(r->session);
 }
 
 static void handle_register(struct router *r, struct rclient *c, const struct proto_msg *m,
@@ -520,7 +554,16 @@ static void handle_register(struct router *r, struct rclient *c, const struct pr
     }
     if (add && c->n_handlers + n_new > r->p.max_handlers_per_client) {
         peer_send_result(c->peer, m->id, PROTO_E_LIMIT_EXCEEDED,
-                         "too many handlers for this client", NULL, NULL);
+                         "too many handlers for this client (maxHandlersPerClient)", NULL, NULL);
+        return;
+    }
+    if (add && !handler_list_fits(r, m)) {
+        char why[160];
+        snprintf(why, sizeof(why),
+                 "the handler list of all clients would exceed what the server's maxPayload "
+                 "allows (%zu bytes of JSON)",
+                 session_handler_room(r->session));
+        peer_send_result(c->peer, m->id, PROTO_E_LIMIT_EXCEEDED, why, NULL, NULL);
         return;
     }
     proto_msg_commands(m, &it);
@@ -782,6 +825,43 @@ int router_handler_list(struct router *r, struct proto_buf *out)
             rc = proto_mp_put_str(out, g->command, g->len);
     }
     return rc;
+}
+
+/* The newest group of all (the one trimmed first). */
+static struct group *newest_group(const struct router *r)
+{
+    struct group *best = NULL;
+    for (uint32_t i = 0; i < r->groups.cap; i++) {
+        struct group *g = r->groups.slots[i];
+        if (g && (!best || g->serial > best->serial))
+            best = g;
+    }
+    return best;
+}
+
+void router_trim_handlers(struct router *r, size_t room)
+{
+    struct group *g;
+
+    while (list_json(r->names_json, r->groups.count) > room && (g = newest_group(r))) {
+        /* Each registrant is told and named in the log: the list never
+         * silently stops matching what the clients think they serve. */
+        while (g->n) {
+            struct rclient *c = g->members[g->n - 1];
+            char why[360];
+            snprintf(why, sizeof(why),
+                     "handler '%.256s' dropped: the handler list no longer fits in the server's "
+                     "maxPayload",
+                     g->command);
+            log_warn("client %llu (%s): %s", (unsigned long long)peer_id(c->peer),
+                     peer_name(c->peer), why);
+            /* Out of the group before it is told: the send may close it. */
+            bool freed = group_leave(r, c, g);
+            peer_send_error(c->peer, PROTO_E_LIMIT_EXCEEDED, why, NULL);
+            if (freed)
+                break; /* g went with its last member */
+        }
+    }
 }
 
 size_t router_handler_count(const struct router *r)

@@ -87,6 +87,11 @@ void router_inbound_request(struct router *r, struct session_inbound *in,
 void router_inbound_message(struct router *r, const struct proto_span *type,
                             const struct proto_span *data);
 int router_handler_list(struct router *r, struct proto_buf *out);
+/* Drops the newest handlers (their registrants told with an `error`
+ * frame, and logged by name) until the list's JSON takes at most `room`
+ * bytes. For a server that lowered its maxPayload under a list that was
+ * checked against the old one. */
+void router_trim_handlers(struct router *r, size_t room);
 /* Sends an event frame to every joined client. */
 void router_broadcast(struct router *r, const struct proto_msg *m);
 

@@ -534,6 +534,7 @@ static void on_session_state(void *ud, enum session_state st, const char *reason
     if (st == SESSION_READY) {
         b->last_state = st;
         router_broadcast(b->router, connected_event(b, &ev));
+        router_upstream_ready(b->router);
         return;
     } else if (b->last_state == SESSION_READY) {
         ev.fields = PROTO_F_EVENT | PROTO_F_STATE | PROTO_F_REASON;
@@ -627,6 +628,7 @@ static void router_params_from(const struct broker_config *c, struct router_para
     p->max_subscriptions_per_client = c->max_subscriptions_per_client;
     p->max_in_flight_per_client = c->max_in_flight_per_client;
     p->max_pending = c->max_pending;
+    p->max_emit_buffer = c->max_emit_buffer;
 }
 
 static void quota_limits_from(const struct broker_config *c, struct quota_limits *l)

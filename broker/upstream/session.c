@@ -94,7 +94,9 @@ struct session {
     struct sio_assembler sio;
     uint64_t next_ack_id;
     uint64_t register_ack_id;
-    uint32_t generation; /* bumped per connection: stale inbound answers are dropped */
+    uint32_t generation;      /* bumped per connection: stale inbound answers are dropped */
+    char recovery_pid[64];    /* the server's session id, when it keeps sessions */
+    char recovery_offset[64]; /* of the last event received in it */
 
     struct backoff backoff;
     uint32_t attempts;
@@ -599,7 +601,8 @@ void session_respond(struct session *s, struct session_inbound *in, bool ok,
     const char *why = NULL;
     int rc;
 
-    if (in->generation != s->generation || s->state != SESSION_READY) {
+    if (in->generation != s->generation || !s->conn ||
+        (s->state != SESSION_READY && s->state != SESSION_REGISTERING)) {
         /* The server forgot this request with the connection it came on. */
         log_debug("upstream: answer to %s dropped: the connection it came on is gone", in->id);
         goto done;
@@ -872,6 +875,21 @@ static void salvage_event(struct session *s, const char *text, size_t len, const
     }
 }
 
+static void note_offset(struct session *s)
+{
+    uint32_t last = 1;
+    for (uint32_t i = 1; i < s->doc.tok[0].count; i++)
+        last = s->doc.tok[last].next;
+    if (last >= s->doc.n || s->doc.tok[last].type != PROTO_JSON_STRING)
+        return;
+    proto_buf_reset(&s->scratch2);
+    if (proto_json_string(&s->doc, last, &s->scratch2, NULL) == 0 &&
+        s->scratch2.len < sizeof(s->recovery_offset)) {
+        memcpy(s->recovery_offset, s->scratch2.data, s->scratch2.len);
+        s->recovery_offset[s->scratch2.len] = '\0';
+    }
+}
+
 static void on_event(struct session *s, const struct sio_message *msg)
 {
     const struct sio_packet *p = &msg->packet;
@@ -892,6 +910,10 @@ static void on_event(struct session *s, const struct sio_message *msg)
         return;
     }
     name_tok = 1;
+    /* With recovery on, the server appends the event's offset as a last,
+     * extra string argument: the position to resume from. */
+    if (s->recovery_pid[0] && s->doc.tok[0].count >= 3)
+        note_offset(s);
     obj = s->doc.tok[name_tok].next;
     if (obj >= s->doc.n || s->doc.tok[obj].type != PROTO_JSON_OBJECT || s->doc.tok[0].count < 2) {
         log_debug("upstream: event without an object argument ignored");
@@ -947,6 +969,28 @@ static void on_register_ack(struct session *s, const struct sio_packet *p)
     drop_link(s, "registration refused%s%s", code[0] ? ": " : "", code);
 }
 
+/* The server's CONNECT: {"sid", "pid"} when it keeps sessions. The same
+ * pid as before means the session was recovered (and missed events are
+ * being replayed); a new one, or none, means a fresh session. */
+static void note_recovery(struct session *s, const struct sio_packet *p)
+{
+    char pid[sizeof(s->recovery_pid)] = "";
+
+    if (proto_json_parse(&s->doc, p->data, p->data_len, 0, NULL) == 0 && s->doc.n &&
+        s->doc.tok[0].type == PROTO_JSON_OBJECT &&
+        json_string_field(s, 0, "pid", &s->scratch2) == 0 && s->scratch2.len < sizeof(pid)) {
+        memcpy(pid, s->scratch2.data, s->scratch2.len);
+        pid[s->scratch2.len] = '\0';
+    }
+    if (pid[0] && !strcmp(pid, s->recovery_pid) && s->recovery_offset[0]) {
+        s->counters.recovered++;
+        log_info("upstream: session recovered: the server replays what it sent meanwhile");
+    } else {
+        s->recovery_offset[0] = '\0';
+    }
+    memcpy(s->recovery_pid, pid, sizeof(pid));
+}
+
 static void on_sio_packet(struct session *s, const struct sio_message *msg)
 {
     const struct sio_packet *p = &msg->packet;
@@ -957,8 +1001,10 @@ static void on_sio_packet(struct session *s, const struct sio_message *msg)
     }
     switch (p->type) {
     case SIO_CONNECT:
-        if (s->state == SESSION_CONNECTING)
+        if (s->state == SESSION_CONNECTING) {
+            note_recovery(s, p);
             send_register(s);
+        }
         return;
     case SIO_CONNECT_ERROR: {
         const char *text = "refused";
@@ -977,7 +1023,9 @@ static void on_sio_packet(struct session *s, const struct sio_message *msg)
         return;
     case SIO_EVENT:
     case SIO_BINARY_EVENT:
-        if (s->state == SESSION_READY)
+        /* While registering too: a recovered session's missed events are
+         * replayed right after the CONNECT, before our register's ack. */
+        if (s->state == SESSION_READY || s->state == SESSION_REGISTERING)
             on_event(s, msg);
         return;
     case SIO_ACK:
@@ -1131,6 +1179,15 @@ static void send_connect(struct session *s)
     rc |= proto_json_put_string(&s->out, s->daemon_password ? s->daemon_password : "",
                                 s->daemon_password ? strlen(s->daemon_password) : 0);
     size_t secret_end = s->out.len;
+    /* Connection state recovery (socket.io 4.6+): with the session id
+     * and the offset of the last event we got, a server that keeps
+     * sessions replays what it sent while we were away. */
+    if (s->recovery_pid[0] && s->recovery_offset[0]) {
+        rc |= put(s, ",\"pid\":");
+        rc |= proto_json_put_string(&s->out, s->recovery_pid, strlen(s->recovery_pid));
+        rc |= put(s, ",\"offset\":");
+        rc |= proto_json_put_string(&s->out, s->recovery_offset, strlen(s->recovery_offset));
+    }
     rc |= put(s, "}");
     /* Monitors see the packet with the password replaced. */
     s->tap_on = false;

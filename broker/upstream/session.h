@@ -187,6 +187,7 @@ struct session_counters {
     uint64_t requests, responses_ok, rejected, timeouts, not_ready;
     uint64_t inbound, messages_in, messages_out, reconnects, late_responses, cancelled;
     uint64_t undeliverable; /* server answers/requests that could not be made local frames */
+    uint64_t recovered;     /* reconnections where the server restored the session */
     uint64_t pending;
 };
 void session_get_counters(const struct session *s, struct session_counters *out);

@@ -210,7 +210,7 @@ static int build_status(struct broker *b, struct proto_buf *o)
     err |= put_kv_str(o, "credentials", cred);
 
     err |= proto_mp_put_cstr(o, "counters");
-    err |= proto_mp_put_map(o, 17);
+    err |= proto_mp_put_map(o, 21);
     err |= put_kv_uint(o, "requests", sc.requests);
     err |= put_kv_uint(o, "responses_ok", sc.responses_ok);
     err |= put_kv_uint(o, "rejected", sc.rejected);
@@ -225,6 +225,10 @@ static int build_status(struct broker *b, struct proto_buf *o)
     err |= put_kv_uint(o, "drops", sc.late_responses + rc.late_replies);
     err |= put_kv_uint(o, "released", rc.requests_released);
     err |= put_kv_uint(o, "memory_cuts", quota_memory_cuts(b->quota));
+    err |= put_kv_uint(o, "undeliverable", sc.undeliverable);
+    err |= put_kv_uint(o, "recovered", sc.recovered);
+    err |= put_kv_uint(o, "emits_kept", rc.emits_kept);
+    err |= put_kv_uint(o, "emits_kept_dropped", rc.emits_kept_dropped);
     err |= put_kv_uint(o, "slow_consumers", rc.slow_consumers);
     err |= put_kv_uint(o, "reconnects", sc.reconnects);
     err |= put_kv_uint(o, "pending", sc.pending);

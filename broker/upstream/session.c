@@ -601,8 +601,7 @@ void session_respond(struct session *s, struct session_inbound *in, bool ok,
     const char *why = NULL;
     int rc;
 
-    if (in->generation != s->generation || !s->conn ||
-        (s->state != SESSION_READY && s->state != SESSION_REGISTERING)) {
+    if (in->generation != s->generation || !s->conn || s->state == SESSION_STOPPING) {
         /* The server forgot this request with the connection it came on. */
         log_debug("upstream: answer to %s dropped: the connection it came on is gone", in->id);
         goto done;
@@ -1023,9 +1022,12 @@ static void on_sio_packet(struct session *s, const struct sio_message *msg)
         return;
     case SIO_EVENT:
     case SIO_BINARY_EVENT:
-        /* While registering too: a recovered session's missed events are
-         * replayed right after the CONNECT, before our register's ack. */
-        if (s->state == SESSION_READY || s->state == SESSION_REGISTERING)
+        /* A recovered session's missed events are replayed as soon as the
+         * server restores it, before its CONNECT reaches us (socket.io
+         * writes them from the socket's constructor): taken while
+         * connecting when we asked for a recovery, and while registering. */
+        if (s->state == SESSION_READY || s->state == SESSION_REGISTERING ||
+            (s->state == SESSION_CONNECTING && s->recovery_offset[0]))
             on_event(s, msg);
         return;
     case SIO_ACK:

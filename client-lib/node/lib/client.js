@@ -209,10 +209,12 @@ class ClusterDaemonClient {
   }
 
   /**
-   * Fire-and-forget, as in the seed: kept while the broker is away and
-   * sent when it is back; the broker keeps it while the upstream is down.
-   * Failures reach onError (EmitFailed). Extension: {volatile: true} drops
-   * the message with EmitFailed instead of keeping it.
+   * Fire-and-forget, as in the seed. Connected to the broker, the message
+   * goes to it at once (the broker keeps it while the upstream is down);
+   * otherwise it is kept here (up to 16 MiB) and sent, in order, when the
+   * session is ready again, as socket.io-client buffers while
+   * disconnected. Failures reach onError (EmitFailed). Extension:
+   * {volatile: true} is never kept: it fails with EmitFailed instead.
    */
   emit(message, options) {
     const isVolatile = !!(options && options.volatile);
@@ -231,7 +233,9 @@ class ClusterDaemonClient {
     } catch (e) {
       return this._emitFailed(e);
     }
-    if (this._conn && this._conn.isOpen) {
+    // Straight to the broker when connected to it, unless older messages
+    // still wait in the buffer (order is kept; a volatile one need not wait).
+    if (this._conn && this._conn.isOpen && (isVolatile || this._emitBuffer.length === 0)) {
       try {
         this._conn.sendEncoded(buf);
       } catch (e) {
@@ -375,17 +379,6 @@ class ClusterDaemonClient {
     this._upstream = { state: w.state, reason: w.reason };
     if (w.teamClusterId && !this._adoptTeam(w.teamClusterId)) return;
     if (w.code) this._lastError = new DaemonClientError(w.code, w.message || w.reason || w.code);
-    // Messages kept while the broker was away go first, in order.
-    const kept = this._emitBuffer;
-    this._emitBuffer = [];
-    this._emitBufferBytes = 0;
-    for (const buf of kept) {
-      try {
-        conn.sendEncoded(buf);
-      } catch (e) {
-        this._emitFailed(e);
-      }
-    }
     if (this._handlers.size > 0) this._announce('register', [...this._handlers.keys()], true);
     if (this._listeners.message.length > 0) this._subscribe(true);
     if (w.state === 'failed') {
@@ -488,8 +481,25 @@ class ClusterDaemonClient {
     if (!this._upstreamReady || this._setupPending > 0 || this._credentialPending) return;
     this._ready = true;
     this._lastError = null;
+    this._flushEmits();
     this._fire('connected');
     this._settleConnect(null);
+  }
+
+  // Messages kept while the broker was away, in order, once the session
+  // is ready (as socket.io-client sends its buffer on connect).
+  _flushEmits() {
+    const kept = this._emitBuffer;
+    if (kept.length === 0) return;
+    this._emitBuffer = [];
+    this._emitBufferBytes = 0;
+    for (const buf of kept) {
+      try {
+        this._conn.sendEncoded(buf);
+      } catch (e) {
+        this._emitFailed(e);
+      }
+    }
   }
 
   _becameUnready(reason) {
@@ -663,11 +673,14 @@ class ClusterDaemonClient {
     const ms = this._connectTimeout;
     const last = this._lastError;
     let err;
-    if (last) {
+    if (!this._welcomed) {
+      const why = new DaemonClientError('Timeout', `the broker at ${this._path} did not answer hello within ${ms} ms`);
+      err = new DaemonClientError('SocketConnectionFailed', why.message, { cause: why });
+    } else if (last) {
       err = new DaemonClientError(last.code, `${last.message} (the upstream session did not become ready within ${ms} ms)`);
     } else {
       const u = this._upstream;
-      const where = this._conn && this._conn.isOpen ? `upstream ${u.state}${u.reason ? `: ${u.reason}` : ''}` : `no connection to the broker at ${this._path}`;
+      const where = this._conn && this._conn.isOpen ? `upstream ${u.state}${u.reason ? `: ${u.reason}` : ''}` : `reconnecting to the broker at ${this._path}`;
       err = new DaemonClientError('SocketConnectionFailed', `the upstream session did not become ready within ${ms} ms (${where})`);
     }
     this._connectFailed(err);

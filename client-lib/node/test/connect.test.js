@@ -80,7 +80,8 @@ test('registration refused: SocketRegistrationFailed with the server\'s reason a
     await server.post('/_dev/behavior', { registerRefuse: 100000 });
     await withBroker(server, {}, async (broker) => {
       const before = resources();
-      const c = client(broker.sock, { socket: { timeout: 3000 } });
+      const deadline = h.slack(3000);
+      const c = client(broker.sock, { socket: { timeout: deadline } });
       const errors = [];
       c.onError((e) => errors.push(e));
       const t0 = Date.now();
@@ -88,8 +89,8 @@ test('registration refused: SocketRegistrationFailed with the server\'s reason a
       const took = Date.now() - t0;
       assert.strictEqual(e.code, 'SocketRegistrationFailed', e.message);
       assert.match(e.message, /RegistrationRefused|refused/i);
-      assert.match(e.message, /\(the upstream session did not become ready within 3000 ms\)$/);
-      assert.ok(took >= 2900, `at the deadline: ${took} ms`);
+      assert.ok(e.message.endsWith(`(the upstream session did not become ready within ${deadline} ms)`), e.message);
+      assert.ok(took >= deadline - 100, `at the deadline: ${took} ms`);
       assert.ok(errors.some((x) => x.code === 'SocketRegistrationFailed'), 'the upstream errors reached onError too');
       assert.strictEqual(c.isReady(), false);
       await assertNothingLeft(before);
@@ -108,12 +109,13 @@ test('enrollment refused for good: EnrollmentFailed at once', async () => {
     };
     await withBroker(server, config, async (broker) => {
       await broker.waitState('failed', 10000);
-      const c = client(broker.sock, { socket: { timeout: 20000 } });
+      // A deadline far beyond what "at once" may take, even under valgrind.
+      const c = client(broker.sock, { socket: { timeout: h.slack(60000) } });
       const t0 = Date.now();
-      const e = await h.rejection(c.connect(), h.slack(10000), 'connect()');
+      const e = await h.rejection(c.connect(), h.slack(15000), 'connect()');
       assert.strictEqual(e.code, 'EnrollmentFailed', e.message);
       assert.match(e.message, /InvalidToken|invalid|refused/i);
-      assert.ok(Date.now() - t0 < h.slack(5000), 'long before the 20 s deadline');
+      assert.ok(Date.now() - t0 < h.slack(5000), 'long before the deadline');
     });
   } finally {
     await server.stop();
@@ -132,17 +134,17 @@ test('enrollment refused while connect() waits: EnrollmentFailed as soon as the 
     server.proc.kill('SIGSTOP');
     paused = true;
     await withBroker(server, config, async (broker) => {
-      const c = client(broker.sock, { socket: { timeout: 20000 } });
+      const c = client(broker.sock, { socket: { timeout: h.slack(60000) } });
       const errors = [];
       c.onError((e) => errors.push(e));
-      const pending = h.rejection(c.connect(), h.slack(15000), 'connect()');
+      const pending = h.rejection(c.connect(), h.slack(20000), 'connect()');
       await broker.waitLog('hello: name=', 5000);
       const t0 = Date.now();
       server.proc.kill('SIGCONT');
       paused = false;
       const e = await pending;
       assert.strictEqual(e.code, 'EnrollmentFailed', e.message);
-      assert.ok(Date.now() - t0 < h.slack(8000), 'soon after the refusal, not at the 20 s deadline');
+      assert.ok(Date.now() - t0 < h.slack(8000), 'soon after the refusal, not at the deadline');
       assert.ok(errors.some((x) => x.code === 'EnrollmentFailed'));
     });
   } finally {
@@ -163,22 +165,24 @@ test('no server at the URL: SocketConnectionFailed with the broker\'s reason at 
     credentials: { teamClusterId: 'cluster-dev', daemonPassword: 'dev-password' },
   };
   await withBroker(null, config, async (broker) => {
-    const c = client(broker.sock, { socket: { timeout: 2000 } });
+    const deadline = h.slack(2000);
+    const c = client(broker.sock, { socket: { timeout: deadline } });
     const t0 = Date.now();
-    const e = await h.rejection(c.connect(), h.slack(10000), 'connect()');
+    const e = await h.rejection(c.connect(), deadline + 5000, 'connect()');
     assert.strictEqual(e.code, 'SocketConnectionFailed', e.message);
     assert.match(e.message, new RegExp(`127\\.0\\.0\\.1.*${port}|refused`, 'i'));
-    assert.match(e.message, /did not become ready within 2000 ms/);
-    assert.ok(Date.now() - t0 >= 1900);
+    assert.match(e.message, new RegExp(`did not become ready within ${deadline} ms`));
+    assert.ok(Date.now() - t0 >= deadline - 100);
   });
 });
 
 test('a broker with no upstream configured: SocketConnectionFailed naming the state', async () => {
   await withBroker(null, {}, async (broker) => {
-    const c = client(broker.sock, { socket: { timeout: 1000 } });
-    const e = await h.rejection(c.connect(), h.slack(10000), 'connect()');
+    const deadline = h.slack(1000);
+    const c = client(broker.sock, { socket: { timeout: deadline } });
+    const e = await h.rejection(c.connect(), deadline + 5000, 'connect()');
     assert.strictEqual(e.code, 'SocketConnectionFailed');
-    assert.strictEqual(e.message, 'the upstream session did not become ready within 1000 ms (upstream idle: no controlSocketUrl configured)');
+    assert.strictEqual(e.message, `the upstream session did not become ready within ${deadline} ms (upstream idle: no controlSocketUrl configured)`);
     assert.strictEqual(c.getTeamClusterId(), 'cluster-dev', 'the broker named none: the configured one stays');
   });
 });

@@ -326,13 +326,8 @@ test('an upstream drop: onDisconnected, SOCKET_NOT_READY at once, then back with
 
 // PROTOCOL.md v2: "While the upstream is not ready an emit is kept [...]
 // and sent once the session is registered again [...]; with volatile: true
-// it fails with EmitFailed at once instead". The broker on main answers
-// every emit made while the upstream is down with EmitFailed (session_emit
-// in broker/upstream/session.c): this test states the protocol, and is
-// marked todo until the broker keeps emits.
-test('emits made while the upstream is down are kept by the broker; volatile ones fail', {
-  todo: 'volt-broker does not keep emits while the upstream is down yet (PROTOCOL.md v2 says it does)',
-}, async () => {
+// it fails with EmitFailed at once instead".
+test('emits made while the upstream is down are kept by the broker; volatile ones fail', async () => {
   const c = await connected();
   await server.post('/_dev/behavior', { connectRefuse: 1000 });
   await server.post('/_dev/disconnect', { mode: 'transport' });

@@ -149,7 +149,6 @@ class BrokerConnection {
     this.onWelcome = onWelcome;
     const s = net.createConnection({ path: this.path });
     this.socket = s;
-    s.setNoDelay?.(true);
     s.on('connect', () => {
       this.state = 'hello';
       this.sendNow(frameOf({ op: 'hello', min_version: PROTOCOL_VERSION, max_version: PROTOCOL_VERSION, name: this.name }));

@@ -7,6 +7,7 @@
 
 const test = require('node:test');
 const assert = require('assert');
+const fs = require('fs');
 const net = require('net');
 const { ClusterDaemonClient, DaemonClientError } = require('..');
 const h = require('./helpers');
@@ -50,8 +51,7 @@ async function withBroker(server, config, fn) {
   }
 }
 
-test('no broker at the path: SocketConnectionFailed at once, saying what to do', async () => {
-  const dir = h.tempDir('none');
+async function noBrokerAt(dir) {
   const sock = `${dir}/broker.sock`;
   const before = resources();
   const c = client(sock);
@@ -71,6 +71,15 @@ test('no broker at the path: SocketConnectionFailed at once, saying what to do',
   } finally {
     if (saved === undefined) delete process.env.VOLT_BROKER_SOCKET;
     else process.env.VOLT_BROKER_SOCKET = saved;
+  }
+}
+
+test('no broker at the path: SocketConnectionFailed at once, saying what to do', async () => {
+  const dir = h.tempDir('none');
+  try {
+    await noBrokerAt(dir);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
   }
 });
 

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Sets up a Debian 12 machine and runs every test of volt-broker:
 #   1. gcc build with -Werror, all ctest tests (unit + integration against
-#      the real socket.io dev server), then every integration test again
-#      with the broker under valgrind;
+#      the real socket.io dev server), the Node client's tests again with
+#      Debian 12's nodejs 18, then every integration test again with the
+#      broker under valgrind;
 #   2. clang build with AddressSanitizer + UndefinedBehaviorSanitizer, all
 #      ctest tests;
 #   3. clang build with ThreadSanitizer of the libvoltclient tests (a handler's
@@ -50,6 +51,13 @@ if run_ctest build-ci-gcc gcc -j"$jobs" --timeout 300; then
   summary+=("gcc ctest: ok")
 else
   status=1; summary+=("gcc ctest: FAILED")
+fi
+
+step "Node client: its tests again with Debian 12's nodejs 18 (the oldest it supports)"
+if client-lib/node/test/with-debian-node18.sh build-ci-gcc 2>&1 | tee "$logs/node18.txt"; then
+  summary+=("node 18: ok ($(grep -E '^# pass' "$logs/node18.txt" | tail -1 | sed 's/# //'))")
+else
+  status=1; summary+=("node 18: FAILED")
 fi
 
 step "valgrind: every integration test with the broker under valgrind (no leaks, no errors)"

@@ -47,7 +47,7 @@ def run_async(coro: Any, timeout: float) -> Any:
     return result
 
 
-@pytest.hookimpl(tryfirst=True)
+@pytest.hookimpl(tryfirst=True)  # type: ignore[misc]
 def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> Optional[bool]:
     fn = pyfuncitem.obj
     if not inspect.iscoroutinefunction(fn):

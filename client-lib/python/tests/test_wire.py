@@ -12,7 +12,7 @@ from voltclient import wire
 
 
 def frames_of(reader: wire.FrameReader) -> List[Dict[str, Any]]:
-    out = []
+    out: List[Dict[str, Any]] = []
     while True:
         f = reader.next()
         if f is None:

@@ -688,8 +688,9 @@ class VoltClient:
             "name": self._name,
         }
         self._write(self._encoder.encode(hello))
+        fut = self._welcome_fut
         try:
-            await asyncio.wait_for(asyncio.shield(self._welcome_fut), self._attempt_timeout)
+            await asyncio.wait_for(asyncio.shield(fut), self._attempt_timeout)
         except asyncio.TimeoutError:
             conn.abort("no welcome")
             raise VoltError(
@@ -699,6 +700,13 @@ class VoltClient:
         except VoltError:
             conn.abort("refused")
             raise
+        finally:
+            # Nobody else waits for this future: settle it so that a late
+            # outcome is not reported as "never retrieved".
+            if not fut.done():
+                fut.cancel()
+            elif not fut.cancelled():
+                fut.exception()
         return conn
 
     # ------------------------------------------------------------------
@@ -732,6 +740,8 @@ class VoltClient:
         if conn.fail_reason is not None:
             return
         self.stats["bad_frames"] += 1
+        if not self._session:
+            message += f" (is {self._socket_path} a volt-broker socket?)"
         err = VoltError(code, message)
         conn.fail_reason = message
         if self._welcome_fut is not None and not self._welcome_fut.done():
@@ -882,8 +892,8 @@ class VoltClient:
     # Session set-up and readiness
 
     def _setup_session(self) -> None:
-        """Re-creates this client's state at the broker: handlers,
-        subscriptions, then the emits kept while there was no session."""
+        """Re-creates this client's state at the broker: its handlers and
+        subscriptions. (The emits kept meanwhile go once it is ready.)"""
         self._setup_pending = 0
         if self._handlers:
             self._setup_pending += 1
@@ -895,10 +905,6 @@ class VoltClient:
         for match, mtype in list(self._filters):
             self._setup_pending += 1
             self._send_bg(self._sub_frame("subscribe", match, mtype), "subscribe", setup=True)
-        while self._emit_buffer:
-            frame, size, fut = self._emit_buffer.popleft()
-            self._emit_buffer_bytes -= size
-            self._send_emit_now(frame, fut)
 
     def _setup_done_one(self) -> None:
         if self._setup_pending > 0:
@@ -911,6 +917,13 @@ class VoltClient:
             return
         self._announced = True
         self.stats["ready"] += 1
+        # Emits kept while there was no broker go first, in order, now that
+        # the upstream can take them (whether or not the broker would have
+        # kept them itself).
+        while self._emit_buffer:
+            frame, size, fut = self._emit_buffer.popleft()
+            self._emit_buffer_bytes -= size
+            self._send_emit_now(frame, fut)
         for w in self._ready_waiters + self._connect_waiters:
             if not w.done():
                 w.set_result(None)
@@ -1135,10 +1148,10 @@ class VoltClient:
         """Sends a fire-and-forget message ``{type, data}`` upstream.
 
         Like socket.io-client's buffer, an emit made while the upstream is
-        not ready is kept and sent once it is (by the broker; and by this
-        client while there is no broker at all, up to ``max_emit_buffer``
-        bytes), unless ``volatile``: then it fails with ``EmitFailed`` at
-        once. Without ``ack`` a failure upstream comes to ``on_error``
+        not ready is kept and sent once it is (by the broker, PROTOCOL.md
+        v2; and by this client while there is no broker at all, up to
+        ``max_emit_buffer`` bytes, until the client is ready again), unless
+        ``volatile``: then it fails with ``EmitFailed`` at once. Without ``ack`` a failure upstream comes to ``on_error``
         (``EmitFailed``); with ``ack=True`` this waits for the broker's
         answer and raises it. Returns once the frame is handed to the
         socket (it waits while the broker is not reading).
@@ -1152,7 +1165,9 @@ class VoltClient:
         if volatile:
             frame["volatile"] = True
         what = f"emit {type!r}"
-        if not self._session:
+        # Kept here without a broker session, and after one comes back
+        # until the kept ones have gone (so that emits keep their order).
+        if not self._session or (self._emit_buffer and not volatile):
             if volatile:
                 raise VoltError(
                     ErrorCode.EMIT_FAILED.value, f"{what}: not connected to the broker (volatile)"

@@ -11,6 +11,7 @@ packages=(
   libuv1-dev libwebsockets-dev libcurl4-openssl-dev libmsgpack-dev libcjson-dev libcmocka-dev
   libssl-dev libclang-rt-14-dev valgrind clang-format curl
   systemd  # systemd-analyze, to verify the units as systemd reads them
+  python3 python3-msgpack python3-pytest python3-mypy  # client-lib/python: runtime, tests, types
 )
 
 as_root() {

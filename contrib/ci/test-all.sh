@@ -6,7 +6,8 @@
 #   2. clang build with AddressSanitizer + UndefinedBehaviorSanitizer, all
 #      ctest tests;
 #   3. every libFuzzer target for a short bounded run on its seed corpus;
-#   4. clang-format check of every C file.
+#   4. clang-format check of every C file;
+#   5. mypy --strict over the Python client (its tests run in ctest).
 # Usage: contrib/ci/test-all.sh    (FUZZ_SECONDS=N to change the fuzz time)
 set -euo pipefail
 
@@ -37,6 +38,16 @@ if [ "$unformatted" != 0 ]; then
   status=1; summary+=("format: FAILED")
 else
   summary+=("format: ok")
+fi
+
+step "python client: mypy --strict (package, tests, benchmark)"
+# The suite itself runs from ctest (python-client) in every build below.
+if (cd client-lib/python && /usr/bin/python3 -m mypy --cache-dir "$logs/mypy-cache" &&
+    /usr/bin/python3 -m mypy --strict --ignore-missing-imports --cache-dir "$logs/mypy-cache" \
+      ../../contrib/bench/bench-python.py) 2>&1 | tee "$logs/mypy.txt"; then
+  summary+=("python mypy: ok")
+else
+  status=1; summary+=("python mypy: FAILED")
 fi
 
 step "gcc build (-Werror) + ctest"

@@ -202,3 +202,21 @@ def test_connect_in_a_second_loop_is_refused(broker: Broker) -> None:
     finally:
         loop1.close()
         loop2.close()
+
+
+async def test_a_second_connect_that_times_out_leaves_the_client_running(
+    make_broker: Callable[..., Broker]
+) -> None:
+    b = make_broker()
+    await in_thread(b.wait_ready)
+    async with client(b) as c:
+        rec = Recorder(c)
+        await in_thread(b.kill)
+        await rec.until(lambda: rec.disconnected, slack(5), "the loss")
+        with pytest.raises(VoltError) as e:
+            await c.connect(timeout=0.3)
+        assert e.value.code == "BrokerGone" and "no broker at" in e.value.message, e.value
+        assert c._supervisor is not None, "the client was closed by a connect() it did not start with"
+        await in_thread(b.start)
+        await c.wait_ready(timeout=slack(15))
+        assert await c.send_command("echo", "still here") == "still here"

@@ -322,6 +322,9 @@ class VoltClient:
             raise ValueError(f"max_frame must be 1..{wire.HARD_MAX_FRAME}")
         if name is None:
             name = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "python"
+        if not isinstance(name, str):
+            raise TypeError(f"name must be a str, not {type(name).__name__}")
+        name.encode("utf-8")  # a str msgpack cannot send (lone surrogates) fails here
         self._socket_path = socket_path if socket_path is not None else default_socket_path()
         self._name = name
         self._connect_timeout = connect_timeout
@@ -456,7 +459,8 @@ class VoltClient:
         upstream's last error (``SocketConnectionFailed``,
         ``SocketRegistrationFailed``, ``EnrollmentFailed``, ...), or
         ``BrokerGone`` when no broker answered at all. A failed or cancelled
-        connect leaves the client closed.
+        connect() that started the client leaves it closed; on a client
+        already running it only stops waiting.
         """
         loop = asyncio.get_running_loop()
         if self._loop is not None and self._loop is not loop and self._supervisor is not None:
@@ -466,7 +470,8 @@ class VoltClient:
         if self._announced:
             return
         self._loop = loop
-        if self._supervisor is None or self._supervisor.done():
+        started = self._supervisor is None or self._supervisor.done()
+        if started:
             self._closing = False
             self._fatal = None
             self._attempt_error = None
@@ -474,7 +479,11 @@ class VoltClient:
         try:
             await self._wait_ready(timeout, connecting=True)
         except BaseException:
-            await self.close()
+            # Only the connect() that started the client closes it again: a
+            # second one on a running client (say, after a disconnect)
+            # leaves it reconnecting.
+            if started:
+                await self.close()
             raise
 
     async def wait_ready(self, timeout: Optional[float] = None) -> None:
@@ -523,6 +532,11 @@ class VoltClient:
                 return self._attempt_error
             return VoltError(
                 _BROKER_GONE, f"no answer from the broker at {self._socket_path} within {timeout:g} s"
+            )
+        if self._upstream_ready and self._setup_pending:
+            return VoltError(
+                _TIMEOUT,
+                f"the broker did not answer this client's register/subscribe within {timeout:g} s",
             )
         err = self._last_upstream_error
         if err is not None:
@@ -678,6 +692,8 @@ class VoltClient:
         if self._closing:
             conn.abort("client closed")
             raise VoltError(_BROKER_GONE, "the client was closed")
+        if conn.lost.done():  # lost before we looked: no session to start
+            raise VoltError(_BROKER_GONE, f"the broker at {path} closed the connection at once")
         self._conn = conn
         self._session = False
         self._welcome_fut = loop.create_future()

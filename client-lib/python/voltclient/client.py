@@ -1531,8 +1531,9 @@ class VoltClient:
 
     async def daemon_password(self) -> str:
         """The daemon password the broker uses now (it may have been rotated
-        by enrollment). Only for root and the broker's own user: others get
-        ``VoltError`` ``PermissionDenied``. Asked each time, never cached."""
+        by enrollment). Only for root, the broker's own user and whoever
+        the broker's configuration allows: others get ``VoltError``
+        ``PermissionDenied`` saying so. Asked each time, never cached."""
         try:
             data = await self._local({"op": "credential", "name": "daemonPassword"}, "daemon_password")
         except VoltError as err:

@@ -16,7 +16,7 @@ import msgpack
 import pytest
 
 from fake_broker import FakeBroker, FakeConn
-from test_client import Recorder
+from helpers import Recorder
 from voltclient import VoltClient, VoltError
 
 

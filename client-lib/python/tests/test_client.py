@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import logging
 import math
 import os
 import time
@@ -12,60 +13,8 @@ from typing import Any, Dict, List, Tuple
 import pytest
 
 from harness import Broker, DevServer, slack, wait_for
+from helpers import Recorder, client, in_thread
 from voltclient import ErrorCode, VoltClient, VoltError
-
-
-def client(broker: Broker, name: str = "pytest", **kw: Any) -> VoltClient:
-    kw.setdefault("reconnect_min", 0.05)
-    kw.setdefault("reconnect_max", 0.2)
-    kw.setdefault("connect_timeout", slack(15))
-    kw.setdefault("attempt_timeout", slack(5))
-    kw.setdefault("local_timeout", slack(10))
-    return VoltClient(broker.sock, name, **kw)
-
-
-class Recorder:
-    """Collects what a client's event callbacks see."""
-
-    def __init__(self, c: VoltClient) -> None:
-        self.connected = 0
-        self.disconnected: List[str] = []
-        self.errors: List[VoltError] = []
-        self.changed = asyncio.Event()
-        c.on_connected(self._on_connected)
-        c.on_disconnected(self._on_disconnected)
-        c.on_error(self._on_error)
-
-    def _on_connected(self) -> None:
-        self.connected += 1
-        self.changed.set()
-
-    def _on_disconnected(self, reason: str) -> None:
-        self.disconnected.append(reason)
-        self.changed.set()
-
-    def _on_error(self, err: VoltError) -> None:
-        self.errors.append(err)
-        self.changed.set()
-
-    def codes(self) -> List[str]:
-        return [e.code for e in self.errors]
-
-    async def until(self, cond: Any, timeout: float, what: str) -> None:
-        end = time.monotonic() + timeout
-        while not cond():
-            left = end - time.monotonic()
-            assert left > 0, f"timed out waiting for {what}; errors {self.errors}"
-            self.changed.clear()
-            try:
-                await asyncio.wait_for(self.changed.wait(), min(left, 0.05))
-            except asyncio.TimeoutError:
-                pass
-
-
-async def in_thread(fn: Any, *args: Any) -> Any:
-    """Blocking control-API calls run off the loop, so the client keeps working."""
-    return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
 
 
 # ---- connect, sendCommand ----
@@ -420,10 +369,14 @@ async def test_status_ping_metrics(broker: Broker) -> None:
         assert await c.fetch_team_cluster_id() == "cluster-dev"
 
 
-async def test_daemon_password_for_root(broker: Broker) -> None:
+async def test_daemon_password_for_root(broker: Broker, caplog: pytest.LogCaptureFixture) -> None:
     assert os.getuid() == 0, "this test must run as root (it also runs as uid 65534)"
+    caplog.set_level(logging.DEBUG)
     async with client(broker) as c:
         assert await c.daemon_password() == "dev-password"
+        # The secret is handed over, never kept or shown.
+        assert "dev-password" not in repr(c) and "dev-password" not in repr(vars(c))
+    assert "dev-password" not in caplog.text
 
 
 def test_daemon_password_refused_to_another_user(broker: Broker) -> None:

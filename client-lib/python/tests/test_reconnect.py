@@ -10,7 +10,7 @@ from typing import Any, Callable, List, Tuple
 import pytest
 
 from harness import Broker, DevServer, slack
-from test_client import Recorder, client, in_thread
+from helpers import Recorder, client, in_thread
 from voltclient import VoltClient, VoltError
 
 

@@ -141,6 +141,13 @@ async def test_local_argument_errors_send_nothing(broker: Broker) -> None:
             await c.send_command("echo", {"x": object()})
         with pytest.raises(ValueError):
             await c.send_command("echo", 2**64)
+        with pytest.raises(ValueError):
+            await c.send_command("echo", {"s": "\ud800"})  # not encodable as UTF-8
+        nested: Any = []
+        for _ in range(2000):
+            nested = [nested]
+        with pytest.raises(ValueError):
+            await c.send_command("echo", nested)
         with pytest.raises(VoltError) as e:
             await c.send_command("echo", b"x" * (17 * 1024 * 1024))
         assert e.value.code == ErrorCode.FRAME_TOO_LARGE

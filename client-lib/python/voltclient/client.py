@@ -1030,8 +1030,10 @@ class VoltClient:
     def _encode(self, frame: Dict[str, Any], what: str) -> bytes:
         try:
             data = self._encoder.encode(frame)
-        except (TypeError, ValueError) as exc:
-            raise type(exc)(f"{what}: cannot be encoded as msgpack: {exc}") from None
+        except TypeError as exc:  # a type msgpack has no form for
+            raise TypeError(f"{what}: cannot be encoded as msgpack: {exc}") from None
+        except ValueError as exc:  # out of range, too deep, a str that is not UTF-8
+            raise ValueError(f"{what}: cannot be encoded as msgpack: {exc}") from None
         if len(data) - 4 > self._send_max_frame:
             raise VoltError(
                 ErrorCode.FRAME_TOO_LARGE.value,

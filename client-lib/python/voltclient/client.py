@@ -103,6 +103,10 @@ _HANDLER_ERROR = ErrorCode.HANDLER_ERROR.value
 # the server in one packet with everything else.
 _MAX_ERROR_MESSAGE = 8192
 
+# How often pending requests are checked against their local deadlines
+# (seconds): a deadline may be noticed this much late.
+_SWEEP_INTERVAL = 0.1
+
 
 def _name_ok(s: str, max_bytes: int) -> bool:
     """1..max_bytes of UTF-8 without control characters (C0, DEL, C1),
@@ -138,7 +142,7 @@ class _Pending:
     """One request waiting for its result: a future (a caller awaits it)
     or a callback (the client's own background ops), and its deadline."""
 
-    __slots__ = ("fut", "cb", "timer", "upstream", "what")
+    __slots__ = ("fut", "cb", "deadline", "timeout", "upstream", "what")
 
     def __init__(
         self,
@@ -149,13 +153,12 @@ class _Pending:
     ) -> None:
         self.fut = fut
         self.cb = cb
-        self.timer: Optional[asyncio.TimerHandle] = None
+        self.deadline = 0.0  # loop time
+        self.timeout = 0.0
         self.upstream = upstream  # a send_command: ends with SOCKET_NOT_READY
         self.what = what
 
     def settle(self, err: Optional[VoltError], value: Any = None) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
         fut = self.fut
         if fut is not None:
             if not fut.done():
@@ -373,6 +376,7 @@ class VoltClient:
         self._connect_waiters: List["asyncio.Future[None]"] = []
 
         self._pending: Dict[int, _Pending] = {}
+        self._sweeper: Optional[asyncio.TimerHandle] = None
         self._handlers: Dict[str, Handler] = {}
         self._subs: List[Subscription] = []
         self._filters: Dict[Tuple[str, str], int] = {}
@@ -610,6 +614,9 @@ class VoltClient:
             except asyncio.TimeoutError:
                 conn.abort("close")
         self._end_session(None, "client closed")
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
         self._fail_emit_buffer("the client was closed before the emit was sent")
         for w in self._ready_waiters + self._connect_waiters:
             if not w.done():
@@ -1054,16 +1061,34 @@ class VoltClient:
         data = self._encode(frame, ent.what)
         loop = self._loop
         assert loop is not None
+        ent.timeout = timeout
+        ent.deadline = loop.time() + timeout
         self._pending[rid] = ent
-        ent.timer = loop.call_later(timeout, self._expire, rid, timeout)
+        if self._sweeper is None:
+            self._sweeper = loop.call_later(_SWEEP_INTERVAL, self._sweep)
         self._write(data)
 
-    def _expire(self, rid: int, timeout: float) -> None:
-        ent = self._pending.pop(rid, None)
-        if ent is not None:
-            ent.timer = None
+    def _sweep(self) -> None:
+        """Fails the requests whose local deadline has passed. One timer
+        for all of them, every _SWEEP_INTERVAL while any is pending: a
+        timer per request (call_later + cancel) cost more than the rest of
+        a request's bookkeeping together, and these deadlines are a safety
+        net behind the broker's own COMMAND_TIMEOUT, not a precise clock."""
+        self._sweeper = None
+        loop = self._loop
+        if loop is None or not self._pending:
+            return
+        now = loop.time()
+        expired = [rid for rid, ent in self._pending.items() if ent.deadline <= now]
+        for rid in expired:
+            ent = self._pending.pop(rid)
             self.stats["timeouts"] += 1
-            ent.settle(VoltError(_TIMEOUT, f"no answer to {ent.what} within {timeout:g} s"))
+            ent.settle(VoltError(_TIMEOUT, f"no answer to {ent.what} within {ent.timeout:g} s"))
+        if self._pending and self._sweeper is None:
+            # A scan is one comparison per pending request: with very many
+            # pending, scan less often (1 s per million).
+            interval = max(_SWEEP_INTERVAL, len(self._pending) / 1_000_000)
+            self._sweeper = loop.call_later(interval, self._sweep)
 
     def _send_bg(self, frame: Dict[str, Any], what: str, setup: bool = False) -> None:
         """A broker op whose result nobody awaits: a refusal goes to
@@ -1102,8 +1127,6 @@ class VoltClient:
     def _forget(self, rid: int, ent: _Pending) -> None:
         if self._pending.get(rid) is ent:
             del self._pending[rid]
-            if ent.timer is not None:
-                ent.timer.cancel()
 
     # ------------------------------------------------------------------
     # sendCommand / emit

@@ -3,8 +3,8 @@
 
 The Python side of the benchmark (README.md beside this file describes the
 C side, bench-broker, and run.sh). It starts the dev VOLT server (a real
-socket.io 4.8 server) and, for each run, a fresh volt-broker; then C Python
-worker processes (C services), each with its own voltclient connection.
+socket.io 4.8 server) and, for each run, a fresh volt-broker; then `-c`
+Python worker processes (services), each with its own voltclient connection.
 A worker connects, waits until the upstream is ready, sends 500 warm-up
 requests, reports ready; when all are, they are released together and each
 sends its share of the N `echo` commands keeping K in flight (K coroutines,

@@ -188,7 +188,7 @@ static int build_status(struct broker *b, struct proto_buf *o)
     err |= put_kv_uint(o, "clients", b->n_peers);
 
     err |= proto_mp_put_cstr(o, "upstream");
-    err |= proto_mp_put_map(o, 5);
+    err |= proto_mp_put_map(o, 6);
     if (b->session) {
         err |= put_kv_str(o, "state", session_state_name(session_state(b->session)));
         err |= put_kv_str(o, "reason", session_reason(b->session));
@@ -201,9 +201,16 @@ static int build_status(struct broker *b, struct proto_buf *o)
         err |= put_kv_str(o, "team_cluster_id", b->cfg->team_cluster_id);
     }
     err |= put_kv_str(o, "url", b->cfg->control_socket_url);
+    /* Enrolled credentials the state directory could not take are held in
+     * memory (and lost with the process): an operator must see it. */
+    const char *unsaved = b->session ? session_credentials_unsaved(b->session) : NULL;
+    char cred[320];
+    snprintf(cred, sizeof(cred), "%s%s", unsaved ? "in memory only: " : "ok",
+             unsaved ? unsaved : "");
+    err |= put_kv_str(o, "credentials", cred);
 
     err |= proto_mp_put_cstr(o, "counters");
-    err |= proto_mp_put_map(o, 17);
+    err |= proto_mp_put_map(o, 21);
     err |= put_kv_uint(o, "requests", sc.requests);
     err |= put_kv_uint(o, "responses_ok", sc.responses_ok);
     err |= put_kv_uint(o, "rejected", sc.rejected);
@@ -218,6 +225,10 @@ static int build_status(struct broker *b, struct proto_buf *o)
     err |= put_kv_uint(o, "drops", sc.late_responses + rc.late_replies);
     err |= put_kv_uint(o, "released", rc.requests_released);
     err |= put_kv_uint(o, "memory_cuts", quota_memory_cuts(b->quota));
+    err |= put_kv_uint(o, "undeliverable", sc.undeliverable);
+    err |= put_kv_uint(o, "recovered", sc.recovered);
+    err |= put_kv_uint(o, "emits_kept", rc.emits_kept);
+    err |= put_kv_uint(o, "emits_kept_dropped", rc.emits_kept_dropped);
     err |= put_kv_uint(o, "slow_consumers", rc.slow_consumers);
     err |= put_kv_uint(o, "reconnects", sc.reconnects);
     err |= put_kv_uint(o, "pending", sc.pending);
@@ -527,6 +538,7 @@ static void on_session_state(void *ud, enum session_state st, const char *reason
     if (st == SESSION_READY) {
         b->last_state = st;
         router_broadcast(b->router, connected_event(b, &ev));
+        router_upstream_ready(b->router);
         return;
     } else if (b->last_state == SESSION_READY) {
         ev.fields = PROTO_F_EVENT | PROTO_F_STATE | PROTO_F_REASON;
@@ -575,6 +587,12 @@ static int on_session_handler_list(void *ud, struct proto_buf *out)
     return router_handler_list(b->router, out);
 }
 
+static void on_session_handler_trim(void *ud, size_t room)
+{
+    struct broker *b = ud;
+    router_trim_handlers(b->router, room);
+}
+
 /* Upstream packets are traced as a msgpack str (text) or bin (binary). */
 static void on_session_tap(void *ud, bool out, const void *data, size_t len, bool binary)
 {
@@ -614,6 +632,7 @@ static void router_params_from(const struct broker_config *c, struct router_para
     p->max_subscriptions_per_client = c->max_subscriptions_per_client;
     p->max_in_flight_per_client = c->max_in_flight_per_client;
     p->max_pending = c->max_pending;
+    p->max_emit_buffer = c->max_emit_buffer;
 }
 
 static void quota_limits_from(const struct broker_config *c, struct quota_limits *l)
@@ -693,6 +712,7 @@ struct broker *broker_new(uv_loop_t *loop, struct broker_config *cfg)
             .inbound_request = on_session_inbound,
             .inbound_message = on_session_message,
             .handler_list = on_session_handler_list,
+            .handler_trim = on_session_handler_trim,
             .local_counts = on_session_local_counts,
             .tap = on_session_tap,
         };

@@ -564,3 +564,39 @@ async def test_connect_fails_early_when_the_upstream_failed(make_broker: Any, se
     assert e.value.code == "EnrollmentFailed", e.value
     assert "failed for good" in e.value.message and "HTTP 401" in e.value.message, e.value
     assert "tok-wrong" not in str(e.value)
+
+
+# ---- the README's example ----
+
+
+async def test_readme_example_runs(broker: Broker, server: DevServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The example in README.md, as written, against the broker (found
+    through VOLT_BROKER_SOCKET, as the example gives no path)."""
+    readme = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "README.md")
+    with open(readme, encoding="utf-8") as f:
+        code = f.read().split("```python\n", 1)[1].split("```", 1)[0]
+    assert code.rstrip().endswith("asyncio.run(main())")
+    code = code.rstrip()[: -len("asyncio.run(main())")]  # we are in a loop already
+    monkeypatch.setenv("VOLT_BROKER_SOCKET", broker.sock)
+    printed: List[str] = []
+    ns: Dict[str, Any] = {"print": lambda *a: printed.append(" ".join(map(str, a)))}
+    exec(compile(code, "README.md", "exec"), ns)
+    task = asyncio.ensure_future(ns["main"]())
+    try:
+        deadline = time.monotonic() + slack(10)
+        while not any(line.startswith("server said") for line in printed):
+            assert not task.done(), task
+            assert time.monotonic() < deadline, printed
+            await asyncio.sleep(0.02)
+        # The dev server does not know get-container-stats: rejected, as the example handles.
+        assert printed[0] == "server said UnknownCommand unknown command: get-container-stats", printed
+        r = await in_thread(server.server_request, "list-files", {"path": "/"})
+        assert r["success"] is True and r["data"] == sorted(os.listdir("/")), r
+        await in_thread(server.post, "/_dev/message", {"type": "session.readme", "data": 1})
+        while "session.readme 1" not in printed:
+            assert time.monotonic() < deadline, printed
+            await asyncio.sleep(0.02)
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task

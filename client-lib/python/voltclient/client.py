@@ -10,9 +10,9 @@ How a client lives
 A background task (the *supervisor*) owns the connection to the broker:
 it connects, says ``hello``, and on ``welcome`` sets the session up again
 from the client's own state: every handler registered (one ``register``),
-every message filter subscribed, every emit kept while there was no broker
-sent in order. Handlers and subscriptions are client state, not connection
-state, so they survive broker restarts. When the connection is lost the
+every message filter subscribed; the emits kept while there was no broker
+go, in order, once it is ready. Handlers and subscriptions are client
+state, not connection state, so they survive broker restarts. When the connection is lost the
 supervisor retries with jittered exponential backoff (``reconnect_min`` to
 ``reconnect_max``) until the client is closed.
 
@@ -31,9 +31,10 @@ Every request (``send_command``, and the broker-local ops: ``status``,
 ``ping``, ``daemon_password``, acknowledged emits) completes exactly once:
 with the broker's ``result``; with ``Timeout`` when its local deadline
 passes first; or when the connection ends. A ``send_command`` caught by
-the end of the connection fails with ``SOCKET_NOT_READY`` (what the
-issue asks of every client: the upstream was not reachable for it), the
-others with ``BrokerGone``. An ``error`` frame never completes anything
+the end of the connection fails with ``SOCKET_NOT_READY``, as when the
+upstream drops under it (the same for every client of the broker but
+libvoltclient, which says ``BrokerGone``); the others fail with
+``BrokerGone``. An ``error`` frame never completes anything
 (protocol v2): it goes to ``on_error``. Inbound calls are answered exactly
 once too: with the handler's return value, with ``HandlerError`` (or the
 code of a raised :class:`VoltError`) when it raises, or not at all when the

@@ -32,9 +32,8 @@ Every request (``send_command``, and the broker-local ops: ``status``,
 with the broker's ``result``; with ``Timeout`` when its local deadline
 passes first; or when the connection ends. A ``send_command`` caught by
 the end of the connection fails with ``SOCKET_NOT_READY``, as when the
-upstream drops under it (the same for every client of the broker but
-libvoltclient, which says ``BrokerGone``); the others fail with
-``BrokerGone``. An ``error`` frame never completes anything
+upstream drops under it (libvoltclient says ``BrokerGone`` there); the
+others fail with ``BrokerGone``. An ``error`` frame never completes anything
 (protocol v2): it goes to ``on_error``. Inbound calls are answered exactly
 once too: with the handler's return value, with ``HandlerError`` (or the
 code of a raised :class:`VoltError`) when it raises, or not at all when the

@@ -142,11 +142,11 @@ async def test_welcome_with_another_version_is_final() -> None:
         c = fast_client(fb.path)
         t0 = time.monotonic()
         with pytest.raises(VoltError) as e:
-            await c.connect(timeout=5)
-        assert time.monotonic() - t0 < 1, "a version mismatch does not wait for the deadline"
+            await c.connect(timeout=20)
+        assert time.monotonic() - t0 < 5, "a version mismatch does not wait for the deadline"
         assert e.value.code == "VersionMismatch"
         assert "version 1" in e.value.message
-        await asyncio.sleep(0.2)
+        await asyncio.sleep(0.3)  # reconnect_max is 0.05: a retry would be here by now
         assert len(fb.conns) == 1, "no reconnect after a version mismatch"
 
 
@@ -161,8 +161,8 @@ async def test_refused_at_hello() -> None:
         c = fast_client(fb.path)
         t0 = time.monotonic()
         with pytest.raises(VoltError) as e:
-            await c.connect(timeout=5)
-        assert time.monotonic() - t0 < 1
+            await c.connect(timeout=20)
+        assert time.monotonic() - t0 < 5, "PermissionDenied does not wait for the deadline"
         assert e.value.code == "PermissionDenied"
         assert "not in the allowed set" in e.value.message
 

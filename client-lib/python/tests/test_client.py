@@ -64,31 +64,32 @@ async def test_rejected_command_carries_the_servers_code(broker: Broker) -> None
 
 
 async def test_command_timeout_from_the_broker(broker: Broker) -> None:
-    async with client(broker) as c:
+    # A long grace: what answers must be the broker's COMMAND_TIMEOUT, not
+    # our local deadline, however loaded the machine.
+    async with client(broker, timeout_grace=slack(10)) as c:
         t0 = time.monotonic()
         with pytest.raises(VoltError) as e:
             await c.send_command("never", timeout=0.3)
         took = time.monotonic() - t0
-        # The broker's COMMAND_TIMEOUT, not our local deadline (timeout + 1 s grace).
         assert e.value.code == ErrorCode.COMMAND_TIMEOUT, e.value
-        assert 0.25 <= took < slack(1.3), took
+        assert 0.25 <= took < slack(5), took
 
 
 async def test_no_timeout_means_the_brokers_command_timeout(broker: Broker) -> None:
-    async with client(broker) as c:
+    async with client(broker, timeout_grace=slack(10)) as c:
         t0 = time.monotonic()
         with pytest.raises(VoltError) as e:
             await c.send_command("never")
         took = time.monotonic() - t0
         assert e.value.code == "COMMAND_TIMEOUT", e.value
-        assert 2.9 <= took < slack(4.0), took  # commandTimeout is 3000 ms
-        # A client-wide default goes on the wire instead.
-    async with client(broker, command_timeout=0.2) as c:
+        assert 2.9 <= took < slack(8), took  # commandTimeout is 3000 ms
+    # A client-wide default goes on the wire instead (well before 3 s).
+    async with client(broker, command_timeout=0.2, timeout_grace=slack(10)) as c:
         t0 = time.monotonic()
         with pytest.raises(VoltError) as e:
             await c.send_command("never")
         assert e.value.code == "COMMAND_TIMEOUT"
-        assert time.monotonic() - t0 < slack(1.2)
+        assert time.monotonic() - t0 < slack(2.5)
 
 
 async def test_slow_answer_within_its_timeout(broker: Broker) -> None:
@@ -373,7 +374,7 @@ async def test_status_ping_metrics(broker: Broker) -> None:
         assert len(mine) == 1 and mine[0]["pid"] == os.getpid(), st["clients"]
         assert mine[0]["handlers"] == ["s1"]
         rtt = await c.ping()
-        assert 0 < rtt < slack(1)
+        assert 0 < rtt < slack(5)
         assert await c.fetch_team_cluster_id() == "cluster-dev"
 
 
@@ -502,7 +503,7 @@ async def test_connect_without_a_broker() -> None:
     t0 = time.monotonic()
     with pytest.raises(VoltError) as e:
         await c.connect(timeout=10)
-    assert time.monotonic() - t0 < 1, "no retry without reconnect"
+    assert time.monotonic() - t0 < 3, "no retry without reconnect"
     assert e.value.code == "BrokerGone"
     assert f"no broker at {path}: is volt-broker running? set VOLT_BROKER_SOCKET" in e.value.message
     # With reconnect, it keeps trying until the deadline, then says the same.
@@ -510,7 +511,7 @@ async def test_connect_without_a_broker() -> None:
     t0 = time.monotonic()
     with pytest.raises(VoltError) as e:
         await c.connect(timeout=0.5)
-    assert 0.45 <= time.monotonic() - t0 < 2
+    assert 0.45 <= time.monotonic() - t0 < 5
     assert "no broker at" in e.value.message and c._supervisor is None
 
 
@@ -545,7 +546,7 @@ async def test_connect_fails_early_when_the_upstream_failed(make_broker: Any, se
     # A client connecting meanwhile gets the enrollment's error by its deadline.
     c = VoltClient(b.sock, "before-failed", attempt_timeout=slack(5))
     with pytest.raises(VoltError) as e:
-        await c.connect(timeout=slack(3))
+        await c.connect(timeout=slack(10))
     assert e.value.code == "EnrollmentFailed", e.value
     assert "tok-wrong" not in str(e.value)
     await in_thread(
@@ -560,7 +561,7 @@ async def test_connect_fails_early_when_the_upstream_failed(make_broker: Any, se
     t0 = time.monotonic()
     with pytest.raises(VoltError) as e:
         await c.connect(timeout=slack(30))
-    assert time.monotonic() - t0 < slack(3), "failed is final: no waiting for the deadline"
+    assert time.monotonic() - t0 < slack(10), "failed is final: no waiting for the 30 s deadline"
     assert e.value.code == "EnrollmentFailed", e.value
     assert "failed for good" in e.value.message and "HTTP 401" in e.value.message, e.value
     assert "tok-wrong" not in str(e.value)

@@ -30,7 +30,7 @@ async def test_broker_killed_and_restarted(make_broker: Callable[..., Broker], s
         await in_thread(b.kill)
         t0 = time.monotonic()
         results = await asyncio.gather(*inflight, return_exceptions=True)
-        assert time.monotonic() - t0 < slack(2), "they must not wait for their timeout"
+        assert time.monotonic() - t0 < slack(5), "they must not wait for their timeout (60 s)"
         assert all(isinstance(r, VoltError) and r.code == "SOCKET_NOT_READY" for r in results), results
         assert all("connection to the broker was lost" in r.message for r in results if isinstance(r, VoltError))
         await rec.until(lambda: rec.disconnected and "BrokerGone" in rec.codes(), slack(5), "the loss")

@@ -270,6 +270,8 @@ static void handle_hello(struct broker *b, struct peer *p, const struct proto_ms
     }
     peer_set_flags(p, peer_flags(p) | PEER_SAID_HELLO);
     peer_clear_deadline(p);
+    if (b->session)
+        session_local_activity(b->session);
     log_info("client %llu hello: name=%s pid=%d uid=%u version=%llu",
              (unsigned long long)peer_id(p), peer_name(p), (int)peer_pid(p), (unsigned)peer_uid(p),
              (unsigned long long)hi);
@@ -671,6 +673,7 @@ static void session_params_from(const struct broker_config *c, struct session_pa
     p->reconnection_delay_ms = c->reconnection_delay_ms;
     p->reconnection_delay_max_ms = c->reconnection_delay_max_ms;
     p->randomization_factor = c->randomization_factor;
+    p->announce_delay_ms = c->announce_delay_ms;
     p->max_pending = c->max_pending;
     p->max_message = c->max_frame;
     p->max_upstream_queue = c->max_upstream_queue_bytes;

@@ -532,6 +532,29 @@ static void test_emits_kept_during_blip(void **state)
     h_conn_close(c);
 }
 
+/* After a (re)start, the first registration waits for the local clients
+ * that come right away: the server's first daemon:register already has
+ * their handlers, so a server request in between does not get NoHandler.
+ * (With broker.announceDelay 0 this fails: the broker registers first.) */
+static void test_first_registration_waits_for_clients(void **state)
+{
+    (void)state;
+    /* h_broker_start returned as soon as the socket accepted: register at
+     * once, as a service reconnecting after a broker restart does. */
+    struct h_conn *c = h_conn_hello(fx.broker.sock, "t-early");
+    register_commands(c, 1, "[\"early-cmd\"]");
+    assert_int_equal(h_wait_state(fx.broker.sock, "ready", h_slack_ms(15000)), 0);
+    cJSON *ev = h_http_json(&fx.server, "GET", "/_dev/events?since=0&kind=register", NULL);
+    cJSON *first = cJSON_GetArrayItem(cJSON_GetObjectItem(ev, "events"), 0);
+    char *handlers = first ? cJSON_PrintUnformatted(cJSON_GetObjectItem(first, "handlers")) : NULL;
+    assert_non_null(handlers);
+    assert_string_equal(handlers, "[\"early-cmd\"]");
+    free(handlers);
+    cJSON_Delete(ev);
+    assert_true(h_broker_log_contains(&fx.broker, "holding the first registration"));
+    h_conn_close(c);
+}
+
 /* ---- 7, 8: messages and binary, both ways ---- */
 
 static void test_messages_and_binary(void **state)
@@ -1339,6 +1362,8 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_no_recovery_fresh_session, setup_blip, teardown),
         cmocka_unit_test_setup_teardown(test_emits_kept_during_blip, setup_blip, teardown),
+        cmocka_unit_test_setup_teardown(test_first_registration_waits_for_clients, setup_plain,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_heartbeat, setup_heartbeat, teardown),
         cmocka_unit_test_setup_teardown(test_connect_error, setup_bad_password, teardown),
         cmocka_unit_test_setup_teardown(test_registration_refused_then_ready, setup_plain,

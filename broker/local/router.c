@@ -703,6 +703,8 @@ static void handle_register(struct router *r, struct rclient *c, const struct pr
         if (g && client_has_group(c, g))
             changed |= group_leave(r, c, g);
     }
+    if (add && r->session)
+        session_local_activity(r->session);
     log_info("client %llu (%s) %s %u command%s", (unsigned long long)peer_id(c->peer),
              peer_name(c->peer), add ? "registered" : "unregistered", n_new, n_new == 1 ? "" : "s");
     peer_send_result(c->peer, m->id, 0, NULL, NULL, NULL);

@@ -94,8 +94,11 @@ struct session {
     struct sio_assembler sio;
     uint64_t next_ack_id;
     uint64_t register_ack_id;
-    uint32_t generation;      /* bumped per connection: stale inbound answers are dropped */
-    char recovery_pid[64];    /* the server's session id, when it keeps sessions */
+    uint32_t generation;   /* bumped per connection: stale inbound answers are dropped */
+    char recovery_pid[64]; /* the server's session id, when it keeps sessions */
+    bool ever_registered;  /* register_when_settled() holds only the first */
+    bool holding_register;
+    uint64_t last_local_activity;
     char recovery_offset[64]; /* of the last event received in it */
 
     struct backoff backoff;
@@ -968,6 +971,8 @@ static void on_register_ack(struct session *s, const struct sio_packet *p)
     drop_link(s, "registration refused%s%s", code[0] ? ": " : "", code);
 }
 
+static void register_when_settled(struct session *s);
+
 /* The server's CONNECT: {"sid", "pid"} when it keeps sessions. The same
  * pid as before means the session was recovered (and missed events are
  * being replayed); a new one, or none, means a fresh session. */
@@ -1000,9 +1005,9 @@ static void on_sio_packet(struct session *s, const struct sio_message *msg)
     }
     switch (p->type) {
     case SIO_CONNECT:
-        if (s->state == SESSION_CONNECTING) {
+        if (s->state == SESSION_CONNECTING && !s->holding_register) {
             note_recovery(s, p);
-            send_register(s);
+            register_when_settled(s);
         }
         return;
     case SIO_CONNECT_ERROR: {
@@ -1042,6 +1047,41 @@ static void on_sio_packet(struct session *s, const struct sio_message *msg)
 
 static void on_phase_timeout(uv_timer_t *t);
 static void begin_attempt(struct session *s);
+static void send_register(struct session *s);
+
+/* The first registration after the broker starts is held back a little
+ * (announceDelay, ending early once the local clients have gone quiet for
+ * a tenth of it): after a restart, the services that were connected come
+ * back and register their handlers within moments, and a server request
+ * arriving in between would otherwise get NoHandler for a command that is
+ * about to be served. Later registrations (reconnects) never wait: the
+ * handlers are all known then. */
+static void register_when_settled(struct session *s)
+{
+    uint64_t now = uv_now(s->loop);
+    uint64_t end = s->started + s->p.announce_delay_ms;
+    uint64_t quiet = s->p.announce_delay_ms / 10;
+    uint64_t last = s->last_local_activity > s->started ? s->last_local_activity : s->started;
+
+    if (!s->ever_registered && now < end && now < last + quiet) {
+        uint64_t until = last + quiet < end ? last + quiet : end;
+        if (!s->holding_register)
+            log_info("upstream: holding the first registration up to %u ms while local clients "
+                     "register their handlers",
+                     s->p.announce_delay_ms);
+        s->holding_register = true;
+        uv_timer_start(&s->phase_timer, on_phase_timeout, until - now, 0);
+        return;
+    }
+    s->holding_register = false;
+    s->ever_registered = true;
+    send_register(s);
+}
+
+void session_local_activity(struct session *s)
+{
+    s->last_local_activity = uv_now(s->loop);
+}
 
 size_t session_handler_room(const struct session *s)
 {
@@ -1282,6 +1322,7 @@ static void on_ws_close(void *ud, const struct ws_close_info *info)
     snprintf(reason, sizeof(reason), "%s", why);
     s->conn = NULL;
     s->drop_reason[0] = '\0';
+    s->holding_register = false;
     s->generation++;
     s->got_open = false;
     sio_assembler_reset(&s->sio);
@@ -1352,6 +1393,10 @@ static void on_phase_timeout(uv_timer_t *t)
 
     switch (s->state) {
     case SESSION_CONNECTING:
+        if (s->holding_register) {
+            register_when_settled(s);
+            return;
+        }
         drop_link(s, "no namespace connection within %u ms", s->p.connect_timeout_ms);
         return;
     case SESSION_REGISTERING:

@@ -13,6 +13,7 @@ packages=(
   libevent-dev libsystemd-dev  # libvoltclient loop adapters (libevent, sd-event) and their tests
   abigail-tools  # abidw/abidiff: the libvoltclient ABI check (client-lib/abi)
   systemd  # systemd-analyze, to verify the units as systemd reads them
+  python3 python3-msgpack python3-pytest python3-mypy  # client-lib/python: runtime, tests, types
 )
 
 as_root() {

@@ -9,7 +9,8 @@
 #   3. clang build with ThreadSanitizer of the libvoltclient tests (a handler's
 #      answer from a worker thread), ctest on those;
 #   4. every libFuzzer target for a short bounded run on its seed corpus;
-#   5. clang-format check of every C file.
+#   5. clang-format check of every C file;
+#   6. mypy --strict over the Python client (its tests run in ctest).
 # The gcc ctest includes client-lib-abi: the built libvoltclient against its
 # committed ABI baseline (abidiff).
 # Usage: contrib/ci/test-all.sh    (FUZZ_SECONDS=N to change the fuzz time)
@@ -42,6 +43,16 @@ if [ "$unformatted" != 0 ]; then
   status=1; summary+=("format: FAILED")
 else
   summary+=("format: ok")
+fi
+
+step "python client: mypy --strict (package, tests, benchmark)"
+# The suite itself runs from ctest (python-client) in every build below.
+if (cd client-lib/python && /usr/bin/python3 -m mypy --cache-dir "$logs/mypy-cache" &&
+    /usr/bin/python3 -m mypy --strict --ignore-missing-imports --cache-dir "$logs/mypy-cache" \
+      ../../contrib/bench/bench-python.py) 2>&1 | tee "$logs/mypy.txt"; then
+  summary+=("python mypy: ok")
+else
+  status=1; summary+=("python mypy: FAILED")
 fi
 
 step "gcc build (-Werror) + ctest"

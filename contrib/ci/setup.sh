@@ -10,6 +10,7 @@ packages=(
   build-essential gcc clang cmake pkg-config git ca-certificates openssl
   libuv1-dev libwebsockets-dev libcurl4-openssl-dev libmsgpack-dev libcjson-dev libcmocka-dev
   libssl-dev libclang-rt-14-dev valgrind clang-format curl
+  libedit-dev  # volt-inspect: line editing, history and completion in the interactive mode
   systemd  # systemd-analyze, to verify the units as systemd reads them
 )
 

@@ -1,0 +1,123 @@
+#include "trace_sink.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "capture.h"
+#include "proto/buf.h"
+#include "trace_filter.h"
+#include "util.h"
+
+struct trace_sink {
+    struct trace_sink_opts o;
+    struct trace_filter *filter;
+    FILE *capture;
+    struct proto_buf line;
+    long long shown;
+    uint64_t end_ms;   /* wall: inspect_mono_ms() at which --duration ends */
+    uint64_t first_us; /* replay: time of the first record shown */
+    bool done, failed;
+};
+
+int trace_sink_new(const struct trace_sink_opts *o, struct trace_sink **out, char *err, size_t size)
+{
+    struct trace_sink *s = calloc(1, sizeof(*s));
+
+    if (!s || !(s->filter = trace_filter_new())) {
+        free(s);
+        snprintf(err, size, "out of memory");
+        return -1;
+    }
+    s->o = *o;
+    if (!s->o.out)
+        s->o.out = stdout;
+    proto_buf_init(&s->line);
+    for (size_t i = 0; i < o->n_matches; i++) {
+        if (trace_filter_add(s->filter, o->matches[i], err, size) < 0)
+            goto fail;
+    }
+    if (o->write) {
+        s->capture = fopen(o->write, "wbx");
+        if (!s->capture && errno == EEXIST)
+            s->capture = fopen(o->write, "wb");
+        if (!s->capture || capture_write_header(s->capture) < 0) {
+            snprintf(err, size, "cannot write the capture %s: %s", o->write, strerror(errno));
+            goto fail;
+        }
+    }
+    if (o->duration_ms >= 0 && !o->replay)
+        s->end_ms = inspect_mono_ms() + (uint64_t)o->duration_ms;
+    if (o->count == 0)
+        s->done = true;
+    *out = s;
+    return 0;
+fail:
+    trace_sink_free(s);
+    return -1;
+}
+
+void trace_sink_free(struct trace_sink *s)
+{
+    if (!s)
+        return;
+    if (s->capture)
+        fclose(s->capture);
+    trace_filter_free(s->filter);
+    proto_buf_free(&s->line);
+    free(s);
+}
+
+bool trace_sink_done(struct trace_sink *s)
+{
+    if (!s->done && s->end_ms && inspect_mono_ms() >= s->end_ms)
+        s->done = true;
+    return s->done;
+}
+
+int trace_sink_timeout_ms(const struct trace_sink *s)
+{
+    uint64_t now = inspect_mono_ms();
+
+    if (!s->end_ms)
+        return -1;
+    return now >= s->end_ms ? 0 : (int)(s->end_ms - now);
+}
+
+bool trace_sink_failed(const struct trace_sink *s)
+{
+    return s->failed;
+}
+
+long long trace_sink_shown(const struct trace_sink *s)
+{
+    return s->shown;
+}
+
+bool trace_sink_emit(struct trace_sink *s, const struct trace_ev *ev)
+{
+    if (trace_sink_done(s))
+        return true;
+    if (!trace_filter_match(s->filter, ev))
+        return false;
+    if (s->o.replay && s->o.duration_ms >= 0) {
+        if (s->shown == 0)
+            s->first_us = ev->time_us;
+        else if (ev->time_us >= s->first_us &&
+                 ev->time_us - s->first_us > (uint64_t)s->o.duration_ms * 1000u)
+            return s->done = true;
+    }
+    proto_buf_reset(&s->line);
+    if (trace_format(ev, s->o.json, &s->line) == 0) {
+        fwrite(s->line.data, 1, s->line.len, s->o.out);
+        fflush(s->o.out);
+    }
+    if (s->capture && capture_write(s->capture, ev) < 0) {
+        inspect_error("cannot write the capture %s: %s; stopping", s->o.write, strerror(errno));
+        s->failed = s->done = true;
+    }
+    s->shown++;
+    if (s->o.count >= 0 && s->shown >= s->o.count)
+        s->done = true;
+    return s->done;
+}

@@ -11,6 +11,7 @@ packages=(
   libuv1-dev libwebsockets-dev libcurl4-openssl-dev libmsgpack-dev libcjson-dev libcmocka-dev
   libssl-dev libclang-rt-14-dev valgrind clang-format curl
   libedit-dev  # volt-inspect: line editing, history and completion in the interactive mode
+  zsh  # to test the zsh completion scripts (contrib/completions)
   systemd  # systemd-analyze, to verify the units as systemd reads them
 )
 

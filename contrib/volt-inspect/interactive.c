@@ -738,6 +738,12 @@ int interactive_run(const struct inspect_opts *o)
         rc = INSPECT_EXIT_CONNECT;
         goto out;
     }
+    /* Frames that came with the welcome (the connected event) first. */
+    {
+        struct proto_span body;
+        while (conn_next(sh.c, &body) == 1)
+            print_frame(&sh, &body);
+    }
     printf("# connected; a JSON frame or a command a line (help), Tab completes, Ctrl-D ends\n");
     fflush(stdout);
     for (;;) {

@@ -172,7 +172,9 @@ static void client_label(const struct trace_ev *ev, char *buf, size_t size)
         return;
     if (ev->name && ev->name[0])
         n += snprintf(buf + n, size - (size_t)n, " %s", ev->name);
-    if (ev->pid >= 0 && (size_t)n < size)
+    else if (ev->pid >= 0)
+        n += snprintf(buf + n, size - (size_t)n, " ");
+    if (ev->pid >= 0 && n >= 0 && (size_t)n < size)
         snprintf(buf + n, size - (size_t)n, "[%lld]", ev->pid);
 }
 

@@ -19,6 +19,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -26,7 +27,7 @@
 #include "harness.h"
 
 #define RUN_TIMEOUT_MS 10000
-#define MAX_PROCS      6
+#define MAX_PROCS      8
 
 static const char *const plain_config =
     "{\"serverUrl\":\"http://127.0.0.1:%PORT%\","
@@ -601,6 +602,25 @@ static cJSON *packet_args(const cJSON *trace)
     return bracket ? cJSON_Parse(bracket) : NULL;
 }
 
+/* A --json trace line's side and dir as the broker names them:
+ * "local-in", "local-out", "upstream-in", "upstream-out". */
+static void trace_dir_of(const cJSON *t, char *buf, size_t size)
+{
+    snprintf(buf, size, "%s-%s", h_json_str(t, "side") ? h_json_str(t, "side") : "?",
+             h_json_str(t, "dir") ? h_json_str(t, "dir") : "?");
+}
+
+/* The text line the trace printer makes for who and the start of the
+ * detail column (the who column is 32 wide), to look for in its output. */
+static const char *trace_text(const char *who, const char *detail)
+{
+    static char buf[4][600];
+    static int next;
+    char *b = buf[next++ % 4];
+    snprintf(b, sizeof(buf[0]), "Z  %-32s  %s", who, detail);
+    return b;
+}
+
 /* The index of the first trace from `from` on with dir, and for local
  * ones peer and frame op/id; for upstream ones the packet's event and
  * requestId (when not NULL). -1 if none. */
@@ -609,8 +629,10 @@ static int find_trace(const cJSON *lines, int from, const char *dir, long long p
 {
     for (int i = from; i < cJSON_GetArraySize(lines); i++) {
         const cJSON *t = cJSON_GetArrayItem(lines, i);
-        const char *d = h_json_str(t, "dir");
-        if (!d || strcmp(d, dir) || h_json_num(t, "peer", -1) != (double)peer)
+        char d[32];
+        trace_dir_of(t, d, sizeof(d));
+        if (strcmp(d, dir) ||
+            (strncmp(dir, "local", 5) == 0 && h_json_num(t, "peer", -1) != (double)peer))
             continue;
         if (op) {
             const char *fop = h_json_str(t, "frame.op");
@@ -653,16 +675,25 @@ static void test_monitor_json(void **state)
     char *out = h_proc_stdout(mon);
     cJSON *lines = json_lines(out);
     free(out);
-    /* Only traces, and the events every client gets. */
+    /* Frames only; of the monitor itself only the events every client
+     * gets (its own status lookups are left out, and frames sent to a
+     * monitor are not traced). Every local line names its client. */
     cJSON *t;
     cJSON_ArrayForEach(t, lines)
     {
-        const char *op = h_json_str(t, "op");
-        assert_non_null(op);
-        assert_true(!strcmp(op, "trace") || !strcmp(op, "event"));
-        /* Frames sent to a monitor are not traced. */
-        const char *dir = h_json_str(t, "dir");
-        assert_false(dir && !strcmp(dir, "local-out") && h_json_num(t, "peer", -1) == mon_peer);
+        char dir[32];
+        assert_string_equal(h_json_str(t, "kind"), "frame");
+        assert_non_null(h_json_str(t, "time"));
+        trace_dir_of(t, dir, sizeof(dir));
+        if (h_json_num(t, "peer", -1) == mon_peer)
+            assert_string_equal(h_json_str(t, "frame.op"), "event");
+        if (h_json_num(t, "peer", -1) == peer) {
+            assert_string_equal(h_json_str(t, "name"), "mon-target");
+            assert_int_equal((int)h_json_num(t, "pid", -1), (int)getpid());
+            assert_int_equal((int)h_json_num(t, "uid", -1), (int)getuid());
+        }
+        if (!strncmp(dir, "upstream", 8))
+            assert_null(cJSON_GetObjectItem(t, "peer"));
     }
 
     /* The request's way: in from the client, out to the server as
@@ -708,10 +739,12 @@ static void test_monitor_json(void **state)
     int attachments_out = 0, attachments_in = 0;
     cJSON_ArrayForEach(t, lines)
     {
+        char dir[32];
         if (!streq(h_json_str(t, "frame.$bin"), "3q2+7w=="))
             continue;
-        attachments_out += streq(h_json_str(t, "dir"), "upstream-out");
-        attachments_in += streq(h_json_str(t, "dir"), "upstream-in");
+        trace_dir_of(t, dir, sizeof(dir));
+        attachments_out += streq(dir, "upstream-out");
+        attachments_in += streq(dir, "upstream-in");
     }
     assert_int_equal(attachments_out, 1);
     assert_int_equal(attachments_in, 1);
@@ -777,14 +810,16 @@ static void test_two_monitors(void **state)
         assert_false(streq(h_json_str(t, "frame.op"), "trace"));
     }
     cJSON_Delete(lines);
-    /* The text monitor: one line per trace with the direction column. */
-    char dir[64];
-    snprintf(dir, sizeof(dir), "c%lld -> broker", peer);
-    assert_non_null(strstr(text_out, dir));
-    snprintf(dir, sizeof(dir), "broker -> c%lld", peer);
-    assert_non_null(strstr(text_out, dir));
-    assert_non_null(strstr(text_out, "broker -> server"));
-    assert_non_null(strstr(text_out, "server -> broker"));
+    /* The text monitor: one line per trace, the client named. */
+    char who[96];
+    snprintf(who, sizeof(who), "c%lld two-mon-target[%d] -> broker", peer, (int)getpid());
+    assert_non_null(strstr(text_out, trace_text(who, "{\"op\":\"request\",\"id\":119,")));
+    snprintf(who, sizeof(who), "broker -> c%lld two-mon-target[%d]", peer, (int)getpid());
+    assert_non_null(strstr(text_out, trace_text(who, "{\"op\":\"result\",\"id\":119,")));
+    assert_non_null(
+        strstr(text_out, trace_text("broker -> server", "42/control,[\"daemon:request\"")));
+    assert_non_null(
+        strstr(text_out, trace_text("server -> broker", "42/control,[\"daemon:response\"")));
     assert_non_null(strstr(text_out, "daemon:request"));
     assert_non_null(strstr(text_out, "daemon:response"));
     assert_non_null(strstr(text_out, "two-19"));
@@ -875,27 +910,40 @@ static void test_proxy_text(void **state)
     cJSON_Delete(r);
     h_conn_close(c1);
     h_conn_close(c2);
-    assert_int_equal(h_proc_wait_stdout(proxy, "c1 - closed", 5000), 0);
-    assert_int_equal(h_proc_wait_stdout(proxy, "c2 - closed", 5000), 0);
+    /* Each client named by its hello and pid from then on. */
+    char n1[64], n2[64], to1[80], to2[80], who[96];
+    snprintf(n1, sizeof(n1), "c1 via-proxy-1[%d]", (int)getpid());
+    snprintf(n2, sizeof(n2), "c2 via-proxy-2[%d]", (int)getpid());
+    snprintf(to1, sizeof(to1), "broker -> %s", n1);
+    snprintf(to2, sizeof(to2), "broker -> %s", n2);
+    snprintf(needle, sizeof(needle), "%s - closed", n1);
+    assert_int_equal(h_proc_wait_stdout(proxy, needle, 5000), 0);
+    snprintf(needle, sizeof(needle), "%s - closed", n2);
+    assert_int_equal(h_proc_wait_stdout(proxy, needle, 5000), 0);
 
     char *out = h_proc_stdout(proxy);
-    snprintf(needle, sizeof(needle), " c1 + connected (pid %d,", (int)getpid());
-    assert_non_null(strstr(out, needle));
-    assert_non_null(strstr(out, " c1 > {\"op\":\"hello\""));
+    snprintf(who, sizeof(who), "c1 [%d] + connected", (int)getpid());
+    snprintf(needle, sizeof(needle), "uid %u, gid %u", (unsigned)getuid(), (unsigned)getgid());
+    assert_non_null(strstr(out, trace_text(who, needle)));
+    snprintf(who, sizeof(who), "%s -> broker", n1);
+    assert_non_null(strstr(out, trace_text(who, "{\"op\":\"hello\"")));
     assert_non_null(strstr(out, "\"name\":\"via-proxy-1\""));
-    assert_non_null(strstr(out, " c1 < {\"op\":\"welcome\""));
-    assert_non_null(strstr(out, " c1 > {\"op\":\"request\",\"id\":1,\"command\":\"echo\","
-                                "\"payload\":{\"who\":\"one\"}}"));
-    assert_non_null(strstr(out, " c1 < {\"op\":\"result\",\"id\":1,\"ok\":true,"
-                                "\"data\":{\"who\":\"one\"}}"));
-    assert_non_null(strstr(out, " c2 < {\"op\":\"result\",\"id\":1,\"ok\":true,"
-                                "\"data\":{\"who\":\"two\"}}"));
-    assert_non_null(strstr(out, " c1 > ! "));
-    char *bf = strstr(out, " c1 < {\"op\":\"error\"");
+    assert_non_null(strstr(out, trace_text(to1, "{\"op\":\"welcome\"")));
+    assert_non_null(strstr(out, trace_text(who, "{\"op\":\"request\",\"id\":1,\"command\":\"echo\","
+                                                "\"payload\":{\"who\":\"one\"}}")));
+    assert_non_null(strstr(out, trace_text(to1, "{\"op\":\"result\",\"id\":1,\"ok\":true,"
+                                                "\"data\":{\"who\":\"one\"}}")));
+    assert_non_null(strstr(out, trace_text(to2, "{\"op\":\"result\",\"id\":1,\"ok\":true,"
+                                                "\"data\":{\"who\":\"two\"}}")));
+    snprintf(who, sizeof(who), "%s -> broker !", n1);
+    assert_non_null(strstr(out, trace_text(who, "bad frame")));
+    char *bf = strstr(out, trace_text(to1, "{\"op\":\"error\""));
     assert_non_null(bf);
     assert_non_null(strstr(bf, "BadFrame"));
-    assert_non_null(strstr(out, " c1 > {\"op\":\"ping\",\"id\":2}"));
-    assert_non_null(strstr(out, " c1 - closed: by the client"));
+    snprintf(who, sizeof(who), "%s -> broker", n1);
+    assert_non_null(strstr(out, trace_text(who, "{\"op\":\"ping\",\"id\":2}")));
+    snprintf(who, sizeof(who), "%s - closed", n1);
+    assert_non_null(strstr(out, trace_text(who, "by the client")));
     free(out);
 
     /* A second proxy on the same path refuses: something listens there. */
@@ -959,7 +1007,7 @@ static void test_proxy_json(void **state)
     assert_true(!strncmp(blob, "AAECAwQF", 8)); /* bytes 0, 1, 2, ... */
     cJSON_Delete(r);
     h_conn_close(c);
-    assert_int_equal(h_proc_wait_stdout(proxy, "\"event\":\"close\"", 5000), 0);
+    assert_int_equal(h_proc_wait_stdout(proxy, "\"kind\":\"close\"", 5000), 0);
 
     char *out = h_proc_stdout(proxy);
     cJSON *lines = json_lines(out);
@@ -969,25 +1017,32 @@ static void test_proxy_json(void **state)
     cJSON *l;
     cJSON_ArrayForEach(l, lines)
     {
-        const char *dir = h_json_str(l, "dir"), *event = h_json_str(l, "event");
+        /* The monitor's fields: the proxy's connection number as peer,
+         * the client's credentials on every line. */
+        const char *dir = h_json_str(l, "dir"), *kind = h_json_str(l, "kind");
         const char *op = h_json_str(l, "frame.op");
-        assert_non_null(h_json_str(l, "t"));
-        assert_int_equal((int)h_json_num(l, "conn", -1), 1);
-        if (event && !strcmp(event, "open")) {
+        assert_non_null(h_json_str(l, "time"));
+        assert_true(h_json_num(l, "time_us", 0) > 1e15);
+        assert_string_equal(h_json_str(l, "side"), "local");
+        assert_int_equal((int)h_json_num(l, "peer", -1), 1);
+        assert_int_equal((int)h_json_num(l, "pid", -1), (int)getpid());
+        assert_int_equal((int)h_json_num(l, "uid", -1), (int)getuid());
+        assert_non_null(kind);
+        if (!strcmp(kind, "open")) {
             open = true;
-            assert_int_equal((int)h_json_num(l, "pid", -1), (int)getpid());
-            assert_int_equal((int)h_json_num(l, "uid", -1), (int)getuid());
-        } else if (event && !strcmp(event, "close")) {
+            assert_non_null(strstr(h_json_str(l, "text"), "gid"));
+        } else if (!strcmp(kind, "close")) {
             closed = true;
-            assert_non_null(h_json_str(l, "reason"));
+            assert_non_null(h_json_str(l, "text"));
         } else {
             assert_non_null(dir);
-            bool to_broker = !strcmp(dir, "to-broker");
-            assert_true(to_broker || !strcmp(dir, "to-client"));
-            if (h_json_str(l, "error")) {
-                error_line |= to_broker;
+            bool to_broker = !strcmp(dir, "in");
+            assert_true(to_broker || !strcmp(dir, "out"));
+            if (!strcmp(kind, "error")) {
+                error_line |= to_broker && h_json_str(l, "text");
                 continue;
             }
+            assert_string_equal(kind, "frame");
             assert_non_null(op);
             hello |= to_broker && !strcmp(op, "hello") &&
                      streq(h_json_str(l, "frame.name"), "via-json-proxy");
@@ -1026,15 +1081,22 @@ static void test_help_and_version(void **state)
         const char *args[3];
         const char *expect;
     } helps[] = {
-        {{"--help"}, "Modes:"},
-        {{"-h"}, "Modes:"},
-        {{"help"}, "Modes:"},
-        {{"call", "--help"}, "Automatic ids"},
-        {{"help", "call"}, "Automatic ids"},
+        {{"--help"}, "Verbs:"},
+        {{"-h"}, "Verbs:"},
+        {{"help"}, "Verbs:"},
+        {{"session", "--help"}, "Automatic ids"},
+        {{"call", "--help"}, "Automatic ids"}, /* the old name still works */
+        {{"help", "session"}, "Automatic ids"},
         {{"proxy", "--help"}, "--listen PATH"},
         {{"help", "proxy"}, "--listen PATH"},
-        {{"monitor", "--help"}, "trace frame"},
+        {{"monitor", "--help"}, "--match KEY=VALUE"},
         {{"status", "--help"}, "status map"},
+        {{"request", "--help"}, "COMMAND [JSON|@FILE|-]"},
+        {{"emit", "--help"}, "TYPE [JSON|@FILE|-]"},
+        {{"subscribe", "--help"}, "--prefix PREFIX"},
+        {{"serve", "--help"}, "--exec PROG [ARG...]"},
+        {{"clients", "--help"}, "One line per client"},
+        {{"handlers", "--help"}, "queue group"},
     };
     for (size_t i = 0; i < sizeof(helps) / sizeof(helps[0]); i++) {
         inspect_expect(0, NULL, &out, &err, helps[i].args[0], helps[i].args[1], NULL);
@@ -1057,7 +1119,10 @@ static void test_help_and_version(void **state)
 
     /* Usage errors are 2, with a pointer to the help. */
     static const char *const bad[][3] = {
-        {"frobnicate"}, {"proxy"}, {"--json", "call"}, {"--bogus"}, {"--timeout", "soon"},
+        {"frobnicate"},         {"proxy"},        {"--json", "call"},      {"--bogus"},
+        {"--timeout", "soon"},  {"request"},      {"request", "--listen"}, {"serve", "x"},
+        {"--count", "-1"},      {"--match", "x"}, {"--since", "5m"},       {"emit"},
+        {"--duration", "soon"}, {"--jobs", "0"},
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         const char *argv[] = {"volt-inspect", bad[i][0], bad[i][1], NULL};
@@ -1067,6 +1132,405 @@ static void test_help_and_version(void **state)
         free(out);
         free(err);
     }
+}
+
+/* ---- 7: the verbs ---- */
+
+/* POST /_dev/server-request in a child (the answer comes from a process
+ * the test drives meanwhile); read_server_request() collects it. */
+struct bg_request {
+    pid_t pid;
+    int fd;
+};
+
+static struct bg_request server_request_async(const char *body)
+{
+    int p[2];
+    struct bg_request r;
+    assert_int_equal(pipe(p), 0);
+    r.pid = fork();
+    assert_true(r.pid >= 0);
+    if (r.pid == 0) {
+        char *resp = NULL;
+        close(p[0]);
+        h_http(&fx.server, "POST", "/_dev/server-request", body, &resp);
+        if (resp && write(p[1], resp, strlen(resp)) < 0)
+            _exit(2);
+        _exit(0);
+    }
+    close(p[1]);
+    r.fd = p[0];
+    return r;
+}
+
+static cJSON *read_server_request(struct bg_request r)
+{
+    char buf[65536];
+    size_t n = 0;
+    ssize_t got;
+    int st;
+    while ((got = read(r.fd, buf + n, sizeof(buf) - 1 - n)) > 0)
+        n += (size_t)got;
+    buf[n] = '\0';
+    close(r.fd);
+    waitpid(r.pid, &st, 0);
+    return cJSON_Parse(buf);
+}
+
+/* POST /_dev/server-request and wait: the dev server's whole answer. */
+static cJSON *server_request(const char *command, const char *payload_json)
+{
+    char body[512];
+    snprintf(body, sizeof(body), "{\"command\":\"%s\",\"payload\":%s,\"timeoutMs\":8000}", command,
+             payload_json);
+    return read_server_request(server_request_async(body));
+}
+
+static void test_request_and_emit(void **state)
+{
+    char *out, *err, path[H_PATH];
+    (void)state;
+    wait_ready();
+
+    /* Just the data, one line when piped. */
+    inspect_expect(0, NULL, &out, &err, "-s", fx.broker.sock, "request", "echo",
+                   "{\"x\":[1,2],\"s\":\"a b\"}", NULL);
+    assert_string_equal(out, "{\"x\":[1,2],\"s\":\"a b\"}\n");
+    assert_string_equal(err, "");
+    free(out);
+    free(err);
+    /* --pretty indents; --raw gives the whole result frame. */
+    inspect_expect(0, NULL, &out, &err, "-s", fx.broker.sock, "request", "echo", "{\"x\":[1]}",
+                   "--pretty", NULL);
+    assert_string_equal(out, "{\n  \"x\": [\n    1\n  ]\n}\n");
+    free(out);
+    free(err);
+    inspect_expect(0, NULL, &out, &err, "-s", fx.broker.sock, "request", "--raw", "echo", "7",
+                   NULL);
+    assert_string_equal(out, "{\"op\":\"result\",\"id\":1,\"ok\":true,\"data\":7}\n");
+    free(out);
+    free(err);
+    /* The payload from stdin and from a file. */
+    inspect_expect(0, "{\"from\":\"stdin\"}", &out, &err, "-s", fx.broker.sock, "request", "echo",
+                   "-", NULL);
+    assert_string_equal(out, "{\"from\":\"stdin\"}\n");
+    free(out);
+    free(err);
+    snprintf(path, sizeof(path), "%s/payload.json", fx.broker.dir);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs("{\n  \"from\": \"file\"\n}\n", f);
+    fclose(f);
+    char at[H_PATH + 1];
+    snprintf(at, sizeof(at), "@%s", path);
+    inspect_expect(0, NULL, &out, &err, "-s", fx.broker.sock, "request", "echo", at, NULL);
+    assert_string_equal(out, "{\"from\":\"file\"}\n");
+    free(out);
+    free(err);
+
+    /* Refused by the server: exit 1, code, message and the server's code
+     * on stderr, nothing on stdout. */
+    inspect_expect(1, NULL, &out, &err, "-s", fx.broker.sock, "request", "reject",
+                   "{\"code\":\"E_NOPE\",\"message\":\"not today\"}", NULL);
+    assert_string_equal(out, "");
+    assert_non_null(
+        strstr(err, "request reject: COMMAND_REJECTED: not today (server code E_NOPE)"));
+    free(out);
+    free(err);
+    /* --timeout is the request's own: the broker answers COMMAND_TIMEOUT
+     * (exit 4) at 300 ms, long before its commandTimeout (3 s). */
+    uint64_t t0 = h_now_ms();
+    inspect_expect(4, NULL, &out, &err, "-s", fx.broker.sock, "request", "never", "--timeout",
+                   "300", NULL);
+    uint64_t took = h_now_ms() - t0;
+    assert_true(took >= 300 && took < (uint64_t)h_slack_ms(2500));
+    assert_non_null(strstr(err, "COMMAND_TIMEOUT"));
+    free(out);
+    free(err);
+    /* Bad input sends nothing: exit 2. */
+    double before = server_requests();
+    inspect_expect(2, NULL, &out, &err, "-s", fx.broker.sock, "request", "echo", "{oops", NULL);
+    assert_non_null(strstr(err, "not JSON"));
+    free(out);
+    free(err);
+    inspect_expect(2, NULL, &out, &err, "-s", fx.broker.sock, "request", "echo", "@/nonexistent/p",
+                   NULL);
+    assert_non_null(strstr(err, "cannot read /nonexistent/p"));
+    free(out);
+    free(err);
+    assert_true(server_requests() == before);
+    /* No broker: exit 3. */
+    snprintf(path, sizeof(path), "%s/none.sock", fx.broker.dir);
+    inspect_expect(3, NULL, &out, &err, "-s", path, "request", "echo", NULL);
+    assert_non_null(strstr(err, "cannot connect"));
+    free(out);
+    free(err);
+
+    /* emit: written upstream, the dev server received it. */
+    inspect_expect(0, NULL, &out, &err, "-s", fx.broker.sock, "emit", "inspect.test", "{\"n\":5}",
+                   NULL);
+    assert_string_equal(out, "");
+    free(out);
+    free(err);
+    cJSON *ev = h_http_json(&fx.server, "GET", "/_dev/events?kind=message_in&wait=5000", NULL);
+    cJSON *e, *found = NULL;
+    cJSON_ArrayForEach(e, cJSON_GetObjectItem(ev, "events"))
+    {
+        if (streq(h_json_str(e, "type"), "inspect.test"))
+            found = e;
+    }
+    assert_non_null(found);
+    assert_int_equal((int)h_json_num(found, "data.n", -1), 5);
+    cJSON_Delete(ev);
+}
+
+static void test_subscribe(void **state)
+{
+    (void)state;
+    wait_ready();
+    struct h_proc *sub =
+        start_inspect(NULL, "-s", fx.broker.sock, "-n", "sub-test", "subscribe", "--prefix", "sub.",
+                      "--type", "exact-one", "--count", "3", NULL);
+    /* Subscribed once the broker lists both filters. */
+    uint64_t end = h_now_ms() + 5000;
+    for (;;) {
+        cJSON *st = h_status(fx.broker.sock);
+        cJSON *c;
+        int subs = 0;
+        cJSON_ArrayForEach(c, cJSON_GetObjectItem(st, "clients"))
+        {
+            if (streq(h_json_str(c, "name"), "sub-test"))
+                subs = cJSON_GetArraySize(cJSON_GetObjectItem(c, "subscriptions"));
+        }
+        cJSON_Delete(st);
+        if (subs == 2)
+            break;
+        assert_true(h_now_ms() < end);
+        h_sleep_ms(20);
+    }
+    static const char *const msgs[] = {
+        "{\"type\":\"sub.a\",\"data\":{\"i\":1}}",
+        "{\"type\":\"other\",\"data\":2}",
+        "{\"type\":\"exact-one\",\"data\":[3]}",
+        "{\"type\":\"exact-one-not\",\"data\":4}",
+        "{\"type\":\"sub.b\"}",
+    };
+    for (size_t i = 0; i < sizeof(msgs) / sizeof(msgs[0]); i++)
+        assert_int_equal(h_http(&fx.server, "POST", "/_dev/message", msgs[i], NULL), 200);
+    /* --count 3: it stops by itself after the third matching one. */
+    assert_int_equal(h_proc_stop(sub, 0, 5000), 0);
+    char *out = h_proc_stdout(sub);
+    assert_string_equal(out, "{\"type\":\"sub.a\",\"data\":{\"i\":1}}\n"
+                             "{\"type\":\"exact-one\",\"data\":[3]}\n"
+                             "{\"type\":\"sub.b\",\"data\":null}\n");
+    free(out);
+}
+
+static void test_clients_and_handlers(void **state)
+{
+    char *out, *err, want[160];
+    (void)state;
+    wait_ready();
+    struct h_conn *a = h_conn_hello(fx.broker.sock, "svc-alpha");
+    struct h_conn *b = h_conn_hello(fx.broker.sock, "svc-beta");
+    assert_non_null(a);
+    assert_non_null(b);
+    assert_int_equal(h_conn_send(a, "{\"op\":\"register\",\"id\":1,\"commands\":[\"only-a\","
+                                    "\"shared\"]}"),
+                     0);
+    assert_int_equal(h_conn_send(b, "{\"op\":\"register\",\"id\":1,\"commands\":[\"shared\"]}"), 0);
+    assert_int_equal(h_conn_send(b, "{\"op\":\"subscribe\",\"id\":2,\"match\":\"prefix\","
+                                    "\"type\":\"beta.\"}"),
+                     0);
+    cJSON *r = h_conn_expect(a, "result", 1, 5000);
+    assert_result_ok(r);
+    cJSON_Delete(r);
+    r = h_conn_expect(b, "result", 2, 5000);
+    assert_result_ok(r);
+    cJSON_Delete(r);
+    long long ida = client_id("svc-alpha"), idb = client_id("svc-beta");
+
+    inspect_expect(0, NULL, &out, &err, "-s", fx.broker.sock, "handlers", NULL);
+    snprintf(want, sizeof(want), "only-a                   c%lld svc-alpha[%d]\n", ida,
+             (int)getpid());
+    assert_non_null(strstr(out, want));
+    assert_non_null(strstr(out, "shared                   queue group of 2: "));
+    free(out);
+    free(err);
+    inspect_expect(0, NULL, &out, &err, "-s", fx.broker.sock, "handlers", "--json", NULL);
+    cJSON *lines = json_lines(out), *l, *shared = NULL;
+    cJSON_ArrayForEach(l, lines)
+    {
+        if (streq(h_json_str(l, "command"), "shared"))
+            shared = l;
+    }
+    assert_non_null(shared);
+    assert_true(cJSON_IsTrue(cJSON_GetObjectItem(shared, "group")));
+    assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(shared, "clients")), 2);
+    cJSON_Delete(lines);
+    free(out);
+    free(err);
+
+    inspect_expect(0, NULL, &out, &err, "-s", fx.broker.sock, "clients", NULL);
+    snprintf(want, sizeof(want), "c%lld", idb);
+    char *row = strstr(out, want);
+    assert_non_null(row);
+    assert_non_null(strstr(row, "svc-beta"));
+    assert_non_null(strstr(row, "shared prefix:beta."));
+    free(out);
+    free(err);
+    inspect_expect(0, NULL, &out, &err, "-s", fx.broker.sock, "clients", "--json", NULL);
+    lines = json_lines(out);
+    bool saw = false;
+    cJSON_ArrayForEach(l, lines)
+    {
+        if (h_json_num(l, "id", -1) == (double)ida) {
+            saw = true;
+            assert_string_equal(h_json_str(l, "name"), "svc-alpha");
+            assert_int_equal((int)h_json_num(l, "pid", -1), (int)getpid());
+        }
+    }
+    assert_true(saw);
+    cJSON_Delete(lines);
+    free(out);
+    free(err);
+
+    /* Completion asks the broker for the commands it knows. */
+    const char *argv[] = {"volt-inspect", "__complete", "-s", fx.broker.sock,
+                          "request",      "sh",         NULL};
+    assert_int_equal(h_run_input(argv, NULL, NULL, &out, &err, RUN_TIMEOUT_MS), 0);
+    assert_string_equal(out, "shared\n");
+    free(out);
+    free(err);
+    const char *argv2[] = {"volt-inspect", "__complete", "-s", fx.broker.sock, "emit", "", NULL};
+    assert_int_equal(h_run_input(argv2, NULL, NULL, &out, &err, RUN_TIMEOUT_MS), 0);
+    assert_string_equal(out, "beta.\n");
+    free(out);
+    free(err);
+    h_conn_close(a);
+    h_conn_close(b);
+}
+
+/* ---- 8: serve ---- */
+
+static void expect_served(const char *command, const char *payload, bool ok,
+                          const char *data_or_msg)
+{
+    cJSON *r = server_request(command, payload);
+    assert_non_null(r);
+    cJSON *resp = cJSON_GetObjectItem(r, "response");
+    if (cJSON_IsTrue(cJSON_GetObjectItem(resp, "success")) != ok) {
+        char *t = cJSON_PrintUnformatted(r);
+        fprintf(stderr, "%s: %s\n", command, t);
+        free(t);
+    }
+    assert_int_equal(cJSON_IsTrue(cJSON_GetObjectItem(resp, "success")), ok);
+    if (ok) {
+        char *t = cJSON_PrintUnformatted(cJSON_GetObjectItem(resp, "data"));
+        assert_string_equal(t, data_or_msg);
+        free(t);
+    } else {
+        assert_string_equal(h_json_str(resp, "error.code"), "HandlerError");
+        assert_string_equal(h_json_str(resp, "error.message"), data_or_msg);
+    }
+    cJSON_Delete(r);
+}
+
+/* Waits until the broker lists `command` as registered. */
+static void wait_handler(const char *command)
+{
+    uint64_t end = h_now_ms() + 5000;
+    for (;;) {
+        char *out, *err;
+        const char *argv[] = {"volt-inspect", "-s", fx.broker.sock, "handlers", NULL};
+        assert_int_equal(h_run_input(argv, NULL, NULL, &out, &err, RUN_TIMEOUT_MS), 0);
+        bool there = false;
+        for (const char *p = out; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL)
+            there |= !strncmp(p, command, strlen(command)) && p[strlen(command)] == ' ';
+        free(out);
+        free(err);
+        if (there)
+            return;
+        assert_true(h_now_ms() < end);
+        h_sleep_ms(20);
+    }
+}
+
+static void test_serve_reply(void **state)
+{
+    (void)state;
+    wait_ready();
+    struct h_proc *s = start_inspect(NULL, "-s", fx.broker.sock, "serve", "fixed-answer", "--reply",
+                                     "{\"v\":1}", "--count", "2", NULL);
+    wait_handler("fixed-answer");
+    expect_served("fixed-answer", "{}", true, "{\"v\":1}");
+    expect_served("fixed-answer", "[1]", true, "{\"v\":1}");
+    /* --count 2: done, exit 0, the command given up. */
+    assert_int_equal(h_proc_stop(s, 0, 5000), 0);
+    char *err = h_proc_stderr(s);
+    assert_non_null(strstr(err, "fixed-answer: ok"));
+    free(err);
+    cJSON *r = server_request("fixed-answer", "{}");
+    assert_string_equal(h_json_str(r, "response.error.code"), "NoHandler");
+    cJSON_Delete(r);
+}
+
+static void test_serve_exec(void **state)
+{
+    char marker[H_PATH], script[H_PATH + 128];
+    (void)state;
+    wait_ready();
+    snprintf(marker, sizeof(marker), "%s/survived", fx.broker.dir);
+    /* A service in a line of shell: the payload in, JSON out. */
+    start_inspect(NULL, "-s", fx.broker.sock, "serve", "sh-echo", "--exec", "sh", "-c",
+                  "read p; printf '{\"got\":%s,\"cmd\":\"%s\"}' \"$p\" \"$VOLT_COMMAND\"", NULL);
+    /* Failing: its stderr is the message. */
+    start_inspect(NULL, "-s", fx.broker.sock, "serve", "sh-fail", "--exec", "sh", "-c",
+                  "echo 'disk on fire' >&2; exit 3", NULL);
+    /* Crashing. */
+    start_inspect(NULL, "-s", fx.broker.sock, "serve", "sh-crash", "--exec", "sh", "-c",
+                  "kill -SEGV $$", NULL);
+    /* Slow: killed at its limit with what it started (a marker that
+     * would be written after 1 s). */
+    snprintf(script, sizeof(script), "(sleep 1; touch %s) & sleep 30", marker);
+    start_inspect(NULL, "-s", fx.broker.sock, "serve", "sh-slow", "--time-limit", "400", "--exec",
+                  "sh", "-c", script, NULL);
+    /* Two at once with --jobs 2: both run together. */
+    struct h_proc *par = start_inspect(NULL, "-s", fx.broker.sock, "serve", "sh-par", "--jobs", "2",
+                                       "--exec", "sh", "-c", "sleep 1; echo 1", NULL);
+    wait_handler("sh-echo");
+    wait_handler("sh-fail");
+    wait_handler("sh-crash");
+    wait_handler("sh-slow");
+    wait_handler("sh-par");
+
+    expect_served("sh-echo", "{\"a\":[1,\"x\"]}", true,
+                  "{\"got\":{\"a\":[1,\"x\"]},\"cmd\":\"sh-echo\"}");
+    expect_served("sh-fail", "{}", false, "disk on fire");
+    expect_served("sh-crash", "{}", false, "sh was killed by signal 11 (Segmentation fault)");
+    uint64_t t0 = h_now_ms();
+    expect_served("sh-slow", "{}", false, "sh did not finish within 400 ms (killed)");
+    assert_true(h_now_ms() - t0 >= 400);
+
+    t0 = h_now_ms();
+    struct bg_request r1 = server_request_async("{\"command\":\"sh-par\",\"timeoutMs\":8000}");
+    struct bg_request r2 = server_request_async("{\"command\":\"sh-par\",\"timeoutMs\":8000}");
+    cJSON *a1 = read_server_request(r1), *a2 = read_server_request(r2);
+    assert_true(cJSON_IsTrue(cJSON_GetObjectItem(cJSON_GetObjectItem(a1, "response"), "success")));
+    assert_true(cJSON_IsTrue(cJSON_GetObjectItem(cJSON_GetObjectItem(a2, "response"), "success")));
+    /* Both took about 1 s: they overlapped (one after the other is 2 s). */
+    double e1 = h_json_num(a1, "elapsedMs", -1), e2 = h_json_num(a2, "elapsedMs", -1);
+    assert_true(e1 >= 1000 && e2 >= 1000);
+    cJSON_Delete(a1);
+    cJSON_Delete(a2);
+    char *err = h_proc_stderr(par);
+    assert_int_equal(count_lines(err), 3); /* "# serving" and two calls */
+    free(err);
+
+    /* The slow program's group was killed: its child never wrote. */
+    h_sleep_ms(1200);
+    assert_false(path_exists(marker));
+    (void)t0;
 }
 
 int main(void)
@@ -1082,6 +1546,11 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_two_monitors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_proxy_text, setup, teardown),
         cmocka_unit_test_setup_teardown(test_proxy_json, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_request_and_emit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_subscribe, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_clients_and_handlers, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_serve_reply, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_serve_exec, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -607,6 +607,7 @@ int cli_parse(int argc, char **argv, struct inspect_opts *o, const struct cli_ve
     unsigned long long given = 0;
     int c, rc, idx;
     const struct cli_verb *v;
+    bool verb_given;
 
     if ((rc = split_exec(&argc, argv, o)) != 0)
         return rc;
@@ -634,6 +635,7 @@ int cli_parse(int argc, char **argv, struct inspect_opts *o, const struct cli_ve
     }
     if (o->exec_argv)
         given |= BIT(O_EXEC);
+    verb_given = optind < argc;
     if (optind < argc) {
         const char *name = argv[optind++];
         v = cli_find_verb(name);
@@ -651,7 +653,8 @@ int cli_parse(int argc, char **argv, struct inspect_opts *o, const struct cli_ve
         return INSPECT_EXIT_OK;
     }
     if (given & BIT(O_HELP)) {
-        cli_help(stdout, v->name);
+        /* `volt-inspect --help` is the tool's help, not the session's. */
+        cli_help(stdout, verb_given ? v->name : NULL);
         return INSPECT_EXIT_OK;
     }
     for (int i = 0; i < O__COUNT; i++) {

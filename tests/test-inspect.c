@@ -8,6 +8,8 @@
  * the dev server really did: the broker's status, the dev server's
  * counters, the frames a raw h_conn client saw.
  */
+#include <poll.h>
+#include <pty.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -16,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -1533,6 +1536,405 @@ static void test_serve_exec(void **state)
     (void)t0;
 }
 
+/* ---- 9: trace filters, counts and captures ---- */
+
+static char *file_text_or_empty(const char *path)
+{
+    char *t = h_file_text(path);
+    return t ? t : strdup("");
+}
+
+static void test_monitor_match_and_capture(void **state)
+{
+    char cap[H_PATH], notcap[H_PATH], *out, *err;
+    (void)state;
+    wait_ready();
+    snprintf(cap, sizeof(cap), "%s/trace.vcap", fx.broker.dir);
+    struct h_proc *mon = start_inspect(NULL, "-s", fx.broker.sock, "-n", "mon-cap", "monitor",
+                                       "--match", "client=cap-*", "--write", cap, NULL);
+    /* Ready once the probe's pong shows (the probe matches cap-*). */
+    struct h_conn *probe = h_conn_hello(fx.broker.sock, "cap-probe");
+    assert_non_null(probe);
+    wait_monitors_ready(probe, &mon, 1);
+    h_conn_close(probe);
+
+    struct h_conn *c = h_conn_hello(fx.broker.sock, "cap-target");
+    struct h_conn *other = h_conn_hello(fx.broker.sock, "not-shown");
+    assert_non_null(c);
+    assert_non_null(other);
+    assert_int_equal(h_conn_send(other, "{\"op\":\"ping\",\"id\":77}"), 0);
+    cJSON *r = h_conn_expect(other, "pong", 77, 5000);
+    assert_non_null(r);
+    cJSON_Delete(r);
+    assert_int_equal(h_conn_send(c, "{\"op\":\"request\",\"id\":3,\"command\":\"echo\","
+                                    "\"payload\":\"captured\"}"),
+                     0);
+    r = h_conn_expect(c, "result", 3, 5000);
+    assert_result_ok(r);
+    cJSON_Delete(r);
+    char who[96];
+    snprintf(who, sizeof(who), "broker -> c%lld cap-target[%d]", client_id("cap-target"),
+             (int)getpid());
+    assert_int_equal(h_proc_wait_stdout(mon, trace_text(who, "{\"op\":\"result\",\"id\":3,"), 5000),
+                     0);
+    assert_int_equal(h_proc_stop(mon, SIGTERM, 3000), 128 + SIGTERM);
+    char *live = h_proc_stdout(mon);
+    /* Only cap-* lines: no server side, nobody else. */
+    assert_null(strstr(live, "not-shown"));
+    assert_null(strstr(live, "server -> broker"));
+    assert_non_null(strstr(live, "\"payload\":\"captured\""));
+    h_conn_close(c);
+    h_conn_close(other);
+
+    /* The capture replays byte for byte, with no broker needed. */
+    inspect_expect(0, NULL, &out, &err, "monitor", "--read", cap, NULL);
+    assert_string_equal(out, live);
+    free(out);
+    free(err);
+    inspect_expect(0, NULL, &out, &err, "proxy", "--read", cap, NULL); /* either verb reads it */
+    assert_string_equal(out, live);
+    free(out);
+    free(err);
+    /* Replayed through the same filters, --count and --json. */
+    inspect_expect(0, NULL, &out, &err, "monitor", "--read", cap, "--match", "name=cap-target",
+                   "--match", "op=nothing", "--count", "2", "--json", NULL);
+    cJSON *lines = json_lines(out);
+    assert_int_equal(cJSON_GetArraySize(lines), 2);
+    cJSON *l;
+    cJSON_ArrayForEach(l, lines)
+    {
+        assert_string_equal(h_json_str(l, "name"), "cap-target");
+        assert_int_equal((int)h_json_num(l, "pid", -1), (int)getpid());
+    }
+    assert_string_equal(h_json_str(cJSON_GetArrayItem(lines, 0), "frame.op"), "hello");
+    /* --since the second line's time: the first is left out. */
+    char since[64];
+    snprintf(since, sizeof(since), "%s", h_json_str(cJSON_GetArrayItem(lines, 1), "time"));
+    cJSON_Delete(lines);
+    free(out);
+    free(err);
+    inspect_expect(0, NULL, &out, &err, "monitor", "--read", cap, "--match", "name=cap-target",
+                   "--since", since, "--count", "1", "--json", NULL);
+    assert_int_equal(count_lines(out), 1);
+    assert_non_null(strstr(out, since));
+    free(out);
+    free(err);
+    inspect_expect(0, NULL, &out, &err, "monitor", "--read", cap, "--since", "+1h", NULL);
+    assert_string_equal(out, "");
+    free(out);
+    free(err);
+
+    /* Not a capture; a cut one; usage errors. */
+    snprintf(notcap, sizeof(notcap), "%s/not.vcap", fx.broker.dir);
+    FILE *f = fopen(notcap, "w");
+    fputs("{\"op\":\"trace\"}\n", f);
+    fclose(f);
+    inspect_expect(2, NULL, &out, &err, "monitor", "--read", notcap, NULL);
+    assert_non_null(strstr(err, "not a volt-inspect capture file"));
+    free(out);
+    free(err);
+    char *bytes = file_text_or_empty(cap);
+    size_t n = 0;
+    { /* the capture has NULs: take its size from the file */
+        struct stat st;
+        assert_int_equal(stat(cap, &st), 0);
+        n = (size_t)st.st_size;
+    }
+    free(bytes);
+    assert_int_equal(truncate(cap, (off_t)(n - 5)), 0);
+    inspect_expect(2, NULL, &out, &err, "monitor", "--read", cap, NULL);
+    assert_non_null(strstr(err, "truncated record"));
+    assert_true(count_lines(out) == count_lines(live) - 1); /* all but the cut one */
+    free(out);
+    free(err);
+    inspect_expect(2, NULL, &out, &err, "monitor", "--read", cap, "--write", notcap, NULL);
+    free(out);
+    free(err);
+    inspect_expect(2, NULL, &out, &err, "monitor", "--since", "+1s", NULL);
+    assert_non_null(strstr(err, "--since is for --read"));
+    free(out);
+    free(err);
+    free(live);
+
+    /* --duration ends a quiet monitor by itself, exit 0. */
+    uint64_t t0 = h_now_ms();
+    inspect_expect(0, NULL, &out, &err, "-s", fx.broker.sock, "monitor", "--duration", "300ms",
+                   "--match", "client=nobody", NULL);
+    assert_true(h_now_ms() - t0 >= 300);
+    assert_string_equal(out, "");
+    free(out);
+    free(err);
+}
+
+static void test_proxy_count_and_capture(void **state)
+{
+    char path[H_PATH], cap[H_PATH], *out, *err;
+    (void)state;
+    wait_ready();
+    snprintf(path, sizeof(path), "%s/tap-cap.sock", fx.broker.dir);
+    snprintf(cap, sizeof(cap), "%s/proxy.vcap", fx.broker.dir);
+    /* Frames only (no open/close), the first four: hello, welcome, the
+     * connected event and the request; then the proxy ends by itself. */
+    struct h_proc *proxy =
+        start_inspect(NULL, "-s", fx.broker.sock, "proxy", "--listen", path, "--match",
+                      "kind=frame", "--count", "4", "--write", cap, NULL);
+    assert_int_equal(h_proc_wait_stderr(proxy, "# proxying", 5000), 0);
+    struct h_conn *c = h_conn_hello(path, "proxied");
+    assert_non_null(c);
+    assert_int_equal(h_conn_send(c, "{\"op\":\"request\",\"id\":1,\"command\":\"echo\"}"), 0);
+    assert_int_equal(h_proc_stop(proxy, 0, 5000), 0);
+    assert_false(path_exists(path));
+    h_conn_close(c);
+    char *live = h_proc_stdout(proxy);
+    assert_int_equal(count_lines(live), 4);
+    char who[96];
+    snprintf(who, sizeof(who), "c1 proxied[%d] -> broker", (int)getpid());
+    assert_non_null(strstr(live, trace_text(who, "{\"op\":\"request\",\"id\":1,")));
+    inspect_expect(0, NULL, &out, &err, "proxy", "--read", cap, NULL);
+    assert_string_equal(out, live);
+    free(out);
+    free(err);
+    free(live);
+}
+
+/* ---- 10: the interactive session, through a pseudo-terminal ---- */
+
+struct pty {
+    pid_t pid;
+    int fd;
+    char *screen; /* everything it wrote, escape sequences removed */
+    size_t len, cap;
+    bool in_escape;
+};
+
+/* Appends output with CSI/ESC sequences and carriage returns left out,
+ * so what a person would read can be searched for. */
+static void pty_take(struct pty *t, const char *buf, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        char ch = buf[i];
+        if (t->in_escape) {
+            if ((ch >= '@' && ch <= '~' && ch != '[') || ch == '\a')
+                t->in_escape = false;
+            continue;
+        }
+        if (ch == '\033') {
+            t->in_escape = true;
+            continue;
+        }
+        if (ch == '\r' || ch == '\a' || ch == '\b' || ch == '\0') /* NUL: terminal padding */
+            continue;
+        if (t->len + 2 > t->cap) {
+            t->cap = t->cap ? t->cap * 2 : 65536;
+            t->screen = realloc(t->screen, t->cap);
+            assert_non_null(t->screen);
+        }
+        t->screen[t->len++] = ch;
+        t->screen[t->len] = '\0';
+    }
+}
+
+static void pty_read(struct pty *t, int timeout_ms)
+{
+    struct pollfd p = {.fd = t->fd, .events = POLLIN};
+    char buf[4096];
+    if (poll(&p, 1, timeout_ms) > 0) {
+        ssize_t n = read(t->fd, buf, sizeof(buf));
+        if (n > 0)
+            pty_take(t, buf, (size_t)n);
+    }
+}
+
+/* Waits until the screen (from `from` on) shows needle; its offset. */
+static size_t pty_wait(struct pty *t, size_t from, const char *needle, int timeout_ms)
+{
+    uint64_t end = h_now_ms() + (uint64_t)timeout_ms;
+    for (;;) {
+        const char *at = t->len > from ? strstr(t->screen + from, needle) : NULL;
+        if (at)
+            return (size_t)(at - t->screen);
+        if (h_now_ms() >= end) {
+            fprintf(stderr, "the screen never showed '%s'; it shows:\n%s\n", needle,
+                    t->screen ? t->screen : "");
+            fail();
+        }
+        pty_read(t, 50);
+    }
+}
+
+static void pty_keys(struct pty *t, const char *keys)
+{
+    size_t n = strlen(keys);
+    assert_int_equal(write(t->fd, keys, n), (ssize_t)n);
+}
+
+/* Types keys at a fresh prompt (the line editor is reading: typed ahead,
+ * the terminal would echo them itself). */
+static size_t pty_line(struct pty *t, size_t at, const char *keys)
+{
+    at = pty_wait(t, at, "volt> ", 5000);
+    pty_keys(t, keys);
+    return at;
+}
+
+static void pty_start(struct pty *t, const char *home)
+{
+    char hist[H_PATH + 16], homevar[H_PATH + 8];
+    struct winsize ws = {.ws_row = 50, .ws_col = 250};
+    memset(t, 0, sizeof(*t));
+    snprintf(hist, sizeof(hist), "VOLT_INSPECT_HISTORY=%s/history", home);
+    snprintf(homevar, sizeof(homevar), "HOME=%s", home);
+    t->pid = forkpty(&t->fd, NULL, NULL, &ws);
+    assert_true(t->pid >= 0);
+    if (t->pid == 0) {
+        const char *argv[] = {"volt-inspect", "-s", fx.broker.sock, "-n", "pty-shell", NULL};
+        putenv("TERM=vt100");
+        putenv(hist);
+        putenv(homevar);
+        execv(h_bin("volt-inspect"), (char **)argv);
+        _exit(127);
+    }
+}
+
+/* Ctrl-D: the shell ends; its exit status. */
+static int pty_end(struct pty *t)
+{
+    int st = -1;
+    uint64_t end = h_now_ms() + 5000;
+    pty_keys(t, "\004");
+    while (h_now_ms() < end) {
+        if (waitpid(t->pid, &st, WNOHANG) == t->pid)
+            break;
+        pty_read(t, 50);
+    }
+    if (h_now_ms() >= end) {
+        kill(t->pid, SIGKILL);
+        waitpid(t->pid, &st, 0);
+    }
+    close(t->fd);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static void test_interactive_shell(void **state)
+{
+    struct pty t;
+    size_t at;
+    (void)state;
+    wait_ready();
+    /* A command for completion to find, served by another client. */
+    struct h_conn *svc = h_conn_hello(fx.broker.sock, "pty-helper");
+    assert_non_null(svc);
+    assert_int_equal(
+        h_conn_send(svc, "{\"op\":\"register\",\"id\":1,\"commands\":[\"pty-known\"]}"), 0);
+    cJSON *r = h_conn_expect(svc, "result", 1, 5000);
+    assert_result_ok(r);
+    cJSON_Delete(r);
+
+    pty_start(&t, fx.broker.dir);
+    at = pty_wait(&t, 0, "# connected", 5000);
+    pty_wait(&t, 0, "{\"op\":\"event\",\"event\":\"connected\"", 5000);
+
+    /* Tab completes the verb, then a command the broker knows. */
+    at = pty_line(&t, at, "req\t");
+    at = pty_wait(&t, at, "volt> request ", 5000);
+    pty_keys(&t, "pty-k\t");
+    at = pty_wait(&t, at, "pty-known ", 5000);
+    pty_keys(&t, "\025"); /* Ctrl-U: the line is dropped */
+    pty_keys(&t, "request echo {\"k\":1}\r");
+    at = pty_wait(&t, at, "# sent as #1", 5000);
+    at = pty_wait(&t, at, "#1 < {\"op\":\"result\",\"id\":1,\"ok\":true,\"data\":{\"k\":1}}", 5000);
+
+    /* Inside a frame, Tab completes the op. */
+    at = pty_line(&t, at, "{\"op\":\"pi\t");
+    at = pty_wait(&t, at, "{\"op\":\"ping\"", 5000);
+    pty_keys(&t, "}\r");
+    at = pty_wait(&t, at, "#2 < {\"op\":\"pong\",\"id\":2}", 5000);
+
+    /* A call: shown with its call id, answered with `reply`. */
+    at = pty_line(&t, at, "register pty-svc\r");
+    at = pty_wait(&t, at, "#3 < {\"op\":\"result\",\"id\":3,\"ok\":true}", 5000);
+    struct bg_request req =
+        server_request_async("{\"command\":\"pty-svc\",\"payload\":{\"q\":1},\"timeoutMs\":8000}");
+    at = pty_wait(&t, at, "< {\"op\":\"call\",\"id\":", 8000);
+    assert_true(t.screen[at - 2] == ' ' || t.screen[at - 1] == ' ');
+    pty_wait(&t, at, "reply ok JSON | reply fail CODE MESSAGE", 5000);
+    at = pty_line(&t, at, "reply o\t");
+    at = pty_wait(&t, at, "reply ok ", 5000);
+    pty_keys(&t, "{\"answer\":42}\r");
+    cJSON *resp = read_server_request(req);
+    assert_true(
+        cJSON_IsTrue(cJSON_GetObjectItem(cJSON_GetObjectItem(resp, "response"), "success")));
+    assert_int_equal((int)h_json_num(resp, "response.data.answer", -1), 42);
+    cJSON_Delete(resp);
+    /* A second call answered as failed. */
+    req = server_request_async("{\"command\":\"pty-svc\",\"timeoutMs\":8000}");
+    at = pty_wait(&t, at, "< {\"op\":\"call\",\"id\":", 8000);
+    at = pty_line(&t, at, "reply fail HandlerError not today\r");
+    resp = read_server_request(req);
+    assert_string_equal(h_json_str(resp, "response.error.code"), "HandlerError");
+    assert_string_equal(h_json_str(resp, "response.error.message"), "not today");
+    cJSON_Delete(resp);
+    at = pty_line(&t, at, "reply ok\r");
+    at = pty_wait(&t, at, "# no call to reply to", 5000);
+
+    /* A message while a line is half typed: printed above it, and the
+     * line is still there to finish. */
+    at = pty_line(&t, at, "subscribe pty.*\r");
+    at = pty_wait(&t, at, "#4 < {\"op\":\"result\",\"id\":4,\"ok\":true}", 5000);
+    at = pty_line(&t, at, "sta");
+    pty_wait(&t, at, "volt> sta", 5000);
+    assert_int_equal(h_http(&fx.server, "POST", "/_dev/message",
+                            "{\"type\":\"pty.async\",\"data\":{\"z\":1}}", NULL),
+                     200);
+    at = pty_wait(&t, at, "\"type\":\"pty.async\"", 5000);
+    pty_keys(&t, "tus\r");
+    at =
+        pty_wait(&t, at, "#5 < {\"op\":\"result\",\"id\":5,\"ok\":true,\"data\":{\"broker\"", 5000);
+
+    /* Bad input is refused with a reason, nothing sent. */
+    at = pty_line(&t, at, "frobnicate\r");
+    at = pty_wait(&t, at, "# unknown command 'frobnicate'", 5000);
+    at = pty_line(&t, at, "{\"op\":\r");
+    at = pty_wait(&t, at, "nothing sent", 5000);
+    /* A line with a leading space stays out of the history. */
+    at = pty_line(&t, at, " ping\r");
+    at = pty_wait(&t, at, "< {\"op\":\"pong\"", 5000);
+    assert_int_equal(pty_end(&t), 0);
+    free(t.screen);
+
+    /* History, kept per user: the next session recalls the last line
+     * with the up arrow (the ping typed with a space is not there). */
+    char hist[H_PATH + 16];
+    snprintf(hist, sizeof(hist), "%s/history", fx.broker.dir);
+    char *h = h_file_text(hist);
+    assert_non_null(h);
+    assert_non_null(strstr(h, "register\\040pty-svc"));
+    assert_null(strstr(h, " ping"));
+    assert_null(strstr(h, "\\040ping"));
+    free(h);
+    struct stat st;
+    assert_int_equal(stat(hist, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0600);
+    pty_start(&t, fx.broker.dir);
+    at = pty_wait(&t, 0, "# connected", 5000);
+    at = pty_line(&t, at, "\033[A");
+    at = pty_wait(&t, at, "volt> {\"op\":", 5000);
+    /* Newest first: the bad frame, frobnicate, status, subscribe. */
+    pty_keys(&t, "\033[A\033[A\033[A");
+    at = pty_wait(&t, at, "subscribe pty.*", 5000);
+    pty_keys(&t, "\r");
+    at = pty_wait(&t, at, "#1 < {\"op\":\"result\",\"id\":1,\"ok\":true}", 5000);
+    at = pty_line(&t, at, "quit\r");
+    uint64_t end = h_now_ms() + 5000;
+    int wst = -1;
+    while (h_now_ms() < end && waitpid(t.pid, &wst, WNOHANG) != t.pid)
+        pty_read(&t, 50);
+    assert_true(WIFEXITED(wst) && WEXITSTATUS(wst) == 0);
+    close(t.fd);
+    free(t.screen);
+    h_conn_close(svc);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1551,6 +1953,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_clients_and_handlers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_serve_reply, setup, teardown),
         cmocka_unit_test_setup_teardown(test_serve_exec, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_monitor_match_and_capture, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_proxy_count_and_capture, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_interactive_shell, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

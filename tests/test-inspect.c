@@ -23,6 +23,7 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
+#include <termios.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -1768,11 +1769,21 @@ static void pty_keys(struct pty *t, const char *keys)
     assert_int_equal(write(t->fd, keys, n), (ssize_t)n);
 }
 
-/* Types keys at a fresh prompt (the line editor is reading: typed ahead,
- * the terminal would echo them itself). */
+/* Types keys at a fresh prompt, once the line editor has the terminal
+ * in raw mode (typed before that, the terminal would echo them itself:
+ * libedit draws the prompt first, then sets the mode). */
 static size_t pty_line(struct pty *t, size_t at, const char *keys)
 {
+    struct termios tio;
+    uint64_t end = h_now_ms() + 5000;
     at = pty_wait(t, at, "volt> ", 5000);
+    for (;;) {
+        assert_int_equal(tcgetattr(t->fd, &tio), 0);
+        if (!(tio.c_lflag & ICANON))
+            break;
+        assert_true(h_now_ms() < end);
+        pty_read(t, 10);
+    }
     pty_keys(t, keys);
     return at;
 }

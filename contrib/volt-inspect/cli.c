@@ -131,7 +131,7 @@ static const struct cli_verb verbs[] = {
      "it is an interactive shell with line editing, history (kept per user) and\n"
      "tab completion; besides JSON frames it takes short commands:\n"
      "  request COMMAND [JSON]   emit TYPE [JSON]   subscribe [TYPE|PREFIX*]\n"
-     "  register COMMAND...      status   clients   handlers   ping\n"
+     "  register COMMAND...      unregister COMMAND...      status   ping\n"
      "  reply ok [JSON]          reply fail CODE [MESSAGE]\n"
      "  (reply answers the last call; `reply @ID ...` a given one)   help   quit\n"
      "Request ids are shown as #N, call ids as @N.\n"

@@ -38,9 +38,7 @@ int trace_sink_new(const struct trace_sink_opts *o, struct trace_sink **out, cha
             goto fail;
     }
     if (o->write) {
-        s->capture = fopen(o->write, "wbx");
-        if (!s->capture && errno == EEXIST)
-            s->capture = fopen(o->write, "wb");
+        s->capture = fopen(o->write, "wb"); /* as tcpdump -w: an old file is replaced */
         if (!s->capture || capture_write_header(s->capture) < 0) {
             snprintf(err, size, "cannot write the capture %s: %s", o->write, strerror(errno));
             goto fail;
@@ -112,9 +110,12 @@ bool trace_sink_emit(struct trace_sink *s, const struct trace_ev *ev)
         fwrite(s->line.data, 1, s->line.len, s->o.out);
         fflush(s->o.out);
     }
-    if (s->capture && capture_write(s->capture, ev) < 0) {
-        inspect_error("cannot write the capture %s: %s; stopping", s->o.write, strerror(errno));
-        s->failed = s->done = true;
+    if (s->capture) {
+        int rc = capture_write(s->capture, ev);
+        if (rc < 0) {
+            inspect_error("cannot write the capture %s: %s; stopping", s->o.write, strerror(-rc));
+            s->failed = s->done = true;
+        }
     }
     s->shown++;
     if (s->o.count >= 0 && s->shown >= s->o.count)

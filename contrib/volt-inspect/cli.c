@@ -96,7 +96,7 @@ static const struct cli_option options[O__COUNT] = {
                  "show only what matches (repeatable: any of them); keys: client,\n"
                  "name, pid, uid, peer, dir (in|out), side (local|upstream), op,\n"
                  "command, type, kind (frame|open|close|error); * and ? as in a shell"},
-    [O_COUNT] = {"count", 'c', "N", CLI_ARG_TEXT, "stop after N lines (serve: after N calls)"},
+    [O_COUNT] = {"count", 'c', "N", CLI_ARG_TEXT, "stop after N lines shown (subscribe: messages; serve: calls)"},
     [O_DURATION] = {"duration", 'd', "TIME", CLI_ARG_TEXT,
                     "stop after TIME (500ms, 10s, 5m, 2h; a bare number is ms)"},
     [O_SINCE] = {"since", 0, "WHEN", CLI_ARG_TEXT,
@@ -318,9 +318,10 @@ static void print_option(FILE *f, const struct cli_option *opt)
     const char *h = opt->help;
 
     option_head(opt, head, sizeof(head));
-    fprintf(f, "  %-22s ", head);
     if (strlen(head) > 22)
-        fprintf(f, "\n  %-22s ", "");
+        fprintf(f, "  %s\n  %-22s ", head, "");
+    else
+        fprintf(f, "  %-22s ", head);
     while (*h) {
         const char *nl = strchr(h, '\n');
         size_t n = nl ? (size_t)(nl - h) : strlen(h);
@@ -349,7 +350,7 @@ void cli_help(FILE *f, const char *name)
                 v->args, v->help);
         fputs("\nOptions:\n", f);
         print_options(f, v->options);
-        fputs("Common options:\n", f);
+        fputs("\nCommon options:\n", f);
         print_options(f, GLOBAL);
         fputs("\nSee volt-inspect(1).\n", f);
         return;

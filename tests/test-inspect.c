@@ -1323,6 +1323,23 @@ static void test_subscribe(void **state)
         assert_int_equal(h_http(&fx.server, "POST", "/_dev/message", msgs[i], NULL), 200);
     /* --count 3: it stops by itself after the third matching one. */
     assert_int_equal(h_proc_stop(sub, 0, 5000), 0);
+    /* --raw: the whole message frames. */
+    struct h_proc *raw = start_inspect(NULL, "-s", fx.broker.sock, "-n", "sub-raw", "subscribe",
+                                       "--type", "raw.one", "--raw", "--count", "1", NULL);
+    end = h_now_ms() + 5000;
+    for (;;) {
+        assert_int_equal(h_http(&fx.server, "POST", "/_dev/message",
+                                "{\"type\":\"raw.one\",\"data\":true}", NULL),
+                         200);
+        if (!h_proc_running(raw))
+            break;
+        assert_true(h_now_ms() < end);
+        h_sleep_ms(50);
+    }
+    assert_int_equal(h_proc_stop(raw, 0, 5000), 0);
+    char *raw_out = h_proc_stdout(raw);
+    assert_string_equal(raw_out, "{\"op\":\"message\",\"data\":true,\"type\":\"raw.one\"}\n");
+    free(raw_out);
     char *out = h_proc_stdout(sub);
     assert_string_equal(out, "{\"type\":\"sub.a\",\"data\":{\"i\":1}}\n"
                              "{\"type\":\"exact-one\",\"data\":[3]}\n"
@@ -1793,7 +1810,15 @@ static size_t pty_line(struct pty *t, size_t at, const char *keys)
     return at;
 }
 
+static void pty_start_args(struct pty *t, const char *home, const char *extra);
+
 static void pty_start(struct pty *t, const char *home)
+{
+    pty_start_args(t, home, NULL);
+}
+
+/* The shell in a pseudo-terminal, with one extra argument (or NULL). */
+static void pty_start_args(struct pty *t, const char *home, const char *extra)
 {
     char hist[H_PATH + 16], homevar[H_PATH + 8];
     struct winsize ws = {.ws_row = 50, .ws_col = 250};
@@ -1803,7 +1828,7 @@ static void pty_start(struct pty *t, const char *home)
     t->pid = forkpty(&t->fd, NULL, NULL, &ws);
     assert_true(t->pid >= 0);
     if (t->pid == 0) {
-        const char *argv[] = {"volt-inspect", "-s", fx.broker.sock, "-n", "pty-shell", NULL};
+        const char *argv[] = {"volt-inspect", "-s", fx.broker.sock, "-n", "pty-shell", extra, NULL};
         putenv("TERM=vt100");
         putenv(hist);
         putenv(homevar);
@@ -1949,6 +1974,18 @@ static void test_interactive_shell(void **state)
     close(t.fd);
     free(t.screen);
     h_conn_close(svc);
+
+    /* --no-edit: plain JSON lines even on a terminal (no prompt, no
+     * short commands). */
+    pty_start_args(&t, fx.broker.dir, "--no-edit");
+    at = pty_wait(&t, 0, "{\"op\":\"welcome\"", 5000);
+    pty_keys(&t, "{\"op\":\"ping\"}\r");
+    at = pty_wait(&t, at, "{\"op\":\"pong\",\"id\":1}", 5000);
+    pty_keys(&t, "status\r");
+    at = pty_wait(&t, at, "not valid JSON", 5000);
+    assert_null(strstr(t.screen, "volt> "));
+    assert_int_equal(pty_end(&t), 2); /* a bad line was typed */
+    free(t.screen);
 }
 
 int main(void)

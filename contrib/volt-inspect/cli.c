@@ -96,7 +96,8 @@ static const struct cli_option options[O__COUNT] = {
                  "show only what matches (repeatable: any of them); keys: client,\n"
                  "name, pid, uid, peer, dir (in|out), side (local|upstream), op,\n"
                  "command, type, kind (frame|open|close|error); * and ? as in a shell"},
-    [O_COUNT] = {"count", 'c', "N", CLI_ARG_TEXT, "stop after N lines shown (subscribe: messages; serve: calls)"},
+    [O_COUNT] = {"count", 'c', "N", CLI_ARG_TEXT,
+                 "stop after N lines shown (subscribe: messages; serve: calls)"},
     [O_DURATION] = {"duration", 'd', "TIME", CLI_ARG_TEXT,
                     "stop after TIME (500ms, 10s, 5m, 2h; a bare number is ms)"},
     [O_SINCE] = {"since", 0, "WHEN", CLI_ARG_TEXT,

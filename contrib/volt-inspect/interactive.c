@@ -697,7 +697,9 @@ static int setup_editor(struct shell *sh)
     el_set(sh->el, EL_HIST, history, sh->hist);
     el_set(sh->el, EL_CLIENTDATA, sh);
     el_set(sh->el, EL_GETCFN, shell_getc);
-    el_set(sh->el, EL_ADDFN, "volt-complete", "complete the word", shell_complete);
+    /* The wide form: libedit's narrow EL_ADDFN keeps (and leaks) wide
+     * copies of the name and help it is given. */
+    el_wset(sh->el, EL_ADDFN, L"volt-complete", L"complete the word", shell_complete);
     el_set(sh->el, EL_BIND, "^I", "volt-complete", NULL);
     el_source(sh->el, NULL); /* ~/.editrc, as other libedit programs do */
     return 0;

@@ -35,7 +35,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "config.h"
 #include "proto/errors.h"
 #include "proto/json.h"
 #include "proto/msg.h"
@@ -67,7 +66,7 @@ struct session_inbound {
 
 struct session {
     uv_loop_t *loop;
-    const struct broker_config *cfg;
+    struct session_params p; /* strings owned (see params_copy) */
     struct session_events ev;
     enum session_state state;
     char reason[256];
@@ -118,6 +117,11 @@ struct session {
     uint64_t refused_while_full; /* packets refused since the queue filled; logged once */
     size_t answer_headroom;      /* send-queue bytes only answers may use (see packet_send) */
 
+    /* The last error reported since the session was last ready, for
+     * clients that arrive after it was broadcast. */
+    int last_error_code;
+    char last_error[256];
+
     struct session_counters counters;
     bool tap_on;
     void (*stopped)(void *ud);
@@ -145,6 +149,8 @@ static void set_state(struct session *s, enum session_state st, const char *fmt,
     va_end(ap);
     s->state = st;
     s->since = uv_now(s->loop);
+    if (st == SESSION_READY)
+        s->last_error_code = 0;
     log_info("upstream: %s -> %s: %s", session_state_name(old), session_state_name(st), s->reason);
     if (s->ev.state_changed)
         s->ev.state_changed(s->ev.ud, st, s->reason);
@@ -162,6 +168,12 @@ static void report_error(struct session *s, int code, const char *fmt, ...)
     vsnprintf(text, sizeof(text), fmt, ap);
     va_end(ap);
     log_warn("upstream error %s: %s", proto_error_name(code), text);
+    /* Heartbeat failures happen while ready: they are not why a client
+     * waiting for the upstream is still waiting. */
+    if (code != PROTO_E_HEARTBEAT_FAILED) {
+        s->last_error_code = code;
+        snprintf(s->last_error, sizeof(s->last_error), "%s", text);
+    }
     if (s->ev.error)
         s->ev.error(s->ev.ud, code, text);
 }
@@ -207,7 +219,7 @@ void session_set_tap(struct session *s, bool on)
 #define PONG_RESERVE (8 * (1 + WS_SEND_OVERHEAD))
 
 /* What a packet may take of the send queue. Our own traffic stops at
- * maxQueueBytes; answers to the server's requests may go a quarter beyond
+ * max_upstream_queue; answers to the server's requests may go a quarter beyond
  * (answer_headroom), so that a queue filled by local requests does not cost
  * the server the one answer each of its requests is owed. */
 enum packet_class { PACKET_OURS, PACKET_ANSWER };
@@ -361,10 +373,8 @@ static void on_heartbeat_tick(uv_timer_t *t)
             payload[n++] = (uint8_t)(vals[i] >> (8 * b));
     }
     struct proto_span p = {payload, (uint32_t)n};
-    uint64_t timeout = s->cfg->command_timeout_ms < s->cfg->heartbeat_interval_ms
-                           ? s->cfg->command_timeout_ms
-                           : s->cfg->heartbeat_interval_ms;
-    if (session_request(s, &command, &p, timeout, on_heartbeat_result, s, &why) == 0)
+    uint64_t timeout = s->p.heartbeat_timeout_ms;
+    if (session_request(s, &command, &p, timeout, on_heartbeat_result, s, NULL, &why) == 0)
         s->heartbeat_outstanding = true;
 }
 
@@ -380,6 +390,17 @@ static void finish_request(struct session *s, struct idtable_entry *e,
     idtable_remove(s->pending, e);
     s->counters.pending = idtable_count(s->pending);
     cb(ctx, r);
+}
+
+void session_cancel(struct session *s, struct session_pending *handle)
+{
+    struct idtable_entry *e = (struct idtable_entry *)handle;
+
+    if (s->deadlines)
+        timer_queue_remove(s->deadlines, &e->timer);
+    idtable_remove(s->pending, e);
+    s->counters.pending = idtable_count(s->pending);
+    s->counters.cancelled++;
 }
 
 static void fail_request(struct session *s, struct idtable_entry *e, int code, const char *text)
@@ -408,7 +429,7 @@ static void fail_all_pending(struct session *s, const char *why)
 
 int session_request(struct session *s, const struct proto_span *command,
                     const struct proto_span *payload, uint64_t timeout_ms, session_result_cb cb,
-                    void *ctx, const char **why)
+                    void *ctx, struct session_pending **handle, const char **why)
 {
     uint8_t id[UUID_LEN];
     char id_text[UUID_STR_LEN + 1];
@@ -465,11 +486,11 @@ int session_request(struct session *s, const struct proto_span *command,
     }
     e->ctx = ctx;
     e->tag = (uint64_t)(uintptr_t)cb;
-    if (!timeout_ms)
-        timeout_ms = s->cfg->command_timeout_ms;
     timer_queue_add(s->deadlines, &e->timer, timer_queue_deadline_in(s->deadlines, timeout_ms));
     s->counters.requests++;
     s->counters.pending = idtable_count(s->pending);
+    if (handle)
+        *handle = (struct session_pending *)e;
     return 0;
 nomem:
     *why = "out of memory";
@@ -585,6 +606,8 @@ void session_respond(struct session *s, struct session_inbound *in, bool ok,
             why = "the handler's answer did not fit in the send queue";
     } else if (why) {
         log_warn("upstream: result for %s has no JSON form (%s)", in->id, why);
+    } else {
+        why = "the handler's answer could not be encoded";
     }
     if (why) {
         log_warn("upstream: answering %s with HandlerError: %s", in->id, why);
@@ -803,8 +826,8 @@ static void on_register_ack(struct session *s, const struct sio_packet *p)
             s->attempts = 0;
             s->heartbeat_failures = 0;
             s->heartbeat_outstanding = false;
-            uv_timer_start(&s->heartbeat_timer, on_heartbeat_tick, s->cfg->heartbeat_interval_ms,
-                           s->cfg->heartbeat_interval_ms);
+            uv_timer_start(&s->heartbeat_timer, on_heartbeat_tick, s->p.heartbeat_interval_ms,
+                           s->p.heartbeat_interval_ms);
             set_state(s, SESSION_READY, "registered as %s", s->team_cluster_id);
             return;
         }
@@ -901,7 +924,7 @@ static void send_register(struct session *s)
         return;
     }
     set_state(s, SESSION_REGISTERING, "namespace %s connected, daemon:register sent", s->nsp);
-    uv_timer_start(&s->phase_timer, on_phase_timeout, s->cfg->command_timeout_ms, 0);
+    uv_timer_start(&s->phase_timer, on_phase_timeout, s->p.registration_timeout_ms, 0);
 }
 
 void session_handlers_changed(struct session *s)
@@ -1065,8 +1088,8 @@ static void on_ws_close(void *ud, const struct ws_close_info *info)
         report_error(s, PROTO_E_SOCKET_CONNECTION_FAILED, "%s", reason);
     {
         uint32_t delay;
-        if (!s->cfg->reconnection ||
-            (s->cfg->reconnection_attempts && ++s->attempts > s->cfg->reconnection_attempts)) {
+        if (!s->p.reconnection ||
+            (s->p.reconnection_attempts && ++s->attempts > s->p.reconnection_attempts)) {
             set_state(s, SESSION_FAILED, "%s; not reconnecting", reason);
             return;
         }
@@ -1088,14 +1111,14 @@ static void connect_socket(struct session *s)
         .port = s->url.port,
         .tls = s->url.tls,
         .path = (const char *)s->handshake_path.data,
-        .connect_timeout_ms = s->cfg->connect_timeout_ms,
-        .max_message_size = (size_t)s->cfg->max_frame + 4096,
-        /* maxQueueBytes for our own traffic, and the answers' headroom */
-        .send_queue_limit = (size_t)s->cfg->max_queue_bytes + s->cfg->max_queue_bytes / 4,
+        .connect_timeout_ms = s->p.connect_timeout_ms,
+        .max_message_size = (size_t)s->p.max_message + 4096,
+        /* the queue limit for our own traffic, and the answers' headroom */
+        .send_queue_limit = (size_t)s->p.max_upstream_queue + s->p.max_upstream_queue / 4,
     };
     int rc;
 
-    s->answer_headroom = s->cfg->max_queue_bytes / 4;
+    s->answer_headroom = s->p.max_upstream_queue / 4;
     set_state(s, SESSION_CONNECTING, "connecting to %s://%s:%u%s", s->url.tls ? "wss" : "ws",
               s->url.host, s->url.port, s->nsp);
     rc = ws_connect(s->transport, &o, &cb, s, &s->conn);
@@ -1106,7 +1129,7 @@ static void connect_socket(struct session *s)
         return;
     }
     /* ws covers DNS..upgrade; this covers the rest up to the namespace CONNECT. */
-    uv_timer_start(&s->phase_timer, on_phase_timeout, s->cfg->connect_timeout_ms, 0);
+    uv_timer_start(&s->phase_timer, on_phase_timeout, s->p.connect_timeout_ms, 0);
 }
 
 static void on_phase_timeout(uv_timer_t *t)
@@ -1115,12 +1138,12 @@ static void on_phase_timeout(uv_timer_t *t)
 
     switch (s->state) {
     case SESSION_CONNECTING:
-        drop_link(s, "no namespace connection within %u ms", s->cfg->connect_timeout_ms);
+        drop_link(s, "no namespace connection within %u ms", s->p.connect_timeout_ms);
         return;
     case SESSION_REGISTERING:
         report_error(s, PROTO_E_SOCKET_REGISTRATION_FAILED,
-                     "no answer to daemon:register within %u ms", s->cfg->command_timeout_ms);
-        drop_link(s, "no answer to daemon:register within %u ms", s->cfg->command_timeout_ms);
+                     "no answer to daemon:register within %u ms", s->p.registration_timeout_ms);
+        drop_link(s, "no answer to daemon:register within %u ms", s->p.registration_timeout_ms);
         return;
     case SESSION_BACKOFF:
         begin_attempt(s);
@@ -1174,17 +1197,17 @@ static void begin_attempt(struct session *s)
         return;
     }
     struct enroll_config ec = {
-        .server_url = s->cfg->server_url,
+        .server_url = s->p.server_url,
         .team_cluster_id = s->team_cluster_id,
-        .enrollment_token = s->cfg->enrollment_token,
+        .enrollment_token = s->p.enrollment_token,
         .daemon_password = s->daemon_password,
         .hostname = s->hostname,
         .version = VOLT_VERSION,
-        .ca_file = s->cfg->ca_file,
-        .tls_insecure = s->cfg->tls_insecure,
-        .timeout_ms = s->cfg->connect_timeout_ms,
+        .ca_file = s->p.ca_file,
+        .tls_insecure = s->p.tls_insecure,
+        .timeout_ms = s->p.connect_timeout_ms,
     };
-    set_state(s, SESSION_ENROLLING, "enrolling at %s", s->cfg->server_url);
+    set_state(s, SESSION_ENROLLING, "enrolling at %s", s->p.server_url);
     if (enroll_start(s->http, &ec, on_enrolled, s, &s->enroll) < 0) {
         s->enroll = NULL;
         uint32_t delay = backoff_duration(&s->backoff);
@@ -1201,8 +1224,8 @@ static void load_credentials(struct session *s, const char **fatal)
     char err[256];
     int rc = 1;
 
-    s->team_cluster_id = strdup(s->cfg->team_cluster_id ? s->cfg->team_cluster_id : "");
-    s->daemon_password = s->cfg->daemon_password ? strdup(s->cfg->daemon_password) : NULL;
+    s->team_cluster_id = strdup(s->p.team_cluster_id ? s->p.team_cluster_id : "");
+    s->daemon_password = s->p.daemon_password ? strdup(s->p.daemon_password) : NULL;
     if (s->store)
         rc = credstore_load(s->store, &stored, err, sizeof(err));
     if (rc == 0) {
@@ -1220,7 +1243,7 @@ static void load_credentials(struct session *s, const char **fatal)
         *fatal = "the stored credentials cannot be read";
         return;
     }
-    if (s->cfg->enrollment_token && s->cfg->server_url) {
+    if (s->p.enrollment_token && s->p.server_url) {
         s->need_enrollment = true;
         return;
     }
@@ -1228,7 +1251,43 @@ static void load_credentials(struct session *s, const char **fatal)
         *fatal = "no daemonPassword, no stored credentials and no enrollmentToken";
 }
 
-struct session *session_new(uv_loop_t *loop, const struct broker_config *cfg,
+/* The params with every string copied, secrets with secret_dup(). 0 or -ENOMEM. */
+static int params_copy(struct session_params *dst, const struct session_params *src)
+{
+    *dst = *src;
+    dst->server_url = src->server_url ? strdup(src->server_url) : NULL;
+    dst->control_socket_url = strdup(src->control_socket_url ? src->control_socket_url : "");
+    dst->engineio_path = strdup(src->engineio_path ? src->engineio_path : "/socket.io/");
+    dst->hostname = src->hostname ? strdup(src->hostname) : NULL;
+    dst->ca_file = src->ca_file ? strdup(src->ca_file) : NULL;
+    dst->state_dir = src->state_dir ? strdup(src->state_dir) : NULL;
+    dst->team_cluster_id = src->team_cluster_id ? strdup(src->team_cluster_id) : NULL;
+    dst->daemon_password = secret_dup(src->daemon_password);
+    dst->enrollment_token = secret_dup(src->enrollment_token);
+    if ((src->server_url && !dst->server_url) || !dst->control_socket_url || !dst->engineio_path ||
+        (src->hostname && !dst->hostname) || (src->ca_file && !dst->ca_file) ||
+        (src->state_dir && !dst->state_dir) || (src->team_cluster_id && !dst->team_cluster_id) ||
+        (src->daemon_password && !dst->daemon_password) ||
+        (src->enrollment_token && !dst->enrollment_token))
+        return -ENOMEM;
+    return 0;
+}
+
+static void params_free(struct session_params *p)
+{
+    free((char *)p->server_url);
+    free((char *)p->control_socket_url);
+    free((char *)p->engineio_path);
+    free((char *)p->hostname);
+    free((char *)p->ca_file);
+    free((char *)p->state_dir);
+    free((char *)p->team_cluster_id);
+    secret_free((char *)p->daemon_password);
+    secret_free((char *)p->enrollment_token);
+    memset(p, 0, sizeof(*p));
+}
+
+struct session *session_new(uv_loop_t *loop, const struct session_params *params,
                             const struct session_events *events)
 {
     struct session *s = calloc(1, sizeof(*s));
@@ -1239,53 +1298,60 @@ struct session *session_new(uv_loop_t *loop, const struct broker_config *cfg,
     if (!s)
         return NULL;
     s->loop = loop;
-    s->cfg = cfg;
+    if (params_copy(&s->p, params) < 0) {
+        log_error("out of memory");
+        goto fail;
+    }
     s->ev = *events;
     s->state = SESSION_IDLE;
     s->since = s->started = uv_now(loop);
     s->next_ack_id = 0;
     snprintf(s->reason, sizeof(s->reason), "not started");
-    if (url_parse(cfg->control_socket_url, &s->url, &why) < 0) {
+    if (url_parse(s->p.control_socket_url, &s->url, &why) < 0) {
         log_error("controlSocketUrl: %s", why);
-        free(s);
-        return NULL;
+        goto fail;
     }
     s->nsp = s->url.path;
-    if (cfg->hostname)
-        snprintf(s->hostname, sizeof(s->hostname), "%s", cfg->hostname);
+    if (s->p.hostname)
+        snprintf(s->hostname, sizeof(s->hostname), "%s", s->p.hostname);
     else if (gethostname(s->hostname, sizeof(s->hostname) - 1) < 0)
         snprintf(s->hostname, sizeof(s->hostname), "unknown");
     proto_buf_init(&s->handshake_path);
-    if (eio_handshake_path(&s->handshake_path, cfg->engineio_path) < 0) {
-        log_error("socket.path: '%s' is not a usable Engine.IO path", cfg->engineio_path);
-        free(s);
-        return NULL;
+    if (eio_handshake_path(&s->handshake_path, s->p.engineio_path) < 0) {
+        log_error("socket.path: '%s' is not a usable Engine.IO path", s->p.engineio_path);
+        goto fail;
     }
-    lim.max_attachment_bytes = cfg->max_frame;
+    lim.max_attachment_bytes = s->p.max_message;
     lim.max_attachments = MAX_ATTACHMENTS;
     sio_assembler_init(&s->sio, &lim);
     proto_json_doc_init(&s->doc);
-    bo.min_ms = cfg->reconnection_delay_ms;
-    bo.max_ms = cfg->reconnection_delay_max_ms;
+    bo.min_ms = s->p.reconnection_delay_ms;
+    bo.max_ms = s->p.reconnection_delay_max_ms;
     bo.factor = 2.0;
-    bo.jitter = cfg->randomization_factor;
+    bo.jitter = s->p.randomization_factor;
     backoff_init(&s->backoff, &bo);
     return s;
+
+fail:
+    proto_buf_free(&s->handshake_path);
+    params_free(&s->p);
+    free(s);
+    return NULL;
 }
 
 int session_start(struct session *s)
 {
     const char *fatal = NULL;
     struct ws_transport_options wo = {
-        .ca_file = s->cfg->ca_file,
-        .insecure = s->cfg->tls_insecure,
+        .ca_file = s->p.ca_file,
+        .insecure = s->p.tls_insecure,
         .plain_only = !s->url.tls,
     };
     int rc;
 
-    if (s->cfg->state_dir && credstore_new(&s->store, s->cfg->state_dir) < 0)
+    if (s->p.state_dir && credstore_new(&s->store, s->p.state_dir) < 0)
         s->store = NULL;
-    rc = idtable_new(&s->pending, s->cfg->max_pending);
+    rc = idtable_new(&s->pending, s->p.max_pending);
     if (rc == 0)
         rc = timer_queue_new(&s->deadlines, s->loop, on_request_timeout, s);
     if (rc == 0)
@@ -1395,6 +1461,7 @@ void session_free(struct session *s)
     proto_buf_free(&s->scratch2);
     free(s->team_cluster_id);
     secret_free(s->daemon_password);
+    params_free(&s->p);
     free(s);
 }
 
@@ -1413,6 +1480,12 @@ uint64_t session_since(const struct session *s)
     return s->since;
 }
 
+int session_last_error(const struct session *s, const char **message)
+{
+    *message = s->last_error_code ? s->last_error : NULL;
+    return s->last_error_code;
+}
+
 bool session_is_ready(const struct session *s)
 {
     return s->state == SESSION_READY;
@@ -1420,7 +1493,9 @@ bool session_is_ready(const struct session *s)
 
 const char *session_team_cluster_id(const struct session *s)
 {
-    return s->team_cluster_id ? s->team_cluster_id : s->cfg->team_cluster_id;
+    return s->team_cluster_id     ? s->team_cluster_id
+           : s->p.team_cluster_id ? s->p.team_cluster_id
+                                  : "";
 }
 
 const char *session_daemon_password(const struct session *s)

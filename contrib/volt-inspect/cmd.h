@@ -96,6 +96,12 @@ int cmd_roundtrip(struct conn *c, struct proto_msg *m, uint64_t id, uint64_t dea
                   const char *what, void (*on_other)(void *ctx, const struct proto_span *frame),
                   void *ctx, struct proto_span *answer, struct proto_msg *a);
 
+/* Whether a frame received answers our request `id`: a result or pong
+ * under it; an error frame only from a version 1 broker (one without
+ * `about`): from version 2 on an error frame never answers a request (its
+ * id may be a call id, a different numbering). */
+bool cmd_answers_id(const struct proto_msg *m, uint64_t id);
+
 /* Exit status for a negative code from conn_hello / conn_call_simple /
  * conn_wait_frame: TIMEOUT -> 4, BROKER_GONE and stream errors -> 3,
  * codes of the broker's error frames -> 1. */

@@ -119,17 +119,25 @@ int cmd_roundtrip(struct conn *c, struct proto_msg *m, uint64_t id, uint64_t dea
         }
         memset(a, 0, sizeof(*a));
         if (proto_msg_decode(answer, a, &why) == 0) {
-            bool same_id = proto_msg_has(a, PROTO_F_ID) && a->id == id;
-            if (a->op == PROTO_OP_RESULT && same_id)
+            if (cmd_answers_id(a, id))
                 return INSPECT_EXIT_OK;
-            /* An error frame is about a frame of ours; without an id it
-             * cannot say which, and this is the only one in flight. */
-            if (a->op == PROTO_OP_ERROR && (same_id || !proto_msg_has(a, PROTO_F_ID)))
+            /* An error frame without an id is about a frame of ours that
+             * could not be read, and this is the only one in flight. */
+            if (a->op == PROTO_OP_ERROR && !proto_msg_has(a, PROTO_F_ID))
                 return INSPECT_EXIT_OK;
         }
         if (on_other)
             on_other(ctx, answer);
     }
+}
+
+bool cmd_answers_id(const struct proto_msg *m, uint64_t id)
+{
+    if (!proto_msg_has(m, PROTO_F_ID) || m->id != id)
+        return false;
+    if (m->op == PROTO_OP_RESULT || m->op == PROTO_OP_PONG)
+        return true;
+    return m->op == PROTO_OP_ERROR && !proto_msg_has(m, PROTO_F_ABOUT);
 }
 
 bool cmd_pretty_stdout(const struct inspect_opts *o)

@@ -253,8 +253,7 @@ static void handle_frame(struct call *k, const struct proto_span *body)
     bool decoded = proto_msg_decode(body, &m, &why) == 0;
     bool answer = false;
 
-    if (decoded && (m.op == PROTO_OP_RESULT || m.op == PROTO_OP_PONG || m.op == PROTO_OP_ERROR) &&
-        proto_msg_has(&m, PROTO_F_ID))
+    if (decoded && proto_msg_has(&m, PROTO_F_ID) && cmd_answers_id(&m, m.id))
         answer = idset_remove(&k->owed, m.id);
     if (decoded && m.op == PROTO_OP_WELCOME && k->want_welcome) {
         k->want_welcome = false;

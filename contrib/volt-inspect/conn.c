@@ -437,7 +437,11 @@ int conn_call_simple(struct conn *c, enum proto_op op, uint64_t id, uint64_t dea
             bool same_id = proto_msg_has(m, PROTO_F_ID) && m->id == id;
             if ((m->op == PROTO_OP_RESULT || m->op == PROTO_OP_PONG) && same_id)
                 return 0;
-            if (m->op == PROTO_OP_ERROR && (same_id || !proto_msg_has(m, PROTO_F_ID)))
+            /* From protocol version 2 on an error frame (it has `about`)
+             * never answers a request; one without an id is about a frame
+             * that could not be read, ours. */
+            if (m->op == PROTO_OP_ERROR &&
+                ((same_id && !proto_msg_has(m, PROTO_F_ABOUT)) || !proto_msg_has(m, PROTO_F_ID)))
                 return 0;
         }
         if (on_other)

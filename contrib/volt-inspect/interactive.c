@@ -144,8 +144,8 @@ static void print_frame(struct shell *sh, const struct proto_span *body)
     bool call = false;
 
     if (proto_msg_decode(body, &m, &why) == 0) {
-        if ((m.op == PROTO_OP_RESULT || m.op == PROTO_OP_PONG || m.op == PROTO_OP_ERROR) &&
-            proto_msg_has(&m, PROTO_F_ID) && idlist_remove(&sh->owed, m.id))
+        if (proto_msg_has(&m, PROTO_F_ID) && cmd_answers_id(&m, m.id) &&
+            idlist_remove(&sh->owed, m.id))
             snprintf(tag, sizeof(tag), "#%llu", (unsigned long long)m.id);
         else if (m.op == PROTO_OP_CALL && proto_msg_has(&m, PROTO_F_ID)) {
             idlist_add(&sh->calls, m.id);
@@ -549,8 +549,11 @@ static void gather(struct shell *sh, const char *line, size_t upto, struct cands
             (size_t)(op + 6 - copy) + strlen(op + 6) == strlen(copy)) {
             c->prefix = op + 6;
             c->plen = strlen(c->prefix);
-            for (int i = PROTO_OP_HELLO; i <= PROTO_OP_MONITOR; i++)
-                cand(c, proto_op_name((enum proto_op)i));
+            for (int i = PROTO_OP_HELLO; i < PROTO_OP__COUNT; i++) {
+                const struct proto_op_info *info = proto_op_info((enum proto_op)i);
+                if (info && info->from_client)
+                    cand(c, info->name);
+            }
             *suffix = "\"";
         }
         return;

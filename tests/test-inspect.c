@@ -1101,6 +1101,7 @@ static void test_help_and_version(void **state)
         {{"serve", "--help"}, "--exec PROG [ARG...]"},
         {{"clients", "--help"}, "One line per client"},
         {{"handlers", "--help"}, "queue group"},
+        {{"metrics", "--help"}, "OpenMetrics"},
     };
     for (size_t i = 0; i < sizeof(helps) / sizeof(helps[0]); i++) {
         inspect_expect(0, NULL, &out, &err, helps[i].args[0], helps[i].args[1], NULL);
@@ -1430,6 +1431,29 @@ static void test_clients_and_handlers(void **state)
     free(err);
     h_conn_close(a);
     h_conn_close(b);
+}
+
+/* metrics: the broker's OpenMetrics text as it is, or (a broker that
+ * does not know the op yet) UnknownOp with the hint for older brokers. */
+static void test_metrics(void **state)
+{
+    char *out, *err;
+    (void)state;
+    wait_ready();
+    const char *argv[] = {"volt-inspect", "-s", fx.broker.sock, "metrics", NULL};
+    int rc = h_run_input(argv, NULL, NULL, &out, &err, RUN_TIMEOUT_MS);
+    if (rc == 0) {
+        size_t n = strlen(out);
+        assert_true(n > 6 && !strcmp(out + n - 6, "# EOF\n"));
+        assert_string_equal(err, "");
+    } else {
+        assert_int_equal(rc, 1);
+        assert_string_equal(out, "");
+        assert_non_null(strstr(err, "metrics: UnknownOp"));
+        assert_non_null(strstr(err, "an older broker?"));
+    }
+    free(out);
+    free(err);
 }
 
 /* ---- 8: serve ---- */
@@ -2004,6 +2028,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_request_and_emit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_subscribe, setup, teardown),
         cmocka_unit_test_setup_teardown(test_clients_and_handlers, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_metrics, setup, teardown),
         cmocka_unit_test_setup_teardown(test_serve_reply, setup, teardown),
         cmocka_unit_test_setup_teardown(test_serve_exec, setup, teardown),
         cmocka_unit_test_setup_teardown(test_monitor_match_and_capture, setup, teardown),

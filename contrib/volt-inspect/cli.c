@@ -720,7 +720,7 @@ static void complete_arg(FILE *f, enum cli_arg kind, const char *cur, const char
     case CLI_ARG_COMMAND:
     case CLI_ARG_TYPE: {
         struct names_words words = {0};
-        if (names_broker_words(socket, 700, &words) == 0) {
+        if (names_broker_words(socket, 1500, &words) == 0) {
             char **list = kind == CLI_ARG_COMMAND ? words.commands : words.types;
             size_t n = kind == CLI_ARG_COMMAND ? words.n_commands : words.n_types;
             for (size_t i = 0; i < n; i++)

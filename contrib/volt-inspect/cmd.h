@@ -72,6 +72,7 @@ int cmd_emit(const struct inspect_opts *o);
 int cmd_subscribe(const struct inspect_opts *o);
 int cmd_clients(const struct inspect_opts *o);
 int cmd_handlers(const struct inspect_opts *o);
+int cmd_metrics(const struct inspect_opts *o);
 int cmd_serve(const struct inspect_opts *o);
 /* monitor/proxy --read FILE: replays a capture through the same filters
  * and printer. */

@@ -254,6 +254,45 @@ out:
     return rc;
 }
 
+/* ---- metrics ---- */
+
+int cmd_metrics(const struct inspect_opts *o)
+{
+    uint64_t deadline = inspect_mono_ms() + (uint64_t)o->timeout_ms;
+    struct proto_msg m = {.op = PROTO_OP_METRICS}, a;
+    struct proto_span answer;
+    struct proto_mp_cursor cur;
+    struct proto_mp_value v;
+    struct conn *c = NULL;
+    int rc = cmd_connect(o, deadline, &c, NULL, NULL);
+
+    if (rc != INSPECT_EXIT_OK)
+        return rc;
+    rc = cmd_roundtrip(c, &m, 1, deadline, "metrics", NULL, NULL, &answer, &a);
+    if (rc != INSPECT_EXIT_OK)
+        goto out;
+    if (a.op != PROTO_OP_RESULT || !a.ok) {
+        cmd_report_failure("metrics", &a);
+        rc = INSPECT_EXIT_FAILED;
+        goto out;
+    }
+    proto_mp_cursor_init(&cur, a.data.ptr, a.data.len);
+    if (!proto_msg_has(&a, PROTO_F_DATA) || proto_mp_next(&cur, &v) < 0 || v.type != PROTO_MP_STR) {
+        inspect_error("metrics: the answer is not the OpenMetrics text");
+        rc = INSPECT_EXIT_FAILED;
+        goto out;
+    }
+    if (o->json)
+        value_print(stdout, a.data.ptr, a.data.len, false);
+    else
+        fwrite(v.v.str.ptr, 1, v.v.str.len, stdout);
+    rc = INSPECT_EXIT_OK;
+out:
+    fflush(stdout);
+    conn_free(c);
+    return rc;
+}
+
 /* ---- clients and handlers: both read the status map ---- */
 
 /* Fetches the status map; INSPECT_EXIT_OK with *data pointing into

@@ -21,7 +21,7 @@
 
 #define HISTORY_SIZE  1000
 #define PROMPT        "volt> "
-#define BROKER_ASK_MS 500 /* completion asks the broker at most this long */
+#define BROKER_ASK_MS 1500 /* completion asks the broker at most this long */
 
 static const char *const shell_verbs[] = {
     "request", "emit",       "subscribe", "unsubscribe", "register", "unregister", "status",

@@ -244,6 +244,17 @@ static const struct cli_verb verbs[] = {
      0,
      0,
      cmd_handlers},
+    {"metrics",
+     "",
+     "print the broker's metrics (OpenMetrics text)",
+     "Prints the broker's counters and gauges in the OpenMetrics text format, as\n"
+     "its textfile for node_exporter holds them. --json prints the text as one\n"
+     "JSON string.\n",
+     BIT(O_JSON) | BIT(O_TIMEOUT),
+     {CLI_ARG_NONE, CLI_ARG_NONE},
+     0,
+     0,
+     cmd_metrics},
     {"monitor",
      "",
      "print every frame the broker sends or receives",

@@ -188,7 +188,7 @@ static int build_status(struct broker *b, struct proto_buf *o)
     err |= put_kv_uint(o, "clients", b->n_peers);
 
     err |= proto_mp_put_cstr(o, "upstream");
-    err |= proto_mp_put_map(o, 5);
+    err |= proto_mp_put_map(o, 6);
     if (b->session) {
         err |= put_kv_str(o, "state", session_state_name(session_state(b->session)));
         err |= put_kv_str(o, "reason", session_reason(b->session));
@@ -201,9 +201,16 @@ static int build_status(struct broker *b, struct proto_buf *o)
         err |= put_kv_str(o, "team_cluster_id", b->cfg->team_cluster_id);
     }
     err |= put_kv_str(o, "url", b->cfg->control_socket_url);
+    /* Enrolled credentials the state directory could not take are held in
+     * memory (and lost with the process): an operator must see it. */
+    const char *unsaved = b->session ? session_credentials_unsaved(b->session) : NULL;
+    char cred[320];
+    snprintf(cred, sizeof(cred), "%s%s", unsaved ? "in memory only: " : "ok",
+             unsaved ? unsaved : "");
+    err |= put_kv_str(o, "credentials", cred);
 
     err |= proto_mp_put_cstr(o, "counters");
-    err |= proto_mp_put_map(o, 17);
+    err |= proto_mp_put_map(o, 21);
     err |= put_kv_uint(o, "requests", sc.requests);
     err |= put_kv_uint(o, "responses_ok", sc.responses_ok);
     err |= put_kv_uint(o, "rejected", sc.rejected);
@@ -218,6 +225,10 @@ static int build_status(struct broker *b, struct proto_buf *o)
     err |= put_kv_uint(o, "drops", sc.late_responses + rc.late_replies);
     err |= put_kv_uint(o, "released", rc.requests_released);
     err |= put_kv_uint(o, "memory_cuts", quota_memory_cuts(b->quota));
+    err |= put_kv_uint(o, "undeliverable", sc.undeliverable);
+    err |= put_kv_uint(o, "recovered", sc.recovered);
+    err |= put_kv_uint(o, "emits_kept", rc.emits_kept);
+    err |= put_kv_uint(o, "emits_kept_dropped", rc.emits_kept_dropped);
     err |= put_kv_uint(o, "slow_consumers", rc.slow_consumers);
     err |= put_kv_uint(o, "reconnects", sc.reconnects);
     err |= put_kv_uint(o, "pending", sc.pending);
@@ -259,6 +270,8 @@ static void handle_hello(struct broker *b, struct peer *p, const struct proto_ms
     }
     peer_set_flags(p, peer_flags(p) | PEER_SAID_HELLO);
     peer_clear_deadline(p);
+    if (b->session)
+        session_local_activity(b->session);
     log_info("client %llu hello: name=%s pid=%d uid=%u version=%llu",
              (unsigned long long)peer_id(p), peer_name(p), (int)peer_pid(p), (unsigned)peer_uid(p),
              (unsigned long long)hi);
@@ -527,6 +540,7 @@ static void on_session_state(void *ud, enum session_state st, const char *reason
     if (st == SESSION_READY) {
         b->last_state = st;
         router_broadcast(b->router, connected_event(b, &ev));
+        router_upstream_ready(b->router);
         return;
     } else if (b->last_state == SESSION_READY) {
         ev.fields = PROTO_F_EVENT | PROTO_F_STATE | PROTO_F_REASON;
@@ -575,6 +589,12 @@ static int on_session_handler_list(void *ud, struct proto_buf *out)
     return router_handler_list(b->router, out);
 }
 
+static void on_session_handler_trim(void *ud, size_t room)
+{
+    struct broker *b = ud;
+    router_trim_handlers(b->router, room);
+}
+
 /* Upstream packets are traced as a msgpack str (text) or bin (binary). */
 static void on_session_tap(void *ud, bool out, const void *data, size_t len, bool binary)
 {
@@ -614,6 +634,7 @@ static void router_params_from(const struct broker_config *c, struct router_para
     p->max_subscriptions_per_client = c->max_subscriptions_per_client;
     p->max_in_flight_per_client = c->max_in_flight_per_client;
     p->max_pending = c->max_pending;
+    p->max_emit_buffer = c->max_emit_buffer;
 }
 
 static void quota_limits_from(const struct broker_config *c, struct quota_limits *l)
@@ -652,6 +673,7 @@ static void session_params_from(const struct broker_config *c, struct session_pa
     p->reconnection_delay_ms = c->reconnection_delay_ms;
     p->reconnection_delay_max_ms = c->reconnection_delay_max_ms;
     p->randomization_factor = c->randomization_factor;
+    p->announce_delay_ms = c->announce_delay_ms;
     p->max_pending = c->max_pending;
     p->max_message = c->max_frame;
     p->max_upstream_queue = c->max_upstream_queue_bytes;
@@ -693,6 +715,7 @@ struct broker *broker_new(uv_loop_t *loop, struct broker_config *cfg)
             .inbound_request = on_session_inbound,
             .inbound_message = on_session_message,
             .handler_list = on_session_handler_list,
+            .handler_trim = on_session_handler_trim,
             .local_counts = on_session_local_counts,
             .tap = on_session_tap,
         };

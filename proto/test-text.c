@@ -56,12 +56,23 @@ static void names_are_bounded_printable_utf8(void **state)
     assert_false(proto_name_valid(S("bad\xff"), 256));   /* not UTF-8 */
 }
 
+static void json_string_sizes(void **state)
+{
+    (void)state;
+    assert_int_equal(proto_json_str_size(S("")), 2);
+    assert_int_equal(proto_json_str_size(S("list-files")), 12);
+    assert_int_equal(proto_json_str_size(S("a\"b\\c")), 9);     /* "a\"b\\c" */
+    assert_int_equal(proto_json_str_size(S("\x01")), 8);        /* "\u0001" */
+    assert_int_equal(proto_json_str_size(S("caf\xc3\xa9")), 7); /* UTF-8 as is */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(utf8_accepts_valid_text),
         cmocka_unit_test(utf8_refuses_every_kind_of_invalid),
         cmocka_unit_test(names_are_bounded_printable_utf8),
+        cmocka_unit_test(json_string_sizes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

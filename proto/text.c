@@ -60,3 +60,16 @@ bool proto_name_valid(const uint8_t *s, size_t n, size_t max)
     }
     return true;
 }
+
+size_t proto_json_str_size(const uint8_t *s, size_t n)
+{
+    size_t size = n + 2;
+
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] == '"' || s[i] == '\\')
+            size += 1;
+        else if (s[i] < 0x20)
+            size += 5;
+    }
+    return size;
+}

@@ -27,4 +27,9 @@ bool proto_utf8_valid(const uint8_t *s, size_t n);
  * C1), so it reads on one line in logs and survives any JSON encoder. */
 bool proto_name_valid(const uint8_t *s, size_t n, size_t max);
 
+/* Bytes of s[0..n) (valid UTF-8) written as a JSON string: the quotes,
+ * and each of '"' and '\\' escaped with a backslash, control characters
+ * as \uXXXX at worst. Names checked by proto_name_valid() need no \u. */
+size_t proto_json_str_size(const uint8_t *s, size_t n);
+
 #endif

@@ -5,9 +5,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "local/emitq.h"
 #include "local/peer.h"
 #include "local/quota.h"
 #include "proto/errors.h"
+#include "proto/json.h"
 #include "proto/msgpack.h"
 #include "proto/text.h"
 #include "util/idtable.h"
@@ -39,12 +41,15 @@ struct rclient {
     uint32_t n_subs, cap_subs;
     uint32_t in_flight; /* outbound requests waiting for the session */
     uint32_t open_calls;
+    size_t kept_bytes; /* of its emits kept for the upstream */
 };
 
 struct group {
     char *command;
     uint32_t len;
     uint32_t hash;
+    uint64_t serial;    /* creation order: the newest are trimmed first */
+    uint32_t json_size; /* of the name as a JSON string */
     struct rclient **members;
     uint32_t n, cap;
     uint32_t next_turn; /* round-robin cursor */
@@ -65,6 +70,8 @@ struct router {
     struct rclient *clients;
     uint32_t n_clients;
     struct group_map groups;
+    uint64_t next_group_serial;
+    size_t names_json; /* sum of the groups' json_size */
     /* Outbound requests, keyed by (peer id, client's id): detects reused
      * ids and gives the session a stable context pointer. ctx = the
      * rclient; tag = the session's handle (the client's id is the key's
@@ -77,6 +84,9 @@ struct router {
     struct idtable *calls;
     struct timer_queue *call_deadlines;
     uint64_t next_call_id;
+    struct emitq *kept;       /* emits waiting for the upstream */
+    uv_timer_t *kept_retry;   /* the send queue was full: try again soon */
+    struct proto_buf scratch; /* JSON form checks */
     struct router_counters counters;
 };
 
@@ -394,21 +404,138 @@ static void handle_request(struct router *r, struct rclient *c, const struct pro
     e->tag = (uint64_t)(uintptr_t)handle;
 }
 
-static void handle_emit(struct router *r, struct rclient *c, const struct proto_msg *m)
+static void emit_answer(struct rclient *c, const struct proto_msg *m, int rc, const char *why)
 {
-    const char *why = "the upstream session is not ready";
-    struct proto_span nil = {(const uint8_t *)"\xc0", 1};
-    int rc = PROTO_E_EMIT_FAILED;
-
-    if (r->session)
-        rc = session_emit(r->session, &m->type, proto_msg_has(m, PROTO_F_DATA) ? &m->data : &nil,
-                          &why);
     if (proto_msg_has(m, PROTO_F_ID)) {
         peer_send_result(c->peer, m->id, rc, why, NULL, NULL);
         return;
     }
     if (rc < 0)
-        peer_send_error(c->peer, rc, why, NULL);
+        peer_send_frame_error(c->peer, m, rc, why);
+}
+
+static void uncharge_kept(struct rclient *c, size_t size)
+{
+    if (!c)
+        return;
+    c->kept_bytes -= size;
+    peer_set_held(c->peer, c->kept_bytes);
+}
+
+static void on_kept_retry(uv_timer_t *t);
+
+/* Sends kept emits, oldest first, while the session takes them. */
+static void flush_kept(struct router *r)
+{
+    void *owner;
+    struct proto_span type, data;
+    const char *why = NULL;
+
+    while (r->session && session_is_ready(r->session) &&
+           emitq_peek(r->kept, &owner, &type, &data)) {
+        int rc = session_emit(r->session, &type, &data, &why);
+        if (rc == PROTO_E_EMIT_FAILED) {
+            /* Ready but its send queue is full: later, in order. */
+            uv_timer_start(r->kept_retry, on_kept_retry, 50, 0);
+            return;
+        }
+        if (rc < 0) {
+            r->counters.emits_kept_dropped++;
+            log_warn("kept emit of type '%.*s' dropped: %s", (int)type.len, type.ptr, why);
+        } else {
+            r->counters.emits_kept_sent++;
+        }
+        uncharge_kept(owner, emitq_record_size(&type, &data));
+        emitq_pop(r->kept);
+    }
+}
+
+static void on_kept_retry(uv_timer_t *t)
+{
+    flush_kept(t->data);
+}
+
+/* A value the server will take: it has a JSON form (checked now, when the
+ * client can still be told, not when a kept emit is finally sent). */
+static int check_json_form(struct router *r, const struct proto_span *v, const char **why)
+{
+    struct proto_span att[64];
+    struct proto_json_opts o = {
+        .bin = PROTO_JSON_BIN_PLACEHOLDER, .attachments = att, .max_attachments = 64};
+    struct proto_json_error err;
+
+    proto_buf_reset(&r->scratch);
+    int rc = proto_msgpack_to_json(v->ptr, v->len, &r->scratch, &o, &err);
+    if (rc < 0) {
+        *why = err.text[0] ? err.text : "the value has no JSON form";
+        return rc == PROTO_E_NOMEM || rc == PROTO_E_LIMIT_EXCEEDED ? rc : PROTO_E_NOT_JSON;
+    }
+    return 0;
+}
+
+static void handle_emit(struct router *r, struct rclient *c, const struct proto_msg *m)
+{
+    const char *why = "the upstream session is not ready";
+    struct proto_span nil = {(const uint8_t *)"\xc0", 1};
+    const struct proto_span *data = proto_msg_has(m, PROTO_F_DATA) ? &m->data : &nil;
+    bool is_volatile = proto_msg_has(m, PROTO_F_VOLATILE) && m->is_volatile;
+    int rc;
+
+    if (!valid_name(&m->type, TYPE_FILTER_MAX)) {
+        emit_answer(c, m, PROTO_E_BAD_REQUEST,
+                    "type must be 1..256 bytes of UTF-8 without control characters");
+        return;
+    }
+    if (!r->session) {
+        emit_answer(c, m, PROTO_E_EMIT_FAILED, "no upstream is configured");
+        return;
+    }
+    if (session_is_ready(r->session) && emitq_count(r->kept) == 0) {
+        rc = session_emit(r->session, &m->type, data, &why);
+        emit_answer(c, m, rc, why);
+        return;
+    }
+    if (is_volatile || r->p.max_emit_buffer == 0) {
+        emit_answer(c, m, PROTO_E_EMIT_FAILED,
+                    session_is_ready(r->session)
+                        ? "earlier emits are still waiting to be sent (volatile emit)"
+                        : "the upstream session is not ready");
+        return;
+    }
+    rc = check_json_form(r, data, &why);
+    if (rc < 0) {
+        emit_answer(c, m, rc, why);
+        return;
+    }
+    rc = emitq_push(r->kept, c, &m->type, data);
+    if (rc < 0) {
+        emit_answer(c, m, PROTO_E_EMIT_FAILED,
+                    rc == -ENOSPC ? "the upstream session is not ready and the emit buffer "
+                                    "(maxEmitBuffer) is full"
+                                  : "out of memory");
+        return;
+    }
+    r->counters.emits_kept++;
+    c->kept_bytes += emitq_record_size(&m->type, data);
+    emit_answer(c, m, 0, NULL);
+    /* Answered first: the charge may cut this very client (memory). */
+    peer_set_held(c->peer, c->kept_bytes);
+    flush_kept(r);
+}
+
+static void free_handle(uv_handle_t *h)
+{
+    free(h);
+}
+
+void router_upstream_ready(struct router *r)
+{
+    flush_kept(r);
+}
+
+size_t router_kept_emit_bytes(const struct router *r)
+{
+    return emitq_bytes(r->kept);
 }
 
 /* ---- handlers ---- */
@@ -453,6 +580,9 @@ static int group_join(struct router *r, struct rclient *c, const struct proto_sp
         g->command[name->len] = '\0';
         g->len = name->len;
         g->hash = hash;
+        g->serial = ++r->next_group_serial;
+        g->json_size = (uint32_t)proto_json_str_size(name->ptr, name->len);
+        r->names_json += g->json_size;
         groups_find(&r->groups, name->ptr, name->len, hash, &slot);
         r->groups.slots[slot] = g;
         r->groups.count++;
@@ -492,10 +622,37 @@ static bool group_leave(struct router *r, struct rclient *c, struct group *g)
         return false;
     groups_find(&r->groups, (const uint8_t *)g->command, g->len, g->hash, &slot);
     groups_remove_slot(&r->groups, slot);
+    r->names_json -= g->json_size;
     free(g->members);
     free(g->command);
     free(g);
     return true;
+}
+
+/* JSON bytes of the handler list: "[" names joined by "," "]". */
+static size_t list_json(size_t names_json, size_t count)
+{
+    return 2 + names_json + (count ? count - 1 : 0);
+}
+
+/* Would the list, with m's new names, still fit in daemon:register? Names
+ * given twice in m are counted twice: a conservative answer is fine. */
+static bool handler_list_fits(const struct router *r, const struct proto_msg *m)
+{
+    struct proto_str_iter it;
+    struct proto_span name;
+    size_t json = r->names_json, count = r->groups.count;
+
+    if (!r->session)
+        return true;
+    proto_msg_commands(m, &it);
+    while (proto_str_iter_next(&it, &name)) {
+        if (groups_find(&r->groups, name.ptr, name.len, hash_name(name.ptr, name.len), NULL))
+            continue;
+        json += proto_json_str_size(name.ptr, name.len);
+        count++;
+    }
+    return list_json(json, count) <= session_handler_room(r->session);
 }
 
 static void handle_register(struct router *r, struct rclient *c, const struct proto_msg *m,
@@ -520,7 +677,16 @@ static void handle_register(struct router *r, struct rclient *c, const struct pr
     }
     if (add && c->n_handlers + n_new > r->p.max_handlers_per_client) {
         peer_send_result(c->peer, m->id, PROTO_E_LIMIT_EXCEEDED,
-                         "too many handlers for this client", NULL, NULL);
+                         "too many handlers for this client (maxHandlersPerClient)", NULL, NULL);
+        return;
+    }
+    if (add && !handler_list_fits(r, m)) {
+        char why[160];
+        snprintf(why, sizeof(why),
+                 "the handler list of all clients would exceed what the server's maxPayload "
+                 "allows (%zu bytes of JSON)",
+                 session_handler_room(r->session));
+        peer_send_result(c->peer, m->id, PROTO_E_LIMIT_EXCEEDED, why, NULL, NULL);
         return;
     }
     proto_msg_commands(m, &it);
@@ -537,6 +703,8 @@ static void handle_register(struct router *r, struct rclient *c, const struct pr
         if (g && client_has_group(c, g))
             changed |= group_leave(r, c, g);
     }
+    if (add && r->session)
+        session_local_activity(r->session);
     log_info("client %llu (%s) %s %u command%s", (unsigned long long)peer_id(c->peer),
              peer_name(c->peer), add ? "registered" : "unregistered", n_new, n_new == 1 ? "" : "s");
     peer_send_result(c->peer, m->id, 0, NULL, NULL, NULL);
@@ -721,6 +889,10 @@ void router_peer_leave(struct router *r, struct peer *p)
             request_forget(r, c, e);
         }
     }
+    /* Its kept emits are still sent (a notification outlives its sender),
+     * charged to nobody from now on. */
+    if (c->kept_bytes)
+        emitq_forget_owner(r->kept, c);
     while (c->n_handlers)
         changed |= group_leave(r, c, c->handlers[c->n_handlers - 1]);
     for (uint32_t i = 0; i < c->n_subs; i++)
@@ -782,6 +954,43 @@ int router_handler_list(struct router *r, struct proto_buf *out)
             rc = proto_mp_put_str(out, g->command, g->len);
     }
     return rc;
+}
+
+/* The newest group of all (the one trimmed first). */
+static struct group *newest_group(const struct router *r)
+{
+    struct group *best = NULL;
+    for (uint32_t i = 0; i < r->groups.cap; i++) {
+        struct group *g = r->groups.slots[i];
+        if (g && (!best || g->serial > best->serial))
+            best = g;
+    }
+    return best;
+}
+
+void router_trim_handlers(struct router *r, size_t room)
+{
+    struct group *g;
+
+    while (list_json(r->names_json, r->groups.count) > room && (g = newest_group(r))) {
+        /* Each registrant is told and named in the log: the list never
+         * silently stops matching what the clients think they serve. */
+        while (g->n) {
+            struct rclient *c = g->members[g->n - 1];
+            char why[360];
+            snprintf(why, sizeof(why),
+                     "handler '%.256s' dropped: the handler list no longer fits in the server's "
+                     "maxPayload",
+                     g->command);
+            log_warn("client %llu (%s): %s", (unsigned long long)peer_id(c->peer),
+                     peer_name(c->peer), why);
+            /* Out of the group before it is told: the send may close it. */
+            bool freed = group_leave(r, c, g);
+            peer_send_error(c->peer, PROTO_E_LIMIT_EXCEEDED, why, NULL);
+            if (freed)
+                break; /* g went with its last member */
+        }
+    }
 }
 
 size_t router_handler_count(const struct router *r)
@@ -863,7 +1072,15 @@ struct router *router_new(uv_loop_t *loop, const struct router_params *params, s
     r->loop = loop;
     r->p = *params;
     r->quota = quota;
-    if (idtable_new(&r->requests, params->max_pending) < 0 ||
+    r->kept_retry = malloc(sizeof(*r->kept_retry));
+    if (!r->kept_retry) {
+        free(r);
+        return NULL;
+    }
+    uv_timer_init(loop, r->kept_retry);
+    r->kept_retry->data = r;
+    if (emitq_new(&r->kept, params->max_emit_buffer) < 0 ||
+        idtable_new(&r->requests, params->max_pending) < 0 ||
         idtable_new(&r->calls, params->max_pending) < 0 ||
         timer_queue_new(&r->call_deadlines, loop, on_call_deadline, r) < 0) {
         router_free(r);
@@ -874,9 +1091,10 @@ struct router *router_new(uv_loop_t *loop, const struct router_params *params, s
 
 void router_set_params(struct router *r, const struct router_params *params)
 {
-    uint32_t max_pending = r->p.max_pending;
+    uint32_t max_pending = r->p.max_pending, max_emit_buffer = r->p.max_emit_buffer;
     r->p = *params;
     r->p.max_pending = max_pending;
+    r->p.max_emit_buffer = max_emit_buffer;
 }
 
 void router_set_session(struct router *r, struct session *s)
@@ -903,6 +1121,11 @@ void router_free(struct router *r)
     free(r->groups.slots);
     if (r->call_deadlines)
         timer_queue_close(r->call_deadlines);
+    if (r->kept && emitq_count(r->kept))
+        log_warn("stopping with %zu emits kept for the upstream: dropped", emitq_count(r->kept));
+    emitq_free(r->kept);
+    uv_close((uv_handle_t *)r->kept_retry, free_handle);
+    proto_buf_free(&r->scratch);
     idtable_free(r->calls);
     idtable_free(r->requests);
     free(r);

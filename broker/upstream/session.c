@@ -38,6 +38,7 @@
 #include "proto/errors.h"
 #include "proto/json.h"
 #include "proto/msg.h"
+#include "proto/text.h"
 #include "upstream/eio.h"
 #include "upstream/enroll.h"
 #include "upstream/http.h"
@@ -93,7 +94,12 @@ struct session {
     struct sio_assembler sio;
     uint64_t next_ack_id;
     uint64_t register_ack_id;
-    uint32_t generation; /* bumped per connection: stale inbound answers are dropped */
+    uint32_t generation;   /* bumped per connection: stale inbound answers are dropped */
+    char recovery_pid[64]; /* the server's session id, when it keeps sessions */
+    bool ever_registered;  /* register_when_settled() holds only the first */
+    bool holding_register;
+    uint64_t last_local_activity;
+    char recovery_offset[64]; /* of the last event received in it */
 
     struct backoff backoff;
     uint32_t attempts;
@@ -102,6 +108,12 @@ struct session {
     uv_timer_t heartbeat_timer;
     uint32_t heartbeat_failures;
     bool heartbeat_outstanding;
+    /* Enrolled credentials the store could not take yet (see on_cred_retry). */
+    uv_timer_t cred_timer;
+    struct backoff cred_backoff;
+    bool cred_unsaved;
+    char cred_error[256];
+    int64_t enrolled_at;
 
     struct idtable *pending;
     struct timer_queue *deadlines;
@@ -112,10 +124,12 @@ struct session {
     struct proto_buf scratch2;
     struct proto_json_doc doc;
     struct proto_json_error json_err; /* details of the last failed conversion */
+    char value_error[200];            /* why the last inbound value could not be converted */
     struct proto_span attachments[MAX_ATTACHMENTS];
     struct session_inbound *inbound_free;
     uint64_t refused_while_full; /* packets refused since the queue filled; logged once */
     size_t answer_headroom;      /* send-queue bytes only answers may use (see packet_send) */
+    bool building_handlers;      /* inside build_handler_list() */
 
     /* The last error reported since the session was last ready, for
      * clients that arrive after it was broadcast. */
@@ -590,7 +604,7 @@ void session_respond(struct session *s, struct session_inbound *in, bool ok,
     const char *why = NULL;
     int rc;
 
-    if (in->generation != s->generation || s->state != SESSION_READY) {
+    if (in->generation != s->generation || !s->conn || s->state == SESSION_STOPPING) {
         /* The server forgot this request with the connection it came on. */
         log_debug("upstream: answer to %s dropped: the connection it came on is gone", in->id);
         goto done;
@@ -646,6 +660,9 @@ static int json_value_field(struct session *s, uint32_t obj, const char *key,
     proto_buf_reset(out);
     if (tok < 0)
         return 0;
+    /* The value lands one level inside a local frame (result data, call
+     * payload, message data): what is deeper cannot be delivered. */
+    o.max_depth = PROTO_DEFAULT_MAX_DEPTH - 1;
     o.n_attachments =
         msg->packet.attachments < MAX_ATTACHMENTS ? msg->packet.attachments : MAX_ATTACHMENTS;
     for (uint32_t i = 0; i < o.n_attachments; i++) {
@@ -653,7 +670,8 @@ static int json_value_field(struct session *s, uint32_t obj, const char *key,
         att[i].len = (uint32_t)msg->attachments[i].len;
     }
     if (proto_json_to_msgpack_tok(&s->doc, (uint32_t)tok, out, &o, &err) < 0) {
-        log_debug("upstream: cannot convert '%s': %s", key, err.text);
+        snprintf(s->value_error, sizeof(s->value_error), "'%s': %s", key, err.text);
+        log_info("upstream: cannot convert %s", s->value_error);
         return -1;
     }
     return 0;
@@ -681,7 +699,11 @@ static void on_daemon_response(struct session *s, uint32_t obj, const struct sio
     if (tok >= 0 && s->doc.tok[tok].type == PROTO_JSON_TRUE) {
         struct session_result r = {0};
         if (json_value_field(s, obj, "data", msg, &s->scratch) < 0) {
-            fail_request(s, e, PROTO_E_COMMAND_REJECTED, "the server's data could not be decoded");
+            char why[300];
+            snprintf(why, sizeof(why), "the server's answer cannot be delivered: %s",
+                     s->value_error);
+            s->counters.undeliverable++;
+            fail_request(s, e, PROTO_E_BAD_FRAME, why);
             return;
         }
         r.data.ptr = s->scratch.data;
@@ -747,7 +769,11 @@ static void on_server_request(struct session *s, uint32_t obj, const struct sio_
         return;
     }
     if (json_value_field(s, obj, "payload", msg, &s->scratch) < 0) {
-        struct proto_span m = proto_span_str("the payload could not be decoded", 32);
+        char why[300];
+        int n = snprintf(why, sizeof(why), "the payload cannot be delivered to a handler: %s",
+                         s->value_error);
+        struct proto_span m = proto_span_str(why, (uint32_t)(n < (int)sizeof(why) ? n : 0));
+        s->counters.undeliverable++;
         session_respond(s, in, false, NULL, "HandlerError", &m);
         return;
     }
@@ -779,14 +805,105 @@ static void on_message_event(struct session *s, uint32_t obj, const struct sio_m
 
 static void send_register(struct session *s);
 
+/* The value of the first "requestId":"..." in raw text, when it is a
+ * plain string of 1..INBOUND_ID_MAX bytes. Only for events that do not
+ * parse, to still answer what they were about. */
+static bool find_request_id(const char *text, size_t len, char *out, size_t *out_len)
+{
+    static const char key[] = "\"requestId\"";
+    const char *end = text + len;
+    const char *at = memmem(text, len, key, sizeof(key) - 1);
+
+    if (!at)
+        return false;
+    at += sizeof(key) - 1;
+    while (at < end && (*at == ' ' || *at == '\t' || *at == '\n' || *at == '\r' || *at == ':'))
+        at++;
+    if (at >= end || *at++ != '"')
+        return false;
+    const char *close = memchr(at, '"', (size_t)(end - at));
+    if (!close || close == at || (size_t)(close - at) > INBOUND_ID_MAX ||
+        memchr(at, '\\', (size_t)(close - at)))
+        return false;
+    *out_len = (size_t)(close - at);
+    memcpy(out, at, *out_len);
+    out[*out_len] = '\0';
+    return true;
+}
+
+static bool starts_event(const char *text, size_t len, const char *name)
+{
+    size_t n = strlen(name);
+    size_t i = 0;
+    while (i < len && (text[i] == ' ' || text[i] == '\n' || text[i] == '\r' || text[i] == '\t'))
+        i++;
+    return len - i >= n + 3 && text[i] == '[' && text[i + 1] == '"' &&
+           !memcmp(text + i + 2, name, n) && text[i + 2 + n] == '"';
+}
+
+static struct session_inbound *inbound_new(struct session *s);
+
+/* An event that does not parse is still answered when we can tell what it
+ * was: a daemon:response ends its request at once (instead of at its
+ * timeout); a server:request gets its HandlerError (instead of none). */
+static void salvage_event(struct session *s, const char *text, size_t len, const char *why)
+{
+    char id[INBOUND_ID_MAX + 1], message[300];
+    size_t id_len = 0;
+
+    if (!find_request_id(text, len, id, &id_len))
+        return;
+    snprintf(message, sizeof(message), "the server's message could not be read: %s", why);
+    if (starts_event(text, len, "daemon:response")) {
+        uint8_t uuid[UUID_LEN];
+        struct idtable_entry *e;
+        if (uuid_parse(id, id_len, uuid) < 0 || !(e = idtable_find(s->pending, uuid)))
+            return;
+        s->counters.undeliverable++;
+        fail_request(s, e, PROTO_E_BAD_FRAME, message);
+        return;
+    }
+    if (starts_event(text, len, "server:request")) {
+        struct session_inbound *in = inbound_new(s);
+        if (!in)
+            return;
+        in->generation = s->generation;
+        in->id_len = (uint32_t)id_len;
+        memcpy(in->id, id, id_len + 1);
+        s->counters.inbound++;
+        s->counters.undeliverable++;
+        struct proto_span m = proto_span_str(message, (uint32_t)strlen(message));
+        session_respond(s, in, false, NULL, "HandlerError", &m);
+    }
+}
+
+static void note_offset(struct session *s)
+{
+    uint32_t last = 1;
+    for (uint32_t i = 1; i < s->doc.tok[0].count; i++)
+        last = s->doc.tok[last].next;
+    if (last >= s->doc.n || s->doc.tok[last].type != PROTO_JSON_STRING)
+        return;
+    proto_buf_reset(&s->scratch2);
+    if (proto_json_string(&s->doc, last, &s->scratch2, NULL) == 0 &&
+        s->scratch2.len < sizeof(s->recovery_offset)) {
+        memcpy(s->recovery_offset, s->scratch2.data, s->scratch2.len);
+        s->recovery_offset[s->scratch2.len] = '\0';
+    }
+}
+
 static void on_event(struct session *s, const struct sio_message *msg)
 {
     const struct sio_packet *p = &msg->packet;
     struct proto_json_error err;
     uint32_t name_tok, obj;
 
-    if (proto_json_parse(&s->doc, p->data, p->data_len, 0, &err) < 0) {
-        log_debug("upstream: event with bad JSON ignored: %s", err.text);
+    /* Any depth parses (the tokenizer's stack is fixed): a value too deep
+     * for a local frame is refused where it is converted, with the request
+     * it belongs to answered, not dropped. */
+    if (proto_json_parse(&s->doc, p->data, p->data_len, PROTO_HARD_MAX_DEPTH, &err) < 0) {
+        log_warn("upstream: event with bad JSON: %s", err.text);
+        salvage_event(s, p->data, p->data_len, err.text);
         return;
     }
     if (s->doc.n < 2 || s->doc.tok[0].type != PROTO_JSON_ARRAY ||
@@ -795,6 +912,10 @@ static void on_event(struct session *s, const struct sio_message *msg)
         return;
     }
     name_tok = 1;
+    /* With recovery on, the server appends the event's offset as a last,
+     * extra string argument: the position to resume from. */
+    if (s->recovery_pid[0] && s->doc.tok[0].count >= 3)
+        note_offset(s);
     obj = s->doc.tok[name_tok].next;
     if (obj >= s->doc.n || s->doc.tok[obj].type != PROTO_JSON_OBJECT || s->doc.tok[0].count < 2) {
         log_debug("upstream: event without an object argument ignored");
@@ -850,6 +971,30 @@ static void on_register_ack(struct session *s, const struct sio_packet *p)
     drop_link(s, "registration refused%s%s", code[0] ? ": " : "", code);
 }
 
+static void register_when_settled(struct session *s);
+
+/* The server's CONNECT: {"sid", "pid"} when it keeps sessions. The same
+ * pid as before means the session was recovered (and missed events are
+ * being replayed); a new one, or none, means a fresh session. */
+static void note_recovery(struct session *s, const struct sio_packet *p)
+{
+    char pid[sizeof(s->recovery_pid)] = "";
+
+    if (proto_json_parse(&s->doc, p->data, p->data_len, 0, NULL) == 0 && s->doc.n &&
+        s->doc.tok[0].type == PROTO_JSON_OBJECT &&
+        json_string_field(s, 0, "pid", &s->scratch2) == 0 && s->scratch2.len < sizeof(pid)) {
+        memcpy(pid, s->scratch2.data, s->scratch2.len);
+        pid[s->scratch2.len] = '\0';
+    }
+    if (pid[0] && !strcmp(pid, s->recovery_pid) && s->recovery_offset[0]) {
+        s->counters.recovered++;
+        log_info("upstream: session recovered: the server replays what it sent meanwhile");
+    } else {
+        s->recovery_offset[0] = '\0';
+    }
+    memcpy(s->recovery_pid, pid, sizeof(pid));
+}
+
 static void on_sio_packet(struct session *s, const struct sio_message *msg)
 {
     const struct sio_packet *p = &msg->packet;
@@ -860,8 +1005,10 @@ static void on_sio_packet(struct session *s, const struct sio_message *msg)
     }
     switch (p->type) {
     case SIO_CONNECT:
-        if (s->state == SESSION_CONNECTING)
-            send_register(s);
+        if (s->state == SESSION_CONNECTING && !s->holding_register) {
+            note_recovery(s, p);
+            register_when_settled(s);
+        }
         return;
     case SIO_CONNECT_ERROR: {
         const char *text = "refused";
@@ -880,7 +1027,12 @@ static void on_sio_packet(struct session *s, const struct sio_message *msg)
         return;
     case SIO_EVENT:
     case SIO_BINARY_EVENT:
-        if (s->state == SESSION_READY)
+        /* A recovered session's missed events are replayed as soon as the
+         * server restores it, before its CONNECT reaches us (socket.io
+         * writes them from the socket's constructor): taken while
+         * connecting when we asked for a recovery, and while registering. */
+        if (s->state == SESSION_READY || s->state == SESSION_REGISTERING ||
+            (s->state == SESSION_CONNECTING && s->recovery_offset[0]))
             on_event(s, msg);
         return;
     case SIO_ACK:
@@ -895,6 +1047,101 @@ static void on_sio_packet(struct session *s, const struct sio_message *msg)
 
 static void on_phase_timeout(uv_timer_t *t);
 static void begin_attempt(struct session *s);
+static void send_register(struct session *s);
+
+/* The first registration after the broker starts is held back a little
+ * (announceDelay, ending early once the local clients have gone quiet for
+ * a tenth of it): after a restart, the services that were connected come
+ * back and register their handlers within moments, and a server request
+ * arriving in between would otherwise get NoHandler for a command that is
+ * about to be served. Later registrations (reconnects) never wait: the
+ * handlers are all known then. */
+static void register_when_settled(struct session *s)
+{
+    uint64_t now = uv_now(s->loop);
+    uint64_t end = s->started + s->p.announce_delay_ms;
+    uint64_t quiet = s->p.announce_delay_ms / 10;
+    uint64_t last = s->last_local_activity > s->started ? s->last_local_activity : s->started;
+
+    if (!s->ever_registered && now < end && now < last + quiet) {
+        uint64_t until = last + quiet < end ? last + quiet : end;
+        if (!s->holding_register)
+            log_info("upstream: holding the first registration up to %u ms while local clients "
+                     "register their handlers",
+                     s->p.announce_delay_ms);
+        s->holding_register = true;
+        uv_timer_start(&s->phase_timer, on_phase_timeout, until - now, 0);
+        return;
+    }
+    s->holding_register = false;
+    s->ever_registered = true;
+    send_register(s);
+}
+
+void session_local_activity(struct session *s)
+{
+    s->last_local_activity = uv_now(s->loop);
+}
+
+size_t session_handler_room(const struct session *s)
+{
+    size_t max = s->hs.max_payload ? s->hs.max_payload : EIO_DEFAULT_MAX_PAYLOAD;
+    /* Everything of daemon:register but the list, at its worst (every byte
+     * of the id and the host name escaped as \u00XX). */
+    size_t rest = header_gap(s) + 128 +
+                  6 * (strlen(s->team_cluster_id ? s->team_cluster_id : "") + strlen(s->hostname));
+    return max > rest ? max - rest : 0;
+}
+
+/* Bytes of a msgpack array of strings written as a JSON array. */
+static size_t json_size_of_names(const struct proto_span *list)
+{
+    struct proto_mp_cursor c;
+    struct proto_mp_value v;
+    size_t size = 2;
+
+    proto_mp_cursor_init(&c, list->ptr, list->len);
+    if (proto_mp_next(&c, &v) < 0 || v.type != PROTO_MP_ARRAY)
+        return SIZE_MAX;
+    for (uint32_t i = 0; i < v.v.count; i++) {
+        struct proto_mp_value name;
+        if (proto_mp_next(&c, &name) < 0 || name.type != PROTO_MP_STR)
+            return SIZE_MAX;
+        size += proto_json_str_size(name.v.str.ptr, name.v.str.len) + (i ? 1 : 0);
+    }
+    return size;
+}
+
+/* The handler list as msgpack in s->scratch, trimmed first when its JSON
+ * would not leave the packet within maxPayload. */
+static int build_handler_list(struct session *s)
+{
+    /* A trim may close a client, whose leaving announces a change: the
+     * list being built has it anyway. */
+    s->building_handlers = true;
+    int rc = PROTO_E_PAYLOAD_TOO_LARGE;
+    for (int attempt = 0; attempt < 2 && rc < 0; attempt++) {
+        proto_buf_reset(&s->scratch);
+        if (s->ev.handler_list(s->ev.ud, &s->scratch) < 0) {
+            rc = PROTO_E_NOMEM;
+            break;
+        }
+        struct proto_span list = {s->scratch.data, (uint32_t)s->scratch.len};
+        size_t room = session_handler_room(s);
+        size_t json = json_size_of_names(&list);
+        if (json <= room) {
+            rc = 0;
+            break;
+        }
+        log_warn("upstream: the handler list (%zu bytes of JSON) exceeds what the server's "
+                 "maxPayload leaves for it (%zu): dropping handlers",
+                 json, room);
+        if (s->ev.handler_trim)
+            s->ev.handler_trim(s->ev.ud, room);
+    }
+    s->building_handlers = false;
+    return rc;
+}
 
 static void send_register(struct session *s)
 {
@@ -902,9 +1149,8 @@ static void send_register(struct session *s)
     const char *why = NULL;
     int rc = 0;
 
-    proto_buf_reset(&s->scratch);
-    if (packet_begin(s) < 0 || s->ev.handler_list(s->ev.ud, &s->scratch) < 0) {
-        drop_link(s, "out of memory");
+    if (build_handler_list(s) < 0 || packet_begin(s) < 0) {
+        drop_link(s, "cannot build daemon:register");
         return;
     }
     struct proto_span handlers = {s->scratch.data, (uint32_t)s->scratch.len};
@@ -933,10 +1179,9 @@ void session_handlers_changed(struct session *s)
     const char *why = NULL;
     int rc = 0;
 
-    if (s->state != SESSION_READY)
-        return; /* the next registration carries the list */
-    proto_buf_reset(&s->scratch);
-    if (packet_begin(s) < 0 || s->ev.handler_list(s->ev.ud, &s->scratch) < 0)
+    if (s->state != SESSION_READY || s->building_handlers)
+        return; /* the next registration (or the list being built) carries it */
+    if (build_handler_list(s) < 0 || packet_begin(s) < 0)
         return;
     struct proto_span handlers = {s->scratch.data, (uint32_t)s->scratch.len};
     rc |= put(s, "[\"daemon:handlers\",{\"handlers\":");
@@ -976,6 +1221,15 @@ static void send_connect(struct session *s)
     rc |= proto_json_put_string(&s->out, s->daemon_password ? s->daemon_password : "",
                                 s->daemon_password ? strlen(s->daemon_password) : 0);
     size_t secret_end = s->out.len;
+    /* Connection state recovery (socket.io 4.6+): with the session id
+     * and the offset of the last event we got, a server that keeps
+     * sessions replays what it sent while we were away. */
+    if (s->recovery_pid[0] && s->recovery_offset[0]) {
+        rc |= put(s, ",\"pid\":");
+        rc |= proto_json_put_string(&s->out, s->recovery_pid, strlen(s->recovery_pid));
+        rc |= put(s, ",\"offset\":");
+        rc |= proto_json_put_string(&s->out, s->recovery_offset, strlen(s->recovery_offset));
+    }
     rc |= put(s, "}");
     /* Monitors see the packet with the password replaced. */
     s->tap_on = false;
@@ -1068,6 +1322,7 @@ static void on_ws_close(void *ud, const struct ws_close_info *info)
     snprintf(reason, sizeof(reason), "%s", why);
     s->conn = NULL;
     s->drop_reason[0] = '\0';
+    s->holding_register = false;
     s->generation++;
     s->got_open = false;
     sio_assembler_reset(&s->sio);
@@ -1138,6 +1393,10 @@ static void on_phase_timeout(uv_timer_t *t)
 
     switch (s->state) {
     case SESSION_CONNECTING:
+        if (s->holding_register) {
+            register_when_settled(s);
+            return;
+        }
         drop_link(s, "no namespace connection within %u ms", s->p.connect_timeout_ms);
         return;
     case SESSION_REGISTERING:
@@ -1155,6 +1414,43 @@ static void on_phase_timeout(uv_timer_t *t)
 
 /* ---- enrollment ---- */
 
+static void credentials_unsaved(struct session *s, const char *err);
+
+/* Credentials held only in memory: retried with a backoff of its own
+ * (1 s doubling to 5 min) until they are on disk. */
+static void on_cred_retry(uv_timer_t *t)
+{
+    struct session *s = t->data;
+    struct credentials c = {
+        .team_cluster_id = s->team_cluster_id,
+        .daemon_password = s->daemon_password,
+        .enrolled_at = s->enrolled_at,
+    };
+    char err[256];
+
+    if (!s->cred_unsaved || !s->store)
+        return;
+    if (credstore_store(s->store, &c, err, sizeof(err)) == 0) {
+        s->cred_unsaved = false;
+        s->cred_error[0] = '\0';
+        log_info("upstream: the enrolled credentials are now stored in %s",
+                 credstore_path(s->store));
+        return;
+    }
+    credentials_unsaved(s, err);
+}
+
+static void credentials_unsaved(struct session *s, const char *err)
+{
+    uint32_t delay = backoff_duration(&s->cred_backoff);
+
+    if (strcmp(s->cred_error, err) != 0)
+        log_warn("upstream: cannot store the credentials: %s; retrying in %u ms", err, delay);
+    s->cred_unsaved = true;
+    snprintf(s->cred_error, sizeof(s->cred_error), "%s", err);
+    uv_timer_start(&s->cred_timer, on_cred_retry, delay, 0);
+}
+
 static void on_enrolled(struct enroll *e, struct enroll_result *res, void *ud)
 {
     struct session *s = ud;
@@ -1163,20 +1459,24 @@ static void on_enrolled(struct enroll *e, struct enroll_result *res, void *ud)
     (void)e;
     s->enroll = NULL;
     if (res->outcome == ENROLL_OK) {
-        if (credstore_store(s->store, &res->credentials, err, sizeof(err)) < 0) {
-            report_error(s, PROTO_E_ENROLLMENT_FAILED,
-                         "enrolled, but cannot store the credentials: %s", err);
-            set_state(s, SESSION_FAILED, "cannot persist enrolled credentials: %s", err);
-            return;
-        }
         free(s->team_cluster_id);
         secret_free(s->daemon_password);
         s->team_cluster_id = strdup(res->credentials.team_cluster_id);
-        s->daemon_password =
-            res->credentials.daemon_password ? strdup(res->credentials.daemon_password) : NULL;
+        s->daemon_password = secret_dup(res->credentials.daemon_password);
+        s->enrolled_at = res->credentials.enrolled_at;
         s->need_enrollment = false;
-        log_info("upstream: enrolled as %s%s; credentials stored in %s", s->team_cluster_id,
-                 res->password_rotated ? " (password rotated)" : "", credstore_path(s->store));
+        if (credstore_store(s->store, &res->credentials, err, sizeof(err)) < 0) {
+            /* The server has spent the token and may have rotated the
+             * password: the new one is the only one that works now. Keep
+             * it, use it, and keep trying to write it down. */
+            log_error("upstream: enrolled as %s%s, but the credentials cannot be stored (%s): "
+                      "using them from memory and retrying the write",
+                      s->team_cluster_id, res->password_rotated ? " (password rotated)" : "", err);
+            credentials_unsaved(s, err);
+        } else {
+            log_info("upstream: enrolled as %s%s; credentials stored in %s", s->team_cluster_id,
+                     res->password_rotated ? " (password rotated)" : "", credstore_path(s->store));
+        }
         connect_socket(s);
         return;
     }
@@ -1330,6 +1630,10 @@ struct session *session_new(uv_loop_t *loop, const struct session_params *params
     bo.factor = 2.0;
     bo.jitter = s->p.randomization_factor;
     backoff_init(&s->backoff, &bo);
+    bo.min_ms = 1000;
+    bo.max_ms = 300000;
+    bo.jitter = 0;
+    backoff_init(&s->cred_backoff, &bo);
     return s;
 
 fail:
@@ -1363,8 +1667,9 @@ int session_start(struct session *s)
     uv_timer_init(s->loop, &s->phase_timer);
     uv_timer_init(s->loop, &s->ping_timer);
     uv_timer_init(s->loop, &s->heartbeat_timer);
-    s->phase_timer.data = s->ping_timer.data = s->heartbeat_timer.data = s;
-    s->handles_open = 3;
+    uv_timer_init(s->loop, &s->cred_timer);
+    s->phase_timer.data = s->ping_timer.data = s->heartbeat_timer.data = s->cred_timer.data = s;
+    s->handles_open = 4;
     load_credentials(s, &fatal);
     if (fatal) {
         report_error(s, PROTO_E_SOCKET_CONNECTION_FAILED, "%s", fatal);
@@ -1424,7 +1729,12 @@ void session_stop(struct session *s, void (*done)(void *ud), void *ud)
         uv_close((uv_handle_t *)&s->phase_timer, on_handle_closed);
         uv_close((uv_handle_t *)&s->ping_timer, on_handle_closed);
         uv_close((uv_handle_t *)&s->heartbeat_timer, on_handle_closed);
+        uv_close((uv_handle_t *)&s->cred_timer, on_handle_closed);
     }
+    if (s->cred_unsaved)
+        log_error("upstream: stopping with the enrolled credentials still not stored (%s): the "
+                  "daemon password in force is lost",
+                  s->cred_error);
     timer_queue_close(s->deadlines);
     s->deadlines = NULL;
     http_client_close(s->http);
@@ -1478,6 +1788,11 @@ const char *session_reason(const struct session *s)
 uint64_t session_since(const struct session *s)
 {
     return s->since;
+}
+
+const char *session_credentials_unsaved(const struct session *s)
+{
+    return s->cred_unsaved ? s->cred_error : NULL;
 }
 
 int session_last_error(const struct session *s, const char **message)

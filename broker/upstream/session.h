@@ -55,6 +55,7 @@ struct session_params {
     uint32_t reconnection_delay_ms;
     uint32_t reconnection_delay_max_ms;
     double randomization_factor;
+    uint32_t announce_delay_ms; /* hold of the first registration (see session.c) */
     /* Sizes. */
     uint32_t max_pending;        /* outbound requests waiting for the server */
     uint32_t max_message;        /* largest message accepted from the server */
@@ -98,6 +99,12 @@ struct session_events {
     void (*inbound_message)(void *ud, const struct proto_span *type, const struct proto_span *data);
     /* Appends the current handler names (a msgpack array of str) to out. */
     int (*handler_list)(void *ud, struct proto_buf *out);
+    /* The handler list does not fit in a packet within the server's
+     * maxPayload (it lowered it, or a check was missed): drop names until
+     * their JSON takes at most `room` bytes. Called before the packet is
+     * built again; never leaves the session looping on a list it cannot
+     * send. */
+    void (*handler_trim)(void *ud, size_t room);
     /* Monitoring: every WebSocket message sent (out = true) or received,
      * while enabled with session_set_tap(). May be NULL. */
     void (*tap)(void *ud, bool out, const void *data, size_t len, bool binary);
@@ -128,6 +135,9 @@ bool session_is_ready(const struct session *s);
  * EnrollmentFailed, ...) since the session was last ready, with its message
  * in *message; 0 and NULL when there was none. */
 int session_last_error(const struct session *s, const char **message);
+/* Why enrolled credentials are held in memory only (the store failed and
+ * is being retried), or NULL when they are stored (or none were enrolled). */
+const char *session_credentials_unsaved(const struct session *s);
 
 /* A request waiting for the server, until its callback or session_cancel(). */
 struct session_pending;
@@ -163,8 +173,15 @@ int session_emit(struct session *s, const struct proto_span *type, const struct 
 /* Turns the tap on or off (off costs one branch per packet). */
 void session_set_tap(struct session *s, bool on);
 
+/* A local client said hello or registered: the first registration waits
+ * for the clients to settle (announceDelay). */
+void session_local_activity(struct session *s);
 /* The handler list changed: announce it (daemon:handlers) if ready. */
 void session_handlers_changed(struct session *s);
+/* Bytes the handler list's JSON may take so that daemon:register fits in
+ * one packet within the server's maxPayload (its default before the first
+ * handshake). */
+size_t session_handler_room(const struct session *s);
 
 /* Credentials as currently in force (after rotation). Never log them. */
 const char *session_team_cluster_id(const struct session *s);
@@ -173,6 +190,8 @@ const char *session_daemon_password(const struct session *s);
 struct session_counters {
     uint64_t requests, responses_ok, rejected, timeouts, not_ready;
     uint64_t inbound, messages_in, messages_out, reconnects, late_responses, cancelled;
+    uint64_t undeliverable; /* server answers/requests that could not be made local frames */
+    uint64_t recovered;     /* reconnections where the server restored the session */
     uint64_t pending;
 };
 void session_get_counters(const struct session *s, struct session_counters *out);

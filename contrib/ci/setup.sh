@@ -10,6 +10,8 @@ packages=(
   build-essential gcc clang cmake pkg-config git ca-certificates openssl
   libuv1-dev libwebsockets-dev libcurl4-openssl-dev libmsgpack-dev libcjson-dev libcmocka-dev
   libssl-dev libclang-rt-14-dev valgrind clang-format curl
+  libevent-dev libsystemd-dev  # libvoltclient loop adapters (libevent, sd-event) and their tests
+  abigail-tools  # abidw/abidiff: the libvoltclient ABI check (client-lib/abi)
   libedit-dev  # volt-inspect: line editing, history and completion in the interactive mode
   zsh  # to test the zsh completion scripts (contrib/completions)
   systemd  # systemd-analyze, to verify the units as systemd reads them

@@ -61,9 +61,9 @@ struct cli_option {
 /* Indexed by enum cli_opt. */
 static const struct cli_option options[O__COUNT] = {
     [O_SOCKET] = {"socket", 's', "PATH", CLI_ARG_FILE,
-                  "the broker's socket (default: $VOLT_BROKER_SOCKET, else\n"
-                  "/run/volt/broker.sock as root, else $XDG_RUNTIME_DIR/volt/broker.sock,\n"
-                  "else /tmp/volt-UID/broker.sock)"},
+                  "the broker's socket (default: $VOLT_BROKER_SOCKET, else your own\n"
+                  "broker's when there is one ($XDG_RUNTIME_DIR/volt/broker.sock or\n"
+                  "/tmp/volt-UID/broker.sock), else /run/volt/broker.sock)"},
     [O_NAME] = {"name", 'n', "NAME", CLI_ARG_TEXT, "client name sent in hello (volt-inspect)"},
     [O_HELP] = {"help", 'h', NULL, CLI_ARG_NONE, "this help"},
     [O_VERSION] = {"version", 'V', NULL, CLI_ARG_NONE, "print the version"},

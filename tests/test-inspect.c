@@ -1613,6 +1613,13 @@ static void test_monitor_match_and_capture(void **state)
     cJSON *r = h_conn_expect(other, "pong", 77, 5000);
     assert_non_null(r);
     cJSON_Delete(r);
+    /* The daemon password, asked for through the broker: the client gets
+     * it, the trace and the capture do not. */
+    assert_int_equal(h_conn_send(c, "{\"op\":\"credential\",\"id\":2,\"name\":\"daemonPassword\"}"),
+                     0);
+    r = h_conn_expect(c, "result", 2, 5000);
+    assert_string_equal(h_json_str(r, "data"), "dev-password");
+    cJSON_Delete(r);
     assert_int_equal(h_conn_send(c, "{\"op\":\"request\",\"id\":3,\"command\":\"echo\","
                                     "\"payload\":\"captured\"}"),
                      0);
@@ -1630,10 +1637,23 @@ static void test_monitor_match_and_capture(void **state)
     assert_null(strstr(live, "not-shown"));
     assert_null(strstr(live, "server -> broker"));
     assert_non_null(strstr(live, "\"payload\":\"captured\""));
+    assert_null(strstr(live, "dev-password"));
+    assert_non_null(
+        strstr(live, "{\"op\":\"result\",\"id\":2,\"ok\":true,\"data\":\"(redacted)\"}"));
     h_conn_close(c);
     h_conn_close(other);
 
-    /* The capture replays byte for byte, with no broker needed. */
+    /* The capture replays byte for byte, with no broker needed; the
+     * password is not in it either. */
+    {
+        FILE *cf = fopen(cap, "rb");
+        char chunk[65536];
+        size_t got = cf ? fread(chunk, 1, sizeof(chunk), cf) : 0;
+        assert_non_null(cf);
+        fclose(cf);
+        assert_true(got > 12);
+        assert_null(memmem(chunk, got, "dev-password", 12));
+    }
     inspect_expect(0, NULL, &out, &err, "monitor", "--read", cap, NULL);
     assert_string_equal(out, live);
     free(out);

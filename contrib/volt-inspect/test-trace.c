@@ -65,6 +65,14 @@ static const char *line(const char *who, const char *detail)
     return buf;
 }
 
+static int count_of(const char *text, const char *needle)
+{
+    int n = 0;
+    for (const char *p = strstr(text, needle); p; p = strstr(p + 1, needle))
+        n++;
+    return n;
+}
+
 static struct trace_ev local(uint8_t dir, const struct proto_buf *body)
 {
     struct trace_ev ev = {.time_us = T_US,
@@ -539,6 +547,76 @@ static void test_sink(void **state)
     proto_buf_free(&rec);
 }
 
+/* The daemon password asked for through the broker never reaches a trace
+ * line or a capture: the answer's data is "(redacted)". Other answers, and
+ * the same id from another client, are shown as they are. */
+static void test_sink_redacts_password(void **state)
+{
+    struct proto_msg ask = {.op = PROTO_OP_CREDENTIAL,
+                            .fields = PROTO_F_ID | PROTO_F_NAME,
+                            .id = 4,
+                            .name = proto_span_str("daemonPassword", 14)};
+    struct proto_msg answer = {.op = PROTO_OP_RESULT,
+                               .fields = PROTO_F_ID | PROTO_F_OK | PROTO_F_DATA,
+                               .id = 4,
+                               .ok = true};
+    struct proto_buf secret = PROTO_BUF_INIT, ask_body, ans_body, rec = PROTO_BUF_INIT;
+    char path[] = "/tmp/volt-test-secretXXXXXX", *out = NULL, err[200];
+    size_t len = 0;
+    struct trace_sink *s;
+    struct trace_ev ev;
+    FILE *f = open_memstream(&out, &len);
+    int fd = mkstemp(path);
+    (void)state;
+
+    assert_true(fd >= 0);
+    close(fd);
+    proto_mp_put_cstr(&secret, "s3cret-pw");
+    answer.data = (struct proto_span){secret.data, (uint32_t)secret.len};
+    ask_body = body_of(&ask);
+    ans_body = body_of(&answer);
+    struct trace_sink_opts o = {.out = f, .count = -1, .duration_ms = -1, .write = path};
+    assert_int_equal(trace_sink_new(&o, &s, err, sizeof(err)), 0);
+    ev = local(TRACE_OUT, &ans_body); /* an answer nobody asked a secret for */
+    ev.peer = 9;
+    trace_sink_emit(s, &ev);
+    ev = local(TRACE_IN, &ask_body);
+    trace_sink_emit(s, &ev);
+    ev = local(TRACE_OUT, &ans_body);
+    ev.peer = 8; /* another client's id 4 */
+    trace_sink_emit(s, &ev);
+    ev.peer = 3; /* the answer to the ask */
+    trace_sink_emit(s, &ev);
+    trace_sink_emit(s, &ev); /* once only: a repeated id is not a secret */
+    trace_sink_free(s);
+    fclose(f);
+    assert_int_equal(count_of(out, "s3cret-pw"), 3);
+    assert_int_equal(count_of(out, "\"data\":\"(redacted)\""), 1);
+    /* Line 4 is the redacted one. */
+    const char *l4 = out;
+    for (int i = 0; i < 3; i++)
+        l4 = strchr(l4, '\n') + 1;
+    assert_non_null(strstr(l4, "c3 files-svc[4711]"));
+    assert_true(strstr(l4, "(redacted)") < strchr(l4, '\n'));
+    /* The capture has it redacted too. */
+    f = fopen(path, "rb");
+    assert_int_equal(capture_read_header(f, err, sizeof(err)), 0);
+    int redacted = 0, clear = 0;
+    while (capture_read(f, &rec, &ev, err, sizeof(err)) == 1) {
+        redacted += memmem(ev.data, ev.len, "(redacted)", 10) != NULL;
+        clear += memmem(ev.data, ev.len, "s3cret-pw", 9) != NULL;
+    }
+    fclose(f);
+    assert_int_equal(redacted, 1);
+    assert_int_equal(clear, 3);
+    unlink(path);
+    free(out);
+    proto_buf_free(&secret);
+    proto_buf_free(&ask_body);
+    proto_buf_free(&ans_body);
+    proto_buf_free(&rec);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -550,6 +628,7 @@ int main(void)
         cmocka_unit_test(test_filter),
         cmocka_unit_test(test_capture_round_trip),
         cmocka_unit_test(test_sink),
+        cmocka_unit_test(test_sink_redacts_password),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -6,11 +6,21 @@
 
 #include "capture.h"
 #include "proto/buf.h"
+#include "proto/limits.h"
+#include "proto/msg.h"
 #include "trace_filter.h"
 #include "util.h"
 
+/* A daemonPassword asked for: its answer is not shown (peer, request id). */
+struct asked_secret {
+    uint64_t peer, id;
+};
+
 struct trace_sink {
     struct trace_sink_opts o;
+    struct asked_secret *secrets;
+    size_t n_secrets, cap_secrets;
+    struct proto_buf redacted; /* the frame shown in place of a secret's answer */
     struct trace_filter *filter;
     FILE *capture;
     struct proto_buf line;
@@ -63,6 +73,8 @@ void trace_sink_free(struct trace_sink *s)
         fclose(s->capture);
     trace_filter_free(s->filter);
     proto_buf_free(&s->line);
+    proto_buf_free(&s->redacted);
+    free(s->secrets);
     free(s);
 }
 
@@ -92,10 +104,71 @@ long long trace_sink_shown(const struct trace_sink *s)
     return s->shown;
 }
 
-bool trace_sink_emit(struct trace_sink *s, const struct trace_ev *ev)
+static bool span_is(struct proto_span sp, const char *text)
 {
+    return sp.len == strlen(text) && memcmp(sp.ptr, text, sp.len) == 0;
+}
+
+/* The broker hands the daemon password to whoever may ask for it, and
+ * traces the answer like any frame; a trace is something people paste into
+ * bug reports, so the answer to a `credential` request for daemonPassword
+ * is shown (and kept in captures) with its data as "(redacted)". Returns
+ * ev itself, or a copy pointing at s->redacted. */
+static const struct trace_ev *redact(struct trace_sink *s, const struct trace_ev *ev,
+                                     struct trace_ev *copy)
+{
+    struct proto_span body = {ev->data, (uint32_t)ev->len};
+    struct proto_msg m = {0};
+    const char *why;
+
+    if (ev->kind != TRACE_FRAME || ev->side != TRACE_LOCAL || !ev->data ||
+        proto_msg_decode(&body, &m, &why) < 0 || !proto_msg_has(&m, PROTO_F_ID))
+        return ev;
+    if (ev->dir == TRACE_IN && m.op == PROTO_OP_CREDENTIAL && span_is(m.name, "daemonPassword")) {
+        if (s->n_secrets == s->cap_secrets) {
+            size_t cap = s->cap_secrets ? s->cap_secrets * 2 : 8;
+            struct asked_secret *v = realloc(s->secrets, cap * sizeof(*v));
+            if (!v)
+                return ev;
+            s->secrets = v;
+            s->cap_secrets = cap;
+        }
+        s->secrets[s->n_secrets++] = (struct asked_secret){ev->peer, m.id};
+        return ev;
+    }
+    if (ev->dir != TRACE_OUT || m.op != PROTO_OP_RESULT)
+        return ev;
+    for (size_t i = 0; i < s->n_secrets; i++) {
+        if (s->secrets[i].peer != ev->peer || s->secrets[i].id != m.id)
+            continue;
+        s->secrets[i] = s->secrets[--s->n_secrets];
+        if (!proto_msg_has(&m, PROTO_F_DATA))
+            return ev;
+        proto_buf_reset(&s->redacted);
+        m.data = (struct proto_span){(const uint8_t *)"\xaa(redacted)", 11};
+        if (proto_msg_encode(&s->redacted, &m, PROTO_HARD_MAX_FRAME) < 0) {
+            /* Rather nothing than the secret. */
+            *copy = *ev;
+            copy->data = NULL;
+            copy->len = 0;
+            return copy;
+        }
+        *copy = *ev;
+        copy->data = s->redacted.data + PROTO_LENGTH_PREFIX;
+        copy->len = s->redacted.len - PROTO_LENGTH_PREFIX;
+        return copy;
+    }
+    return ev;
+}
+
+bool trace_sink_emit(struct trace_sink *s, const struct trace_ev *in)
+{
+    struct trace_ev copy;
+    const struct trace_ev *ev;
+
     if (trace_sink_done(s))
         return true;
+    ev = redact(s, in, &copy);
     if (!trace_filter_match(s->filter, ev))
         return false;
     if (s->o.replay && s->o.duration_ms >= 0) {

@@ -1,5 +1,7 @@
 #include "capture.h"
 
+#include "proto/msgpack.h"
+
 #include <errno.h>
 #include <string.h>
 
@@ -120,16 +122,21 @@ int capture_read(FILE *f, struct proto_buf *rec, struct trace_ev *ev, char *err,
         snprintf(err, size, "a record of %u bytes at byte %ld cannot be right", len, at - 4);
         return -1;
     }
+    /* Read as it comes: a length that lies costs no more memory than
+     * the bytes that are really there. */
     proto_buf_reset(rec);
-    if (proto_buf_reserve(rec, (size_t)len + 65536) < 0) {
-        snprintf(err, size, "out of memory");
-        return -1;
+    while (rec->len < len) {
+        size_t want = len - rec->len < (1u << 20) ? len - rec->len : (1u << 20);
+        if (proto_buf_reserve(rec, want) < 0) {
+            snprintf(err, size, "out of memory");
+            return -1;
+        }
+        if (fread(rec->data + rec->len, 1, want, f) != want) {
+            snprintf(err, size, "truncated record at byte %ld", at - 4);
+            return -1;
+        }
+        rec->len += want;
     }
-    if (fread(rec->data, 1, len, f) != len) {
-        snprintf(err, size, "truncated record at byte %ld", at - 4);
-        return -1;
-    }
-    rec->len = len;
     p = rec->data;
     name_len = get_u16(p + 28);
     if ((uint32_t)name_len > len - CAPTURE_FIXED || p[8] < TRACE_FRAME || p[8] > TRACE_ERROR ||
@@ -137,6 +144,11 @@ int capture_read(FILE *f, struct proto_buf *rec, struct trace_ev *ev, char *err,
         snprintf(err, size, "a bad record at byte %ld", at - 4);
         return -1;
     }
+    if (proto_buf_reserve(rec, (size_t)name_len + 1) < 0) {
+        snprintf(err, size, "out of memory");
+        return -1;
+    }
+    p = rec->data;
     memset(ev, 0, sizeof(*ev));
     ev->time_us = get_u64(p);
     ev->kind = p[8];
@@ -151,5 +163,20 @@ int capture_read(FILE *f, struct proto_buf *rec, struct trace_ev *ev, char *err,
     ev->name = (const char *)rec->data + len;
     ev->data = p + CAPTURE_FIXED + name_len;
     ev->len = len - CAPTURE_FIXED - name_len;
+    /* A frame is checked as the live paths check theirs (a reader did it
+     * there): a local one is one msgpack map with string keys, an
+     * upstream one one msgpack value; a file can hold anything. */
+    if (ev->kind == TRACE_FRAME && ev->len) {
+        const char *why = NULL;
+        size_t used = 0;
+        int rc = ev->side == TRACE_LOCAL
+                     ? proto_mp_validate_frame(ev->data, ev->len, NULL, &why, NULL)
+                     : proto_mp_validate(ev->data, ev->len, NULL, &used, &why);
+        if (rc < 0 || (ev->side == TRACE_UPSTREAM && used != ev->len)) {
+            snprintf(err, size, "the frame of the record at byte %ld is not valid: %s", at - 4,
+                     why ? why : "bytes after the value");
+            return -1;
+        }
+    }
     return 1;
 }

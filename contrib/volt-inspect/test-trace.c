@@ -477,6 +477,24 @@ static void test_capture_round_trip(void **state)
     assert_non_null(strstr(err, "cannot be right"));
     fclose(f);
     free(text);
+
+    /* A record whose frame is not a frame (the live paths get theirs
+     * through a reader; a file can hold anything): refused, not printed. */
+    static const uint8_t not_a_map[] = {0xc1};
+    text = NULL;
+    f = open_memstream(&text, &len);
+    struct trace_ev bad = local(TRACE_IN, &body);
+    bad.data = not_a_map;
+    bad.len = sizeof(not_a_map);
+    assert_int_equal(capture_write_header(f), 0);
+    assert_int_equal(capture_write(f, &bad), 0);
+    fclose(f);
+    f = fmemopen(text, len, "rb");
+    assert_int_equal(capture_read_header(f, err, sizeof(err)), 0);
+    assert_int_equal(capture_read(f, &rec, &out, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "is not valid"));
+    fclose(f);
+    free(text);
     proto_buf_free(&rec);
     proto_buf_free(&body);
     proto_buf_free(&pkt);

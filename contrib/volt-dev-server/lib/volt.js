@@ -48,6 +48,13 @@ const COMMANDS = {
   slow: (p) => ({ body: ok(p), delayMs: clampInt(p && p.ms, 0, MAX_DELAY_MS) }),
   late: (p) => ({ body: ok(p), delayMs: clampInt(p && p.ms, 0, MAX_DELAY_MS) }),
   never: () => null,
+  // An answer nested `depth` arrays deep, e.g. to see what a daemon does
+  // with a legal answer deeper than it can pass on.
+  nest: (p) => {
+    let v = 'core';
+    for (let i = clampInt(p && p.depth, 0, 10000); i > 0; i--) v = [v];
+    return { body: ok(v) };
+  },
   status: () => ({ body: ok({ server: 'volt-dev-server' }) }),
   binary: (p) => {
     const size = clampInt(p && p.size, 0, Number.MAX_SAFE_INTEGER);

@@ -46,6 +46,7 @@ struct broker {
     struct proto_buf scratch;     /* status maps and other composed values */
     struct proto_buf tap_scratch; /* upstream packets for monitors */
     bool shutting_down;
+    bool sending_secret; /* the frame being sent holds the daemon password */
     uv_timer_t drain_timer;
     uint64_t drain_deadline;
     bool drain_timer_open;
@@ -121,8 +122,18 @@ static void on_peer_sent(struct peer *p, const uint8_t *body, size_t len)
     struct broker *b = peer_owner(p);
     /* What goes to a monitor is not traced: with two monitors, each
      * trace would be traced to the other, forever. */
-    if (b->n_monitors && !(peer_flags(p) & PEER_IS_MONITOR))
-        trace_to_monitors(b, "local-out", peer_id(p), body, len);
+    if (!b->n_monitors || (peer_flags(p) & PEER_IS_MONITOR))
+        return;
+    if (b->sending_secret) {
+        /* The daemon password's answer: monitors see that it was given,
+         * not what it is (traces end up in bug reports). */
+        static const uint8_t redacted[] = {
+            0x83, 0xa2, 'o', 'p', 0xa6, 'r', 'e', 's', 'u', 'l', 't', 0xa2, 'o', 'k', 0xc3, 0xa4,
+            'd',  'a',  't', 'a', 0xaa, '(', 'r', 'e', 'd', 'a', 'c', 't',  'e', 'd', ')'};
+        trace_to_monitors(b, "local-out", peer_id(p), redacted, sizeof(redacted));
+        return;
+    }
+    trace_to_monitors(b, "local-out", peer_id(p), body, len);
 }
 
 /* ---- status ---- */
@@ -345,7 +356,9 @@ static void handle_credential(struct broker *b, struct peer *p, const struct pro
         return;
     }
     struct proto_span data = {o->data, (uint32_t)o->len};
+    b->sending_secret = value != team_cluster_id(b);
     peer_send_result(p, m->id, 0, NULL, &data, NULL);
+    b->sending_secret = false;
     /* The password must not linger in a reused buffer. */
     memset(o->data, 0, o->len);
     proto_buf_reset(o);
@@ -537,21 +550,29 @@ static void on_session_state(void *ud, enum session_state st, const char *reason
     /* systemctl status shows where the upstream is and why. */
     snprintf(status, sizeof(status), "STATUS=upstream %s: %s", name, reason);
     sdnotify_send(status);
+    /* v2: every transition, with its reason: a client waiting for the
+     * upstream learns at once that it went `failed`, or why it is in
+     * backoff. The seed's connected/disconnected follow. */
+    struct proto_msg state = {.op = PROTO_OP_EVENT};
+    state.fields = PROTO_F_EVENT | PROTO_F_STATE | PROTO_F_REASON;
+    state.event = span_cstr("state");
+    state.state = span_cstr(name);
+    state.reason = span_cstr(reason);
+    router_broadcast(b->router, &state);
     if (st == SESSION_READY) {
         b->last_state = st;
         router_broadcast(b->router, connected_event(b, &ev));
         router_upstream_ready(b->router);
         return;
-    } else if (b->last_state == SESSION_READY) {
+    }
+    if (b->last_state == SESSION_READY) {
         ev.fields = PROTO_F_EVENT | PROTO_F_STATE | PROTO_F_REASON;
-        ev.event = proto_span_str("disconnected", 12);
-        ev.reason = proto_span_str(reason, (uint32_t)strlen(reason));
+        ev.event = span_cstr("disconnected");
+        ev.reason = span_cstr(reason);
+        ev.state = span_cstr(name);
+        router_broadcast(b->router, &ev);
     }
     b->last_state = st;
-    if (!ev.fields)
-        return;
-    ev.state = proto_span_str(name, (uint32_t)strlen(name));
-    router_broadcast(b->router, &ev);
 }
 
 static void on_session_error(void *ud, int code, const char *message)

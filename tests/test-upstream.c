@@ -1217,6 +1217,14 @@ static void test_two_monitors(void **state)
         assert_true(trace_seen(m[i], "upstream-in", "daemon:response"));
         assert_true(trace_seen(m[i], "local-out", "m-42"));
     }
+    /* the password given to a client is traced as given, not as it is */
+    assert_int_equal(
+        h_conn_send(c, "{\"op\":\"credential\",\"id\":6,\"name\":\"daemonPassword\"}"), 0);
+    r = h_conn_expect(c, "result", 6, 5000);
+    assert_string_equal(h_json_str(r, "data"), "dev-password");
+    cJSON_Delete(r);
+    for (int i = 0; i < 2; i++)
+        assert_true(trace_seen(m[i], "local-out", "(redacted)"));
     /* the namespace CONNECT after a reconnect is traced without the password */
     assert_int_equal(h_http(&fx.server, "POST", "/_dev/disconnect", "{}", NULL), 200);
     assert_true(trace_seen(m[0], "upstream-out", "(redacted)"));

@@ -250,15 +250,13 @@ static void test_disconnect_fails_pending(void **state)
     r = h_conn_expect(c, "result", 1, 5000);
     assert_code(r, "SOCKET_NOT_READY");
     cJSON_Delete(r);
-    /* events: disconnected, then connected again */
-    r = h_conn_expect(c, "event", -1, 5000);
+    /* events: disconnected, then connected again (state events between) */
+    r = h_conn_expect_event(c, "disconnected", 5000);
     assert_non_null(r);
-    assert_string_equal(h_json_str(r, "event"), "disconnected");
     assert_non_null(h_json_str(r, "reason"));
     cJSON_Delete(r);
-    r = h_conn_expect(c, "event", -1, 10000);
+    r = h_conn_expect_event(c, "connected", 10000);
     assert_non_null(r);
-    assert_string_equal(h_json_str(r, "event"), "connected");
     cJSON_Delete(r);
     h_conn_close(c);
 }
@@ -649,19 +647,11 @@ static void test_heartbeat(void **state)
     assert_int_equal(h_http(&fx.server, "POST", "/_dev/behavior", "{\"heartbeat\":\"fail\"}", NULL),
                      200);
     /* skip the "connected" that greeted us */
-    cJSON *r = h_conn_expect(c, "event", -1, 5000);
-    while (r && strcmp(h_json_str(r, "event"), "error") != 0) {
-        cJSON_Delete(r);
-        r = h_conn_expect(c, "event", -1, 5000);
-    }
+    cJSON *r = h_conn_expect_event(c, "error", 5000);
     assert_non_null(r);
     assert_string_equal(h_json_str(r, "code"), "HeartbeatFailed");
     cJSON_Delete(r);
-    r = h_conn_expect(c, "event", -1, 5000);
-    while (r && strcmp(h_json_str(r, "event"), "disconnected") != 0) {
-        cJSON_Delete(r);
-        r = h_conn_expect(c, "event", -1, 5000);
-    }
+    r = h_conn_expect_event(c, "disconnected", 5000);
     assert_non_null(r);
     assert_non_null(strstr(h_json_str(r, "reason"), "heartbeat"));
     cJSON_Delete(r);
@@ -685,9 +675,8 @@ static void test_connect_error(void **state)
 {
     (void)state;
     struct h_conn *c = h_conn_hello(fx.broker.sock, "t-refused");
-    cJSON *r = h_conn_expect(c, "event", -1, 10000);
+    cJSON *r = h_conn_expect_event(c, "error", 10000);
     assert_non_null(r);
-    assert_string_equal(h_json_str(r, "event"), "error");
     assert_string_equal(h_json_str(r, "code"), "SocketRegistrationFailed");
     assert_non_null(strstr(h_json_str(r, "message"), "invalid credentials"));
     cJSON_Delete(r);
@@ -703,7 +692,7 @@ static void test_registration_refused_then_ready(void **state)
     (void)state;
     assert_int_equal(h_wait_state(fx.broker.sock, "ready", 15000), 0);
     struct h_conn *c = h_conn_hello(fx.broker.sock, "t-register");
-    cJSON *r = h_conn_expect(c, "event", -1, 2000); /* connected */
+    cJSON *r = h_conn_expect_event(c, "connected", 2000);
     cJSON_Delete(r);
     assert_int_equal(h_http(&fx.server, "POST", "/_dev/behavior",
                             "{\"registerRefuse\":1,\"registerSilent\":0}", NULL),
@@ -845,11 +834,7 @@ static void test_fifty_drops(void **state)
         const char *mode = i % 2 ? "{\"mode\":\"transport\"}" : "{\"mode\":\"namespace\"}";
         assert_int_equal(h_http(&fx.server, "POST", "/_dev/disconnect", mode, NULL), 200);
         /* wait for this drop to be noticed, then for the new session */
-        r = h_conn_expect(c, "event", -1, 5000);
-        while (r && strcmp(h_json_str(r, "event"), "connected") != 0) {
-            cJSON_Delete(r);
-            r = h_conn_expect(c, "event", -1, 10000);
-        }
+        r = h_conn_expect_event(c, "connected", 15000);
         assert_non_null(r);
         cJSON_Delete(r);
         char *text = server_handlers();
@@ -1218,8 +1203,8 @@ static void test_two_monitors(void **state)
         assert_true(trace_seen(m[i], "local-out", "m-42"));
     }
     /* the password given to a client is traced as given, not as it is */
-    assert_int_equal(
-        h_conn_send(c, "{\"op\":\"credential\",\"id\":6,\"name\":\"daemonPassword\"}"), 0);
+    assert_int_equal(h_conn_send(c, "{\"op\":\"credential\",\"id\":6,\"name\":\"daemonPassword\"}"),
+                     0);
     r = h_conn_expect(c, "result", 6, 5000);
     assert_string_equal(h_json_str(r, "data"), "dev-password");
     cJSON_Delete(r);
@@ -1297,9 +1282,8 @@ static void test_tls_refused_without_ca(void **state)
 {
     (void)state;
     struct h_conn *c = h_conn_hello(fx.broker.sock, "t-tls");
-    cJSON *r = h_conn_expect(c, "event", -1, 10000);
+    cJSON *r = h_conn_expect_event(c, "error", 10000);
     assert_non_null(r);
-    assert_string_equal(h_json_str(r, "event"), "error");
     assert_string_equal(h_json_str(r, "code"), "SocketConnectionFailed");
     cJSON_Delete(r);
     cJSON *st = h_status(fx.broker.sock);
@@ -1346,13 +1330,15 @@ static void test_connection_failed_and_backoff(void **state)
 {
     (void)state;
     struct h_conn *c = h_conn_hello(fx.broker.sock, "t-noserver");
-    cJSON *r = h_conn_expect(c, "event", -1, 10000);
+    cJSON *r = h_conn_expect_event(c, "error", 10000);
     assert_non_null(r);
     assert_string_equal(h_json_str(r, "code"), "SocketConnectionFailed");
     cJSON_Delete(r);
     /* it keeps trying, with backoff, and says why */
-    r = h_conn_expect(c, "event", -1, 10000);
+    r = h_conn_expect_event(c, "state", 10000);
     assert_non_null(r);
+    assert_string_equal(h_json_str(r, "state"), "backoff");
+    assert_non_null(strstr(h_json_str(r, "reason"), "retrying in"));
     cJSON_Delete(r);
     assert_int_equal(h_broker_wait_log(&fx.broker, "retrying in", 3000), 0);
     h_conn_close(c);

@@ -781,6 +781,59 @@ static void test_enrollment_rotation_persisted(void **state)
     cJSON_Delete(cred);
 }
 
+/* The state directory cannot take the enrolled credentials (here: its
+ * parent does not exist yet). The server has spent the token and rotated
+ * the password: the broker keeps the new one in memory, uses it, says so
+ * in status, and stores it as soon as it can. */
+static int setup_enroll_unsaved(void **state)
+{
+    static const char *const args[] = {"--token", "tok-e2e", NULL};
+    (void)state;
+    return start_all(args, "{\"serverUrl\":\"http://127.0.0.1:%PORT%\","
+                           "\"controlSocketUrl\":\"ws://127.0.0.1:%PORT%/control\","
+                           "\"broker\":{\"listen\":\"%SOCK%\",\"stateDir\":\"%STATE%/later\","
+                           "\"logLevel\":\"debug\"},"
+                           "\"credentials\":{\"teamClusterId\":\"cluster-dev\","
+                           "\"enrollmentToken\":\"tok-e2e\"}}");
+}
+
+static bool credentials_ok(void *arg)
+{
+    (void)arg;
+    cJSON *st = h_status(fx.broker.sock);
+    const char *c = h_json_str(st, "upstream.credentials");
+    bool ok = c && !strcmp(c, "ok");
+    cJSON_Delete(st);
+    return ok;
+}
+
+static void test_enrolled_credentials_kept_when_unsaved(void **state)
+{
+    (void)state;
+    char path[600];
+    assert_int_equal(h_wait_state(fx.broker.sock, "ready", h_slack_ms(15000)), 0);
+    cJSON *st = h_status(fx.broker.sock);
+    const char *cred = h_json_str(st, "upstream.credentials");
+    assert_non_null(cred);
+    assert_non_null(strstr(cred, "in memory only: "));
+    cJSON_Delete(st);
+    /* The rotated password is in use (the old one is refused now). */
+    cJSON *server_cred = h_http_json(&fx.server, "GET", "/_dev/credentials", NULL);
+    const char *rotated = h_json_str(server_cred, "daemonPassword");
+    assert_non_null(rotated);
+    assert_string_not_equal(rotated, "dev-password");
+    assert_false(h_broker_log_contains(&fx.broker, rotated));
+    /* The directory becomes possible: stored at the next retry. */
+    assert_int_equal(mkdir(fx.broker.state_dir, 0700), 0);
+    assert_int_equal(h_wait_for(credentials_ok, NULL, h_slack_ms(10000)), 0);
+    snprintf(path, sizeof(path), "%s/later/credentials.json", fx.broker.state_dir);
+    char *text = h_file_text(path);
+    assert_non_null(text);
+    assert_non_null(strstr(text, rotated));
+    free(text);
+    cJSON_Delete(server_cred);
+}
+
 static int setup_enroll_refused(void **state)
 {
     (void)state;
@@ -1363,6 +1416,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_registration_refused_then_ready, setup_plain,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_enrollment_rotation_persisted, setup_enroll, teardown),
+        cmocka_unit_test_setup_teardown(test_enrolled_credentials_kept_when_unsaved,
+                                        setup_enroll_unsaved, teardown),
         cmocka_unit_test_setup_teardown(test_enrollment_401_is_final, setup_enroll_refused,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_enrollment_503_then_success, setup_enroll_503,

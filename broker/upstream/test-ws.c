@@ -164,26 +164,37 @@ static long dev_post(int port, const char *path, const char *json)
 /* ---- TLS material --------------------------------------------------------- */
 
 static char tls_dir[64];
-static char tls_cert[128];
+static char tls_cert[128]; /* names "localhost" only */
 static char tls_key[128];
+static char tls_cert_ip6[128]; /* "localhost" and the address ::1 */
+static char tls_key_ip6[128];
 
-/* A self-signed certificate for the name "localhost" only (no IP SAN), so
- * that connecting by address proves the name check is done. */
-static void tls_make_cert(void)
+static void make_cert(const char *cert, const char *key, const char *san)
 {
     char cmd[1024];
 
+    snprintf(cmd, sizeof(cmd),
+             "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes "
+             "-keyout '%s' -out '%s' -days 2 -subj /CN=localhost "
+             "-addext subjectAltName=%s >/dev/null 2>&1",
+             key, cert, san);
+    if (system(cmd) != 0)
+        fail_msg("openssl req failed: the openssl CLI is needed by this test");
+}
+
+/* Self-signed certificates: one for the name "localhost" only (no IP SAN),
+ * so that connecting by address proves the address is checked, and one
+ * that also names ::1. */
+static void tls_make_cert(void)
+{
     strcpy(tls_dir, "/tmp/volt-test-ws-XXXXXX");
     assert_non_null(mkdtemp(tls_dir));
     snprintf(tls_cert, sizeof(tls_cert), "%s/cert.pem", tls_dir);
     snprintf(tls_key, sizeof(tls_key), "%s/key.pem", tls_dir);
-    snprintf(cmd, sizeof(cmd),
-             "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes "
-             "-keyout '%s' -out '%s' -days 2 -subj /CN=localhost "
-             "-addext subjectAltName=DNS:localhost >/dev/null 2>&1",
-             tls_key, tls_cert);
-    if (system(cmd) != 0)
-        fail_msg("openssl req failed: the openssl CLI is needed by this test");
+    snprintf(tls_cert_ip6, sizeof(tls_cert_ip6), "%s/cert6.pem", tls_dir);
+    snprintf(tls_key_ip6, sizeof(tls_key_ip6), "%s/key6.pem", tls_dir);
+    make_cert(tls_cert, tls_key, "DNS:localhost");
+    make_cert(tls_cert_ip6, tls_key_ip6, "DNS:localhost,IP:::1");
 }
 
 static void tls_remove_cert(void)
@@ -192,6 +203,8 @@ static void tls_remove_cert(void)
         return;
     unlink(tls_cert);
     unlink(tls_key);
+    unlink(tls_cert_ip6);
+    unlink(tls_key_ip6);
     rmdir(tls_dir);
     tls_dir[0] = '\0';
 }
@@ -1036,8 +1049,7 @@ static void test_bad_arguments(void **state)
     assert_int_equal(client_connect(fx, &cl, &o), -EINVAL);
     o.host = "bad host";
     assert_int_equal(client_connect(fx, &cl, &o), -EINVAL);
-    o.host = "::1";
-    o.tls = true; /* lws 4.1.6 cannot check a certificate for an IPv6 literal */
+    o.host = "1.2.3.4:80";
     assert_int_equal(client_connect(fx, &cl, &o), -EINVAL);
     o = plain_options(EIO_PATH);
     o.port = 0;
@@ -1092,8 +1104,10 @@ static void run_tls_case(const struct tls_case *tc, int port)
 
 static void test_tls(void **state)
 {
-    struct dev_server tls_server = {0};
+    struct dev_server tls_server = {0}, tls6_server = {0}, tls6_named = {0};
     const char *extra[] = {"--tls-cert", NULL, "--tls-key", NULL, NULL};
+    const char *extra6[] = {"--tls-cert", NULL, "--tls-key", NULL, "--host", "::1", NULL};
+    const char *extra6_named[] = {"--tls-cert", NULL, "--tls-key", NULL, "--host", "::1", NULL};
     struct tls_case cases[] = {
         {"system CAs refuse a self-signed cert", {0}, "localhost", false, "self-signed"},
         {"ca_file accepts it", {.ca_file = tls_cert}, "localhost", true, NULL},
@@ -1105,14 +1119,37 @@ static void test_tls(void **state)
         {"insecure accepts it", {.insecure = true}, "localhost", true, NULL},
         {"insecure ignores the name", {.insecure = true}, "127.0.0.1", true, NULL},
     };
+    /* IPv6 literals: the address is checked against the certificate's IP
+     * names (and no SNI is sent for it). */
+    struct tls_case cases6[] = {
+        {"an IPv6 address the certificate does not name",
+         {.ca_file = tls_cert},
+         "::1",
+         false,
+         "mismatch"},
+        {"insecure to an IPv6 address", {.insecure = true}, "::1", true, NULL},
+    };
+    struct tls_case cases6_named[] = {
+        {"an IPv6 address the certificate names", {.ca_file = tls_cert_ip6}, "::1", true, NULL},
+    };
 
     tls_make_cert();
-    extra[1] = tls_cert;
-    extra[3] = tls_key;
+    extra[1] = extra6[1] = tls_cert;
+    extra[3] = extra6[3] = tls_key;
+    extra6_named[1] = tls_cert_ip6;
+    extra6_named[3] = tls_key_ip6;
     dev_server_start(&tls_server, extra);
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
         run_tls_case(&cases[i], tls_server.port);
     dev_server_stop(&tls_server);
+    dev_server_start(&tls6_server, extra6);
+    for (size_t i = 0; i < sizeof(cases6) / sizeof(cases6[0]); i++)
+        run_tls_case(&cases6[i], tls6_server.port);
+    dev_server_stop(&tls6_server);
+    dev_server_start(&tls6_named, extra6_named);
+    for (size_t i = 0; i < sizeof(cases6_named) / sizeof(cases6_named[0]); i++)
+        run_tls_case(&cases6_named[i], tls6_named.port);
+    dev_server_stop(&tls6_named);
     tls_remove_cert();
 }
 

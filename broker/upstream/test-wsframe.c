@@ -565,6 +565,17 @@ static void test_mask_matches_bytewise_at_every_offset(void **state)
         assert_int_equal(data[i], ref[i] ^ key[i & 3]);
     wsframe_mask(data, sizeof(data), key, 0);
     assert_memory_equal(data, ref, sizeof(data));
+
+    /* Copying: the source is left alone, the copy masked. */
+    {
+        uint8_t copy[200];
+        for (size_t off = 0; off < 4; off++) {
+            wsframe_mask_copy(copy, ref, 77, key, off);
+            for (size_t i = 0; i < 77; i++)
+                assert_int_equal(copy[i], ref[i] ^ key[(off + i) & 3]);
+        }
+        assert_memory_equal(data, ref, sizeof(data));
+    }
 }
 
 static void test_close_body(void **state)

@@ -146,7 +146,8 @@ size_t wsframe_put_header(uint8_t *out, enum wsframe_opcode opcode, uint64_t len
     return h + 4;
 }
 
-void wsframe_mask(uint8_t *data, size_t len, const uint8_t key[4], size_t offset)
+void wsframe_mask_copy(uint8_t *dst, const uint8_t *src, size_t len, const uint8_t key[4],
+                       size_t offset)
 {
     uint8_t k[8];
     uint64_t k64;
@@ -158,23 +159,28 @@ void wsframe_mask(uint8_t *data, size_t len, const uint8_t key[4], size_t offset
     for (; i + 32 <= len; i += 32) {
         uint64_t w[4];
 
-        memcpy(w, data + i, 32);
+        memcpy(w, src + i, 32);
         w[0] ^= k64;
         w[1] ^= k64;
         w[2] ^= k64;
         w[3] ^= k64;
-        memcpy(data + i, w, 32);
+        memcpy(dst + i, w, 32);
     }
     for (; i + 8 <= len; i += 8) {
         uint64_t w;
 
-        memcpy(&w, data + i, 8);
+        memcpy(&w, src + i, 8);
         w ^= k64;
-        memcpy(data + i, &w, 8);
+        memcpy(dst + i, &w, 8);
     }
     /* i is a multiple of 8, so the key's phase at i is the one at 0. */
     for (; i < len; i++)
-        data[i] ^= k[i & 7];
+        dst[i] = src[i] ^ k[i & 7];
+}
+
+void wsframe_mask(uint8_t *data, size_t len, const uint8_t key[4], size_t offset)
+{
+    wsframe_mask_copy(data, data, len, key, offset);
 }
 
 size_t wsframe_put_close_body(uint8_t *out, uint16_t code, const char *reason)

@@ -108,6 +108,9 @@ size_t wsframe_put_header(uint8_t *out, enum wsframe_opcode opcode, uint64_t len
 /* XORs data[0..len) with the key, as if it started at byte `offset` of the
  * payload (so a payload may be masked in pieces). */
 void wsframe_mask(uint8_t *data, size_t len, const uint8_t key[4], size_t offset);
+/* The same while copying: dst = src ^ key, in one pass (dst may be src). */
+void wsframe_mask_copy(uint8_t *dst, const uint8_t *src, size_t len, const uint8_t key[4],
+                       size_t offset);
 
 /* Writes the body of a Close frame (code, then the reason cut to fit 123
  * bytes at a UTF-8 boundary) and returns its length. out: 125 bytes. */

@@ -76,16 +76,21 @@
  * is written to the socket (with TLS: handed to OpenSSL). The ends of the
  * messages are kept as stream offsets in a small ring (`marks`).
  *
- * Closing. ws_close() on an open connection queues a Close (1000) after
- * everything queued and waits for the server's Close and its end of the
- * TCP connection, CLOSE_GRACE_MS at most. A Close from the server is
- * answered with the same code, and we wait for its FIN (LINGER_MS). A
- * frame the server may not send (wsframe's rules) is answered with a Close
- * carrying the RFC's code (1002, 1007, 1009) and reported as WS_CLOSE_LOST
- * or WS_CLOSE_TOO_BIG. Whatever ends a connection goes through
- * conn_report(): the first cause decided is the one reported, on_close
- * runs once, its handles are closed, and the struct is freed when the last
- * of them is (so it is still valid when on_close returns).
+ * Closing. Every end of an open connection queues a Close frame of ours
+ * behind what is queued: ws_close() with 1000, an answer to the server's
+ * Close with its code, a frame the server may not send (wsframe's rules)
+ * with the RFC's code (1002, 1007, 1009; reported as WS_CLOSE_LOST or
+ * WS_CLOSE_TOO_BIG). Once that frame is written the connection is
+ * reported (on_close), and the socket lingers, reading and discarding,
+ * until the server ends TCP or LINGER_MS pass: closing a socket with
+ * unread data sends a reset, which may destroy what the kernel has not
+ * sent yet. So the session learns at once (a paused server does not hold
+ * it for seconds) and the last answers still arrive. A socket that does not
+ * take the Close within CLOSE_GRACE_MS is dropped. Whatever ends a
+ * connection goes through conn_report_ex(): the first cause decided is
+ * the one reported, on_close runs once, and the struct is freed when the
+ * last of its handles is closed (so it is still valid when on_close
+ * returns); ws_transport_close() waits for lingering sockets too.
  */
 #include "upstream/ws.h"
 
@@ -133,7 +138,7 @@ enum conn_state {
     CONN_TLS,        /* TLS handshake */
     CONN_UPGRADING,  /* GET sent, waiting for the 101 */
     CONN_OPEN,
-    CONN_CLOSING, /* a Close was sent or received: no more messages */
+    CONN_CLOSING, /* a Close of ours is queued: no more messages */
     CONN_CLOSED,  /* reported */
 };
 
@@ -185,8 +190,9 @@ struct ws_conn {
     bool was_open;
     bool close_requested; /* ws_close(): no more sends or messages */
     bool close_sent;      /* our Close frame is queued */
-    bool close_received;
-    bool abort_due; /* drop the connection from the timer */
+    bool abort_due;       /* drop the connection from the timer */
+    bool lingering;       /* reported; waiting for the server to end TCP */
+    bool finished;        /* socket and handles closed (or closing) */
     struct conn_end end;
 
     uv_getaddrinfo_t resolver;
@@ -461,9 +467,35 @@ static void conn_drop_sock(struct ws_conn *c)
     uv_close((uv_handle_t *)&s->tcp, on_sock_closed);
 }
 
+/* Closes the socket and the conn's handles; it is freed when the last
+ * handle is closed. */
+static void conn_finish(struct ws_conn *c)
+{
+    if (c->finished)
+        return;
+    c->finished = true;
+    c->lingering = false;
+    conn_drop_sock(c);
+    c->write_in_flight = false; /* its callback finds the sock given up */
+    uv_timer_stop(&c->timer);
+    uv_prepare_stop(&c->flusher);
+    uv_close((uv_handle_t *)&c->timer, on_conn_handle_closed);
+    uv_close((uv_handle_t *)&c->flusher, on_conn_handle_closed);
+    if (c->ssl) {
+        SSL_free(c->ssl);
+        c->ssl = NULL;
+    }
+}
+
+static void on_conn_timer(uv_timer_t *timer);
+
 /* Delivers on_close once; the conn is freed later, when its handles are
- * closed, so it is still valid when this returns. */
-static void conn_report(struct ws_conn *c)
+ * closed, so it is still valid when this returns. With `linger` (our Close
+ * frame is written), the socket stays open, reading and discarding, until
+ * the server ends the TCP connection or LINGER_MS pass: closing it with
+ * unread data would send a reset, and a reset may destroy what is still in
+ * the kernel's send buffer. */
+static void conn_report_ex(struct ws_conn *c, bool linger)
 {
     struct ws_close_info info;
 
@@ -471,18 +503,14 @@ static void conn_report(struct ws_conn *c)
         return;
     conn_set_default_end(c, "closed");
     c->state = CONN_CLOSED;
-    conn_drop_sock(c);
-    if (c->write_in_flight)
-        c->write_in_flight = false; /* its callback finds the sock given up */
-    uv_timer_stop(&c->timer);
-    uv_prepare_stop(&c->flusher);
-    uv_close((uv_handle_t *)&c->timer, on_conn_handle_closed);
-    uv_close((uv_handle_t *)&c->flusher, on_conn_handle_closed);
     if (c->resolving)
         uv_cancel((uv_req_t *)&c->resolver);
-    if (c->ssl) {
-        SSL_free(c->ssl);
-        c->ssl = NULL;
+    if (linger && c->sock_connected && !c->write_in_flight) {
+        c->lingering = true;
+        uv_prepare_stop(&c->flusher);
+        uv_timer_start(&c->timer, on_conn_timer, LINGER_MS, 0);
+    } else {
+        conn_finish(c);
     }
 
     info.cause = c->end.cause;
@@ -496,7 +524,20 @@ static void conn_report(struct ws_conn *c)
         c->cb.on_close(c->userdata, &info);
 }
 
-static void on_conn_timer(uv_timer_t *timer);
+static void conn_report(struct ws_conn *c)
+{
+    conn_report_ex(c, false);
+}
+
+/* A Close of ours is queued: once it and everything before it are
+ * written, the connection is reported closed (and lingers). */
+static void conn_check_close_written(struct ws_conn *c)
+{
+    if (c->state != CONN_CLOSING || c->write_in_flight || c->tx.head != c->tx.len ||
+        c->wire.head != c->wire.len || (c->ssl && BIO_ctrl_pending(c->wbio)))
+        return;
+    conn_report_ex(c, true);
+}
 
 /* Drops the connection from the loop (never from inside an API call). */
 static void conn_abort_soon(struct ws_conn *c)
@@ -619,7 +660,10 @@ static void on_write_done(uv_write_t *req, int status)
         conn_write_failed(c, status);
         return;
     }
-    conn_want_flush(c);
+    if (c->tx.head != c->tx.len || c->wire.head != c->wire.len)
+        conn_want_flush(c);
+    else
+        conn_check_close_written(c);
 }
 
 /* TLS: encrypts what is queued (only with nothing in flight: the queue is
@@ -673,8 +717,10 @@ static void conn_flush(struct ws_conn *c)
         return;
     }
     len = src->len - src->head;
-    if (!len)
+    if (!len) {
+        conn_check_close_written(c);
         return;
+    }
     buf = uv_buf_init((char *)src->data + src->head, (unsigned)len);
     n = uv_try_write((uv_stream_t *)&c->sock->tcp, &buf, 1);
     if (n < 0 && n != UV_EAGAIN) {
@@ -688,6 +734,7 @@ static void conn_flush(struct ws_conn *c)
         conn_sent(c, (size_t)n);
     if (src->head == src->len) {
         obuf_settle(src);
+        conn_check_close_written(c);
         return;
     }
     /* The socket is full: uv_write() takes this buffer over until it is
@@ -729,18 +776,17 @@ static void conn_close_with(struct ws_conn *c, uint16_t code, const char *reason
     uint8_t body[WSFRAME_MAX_CONTROL];
     size_t n = code ? wsframe_put_close_body(body, code, reason) : 0;
 
-    if (!c->close_sent) {
-        c->close_sent = true;
-        if (conn_put_frame(c, WSFRAME_OP_CLOSE, body, n) < 0) {
-            conn_report(c);
-            return;
-        }
-    }
+    if (c->close_sent)
+        return;
+    c->close_sent = true;
     c->state = CONN_CLOSING;
-    /* Our own polite close waits for the server's answer; once Closes went
-     * both ways (or we answered an error), only for its FIN. */
-    uv_timer_start(&c->timer, on_conn_timer,
-                   c->close_requested && !c->close_received ? CLOSE_GRACE_MS : LINGER_MS, 0);
+    if (conn_put_frame(c, WSFRAME_OP_CLOSE, body, n) < 0) {
+        conn_report(c);
+        return;
+    }
+    /* Reported once written (conn_check_close_written), or after this if
+     * the socket does not take it. */
+    uv_timer_start(&c->timer, on_conn_timer, CLOSE_GRACE_MS, 0);
 }
 
 /* ---- receiving ------------------------------------------------------------ */
@@ -881,7 +927,6 @@ static void conn_on_close_frame(struct ws_conn *c, const struct wsframe_event *e
     char reason[124];
     size_t n = 0;
 
-    c->close_received = true;
     for (size_t i = 0; i < ev->len && n < sizeof(reason) - 1; i++)
         reason[n++] = ev->data[i] >= 0x20 && ev->data[i] < 0x7f ? (char)ev->data[i] : '?';
     reason[n] = '\0';
@@ -889,6 +934,7 @@ static void conn_on_close_frame(struct ws_conn *c, const struct wsframe_event *e
                  c->host, c->port, ev->code, n ? " " : "", reason);
     /* Echo the code (none if none came); then the server ends TCP. */
     conn_close_with(c, ev->code == WSFRAME_CLOSE_NO_STATUS ? 0 : ev->code, NULL);
+    conn_want_flush(c);
 }
 
 static void conn_on_frame_error(struct ws_conn *c, const struct wsframe_event *ev)
@@ -912,12 +958,12 @@ static void conn_process_rx(struct ws_conn *c)
             return;
         conn_on_open(c);
     }
-    while (c->state == CONN_OPEN || (c->state == CONN_CLOSING && !c->close_received)) {
+    /* Once a Close of ours is queued (or a shutdown decided), what comes
+     * is not looked at. */
+    while (c->state == CONN_OPEN && !c->end.set) {
         struct wsframe_event ev;
         size_t n;
 
-        if (c->end.set && c->end.cause != WS_CLOSE_LOCAL)
-            break; /* an error or shutdown decided: read nothing more */
         n = wsframe_parse(c->parser, c->rx.data + c->rx.head, c->rx.len - c->rx.head, &ev);
         c->rx.head += n;
         switch (ev.kind) {
@@ -1061,6 +1107,17 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 
     if (!c || c->sock != s || nread == 0)
         return;
+    if (c->state >= CONN_CLOSING) {
+        /* Our Close is queued, or written and we linger: what comes is
+         * dropped (not even decrypted); the end of the stream ends it. */
+        if (nread < 0) {
+            if (c->lingering)
+                conn_finish(c);
+            else
+                conn_report(c);
+        }
+        return;
+    }
     if (nread < 0) {
         const char *why =
             nread == UV_EOF ? "the server closed the connection" : uv_strerror((int)nread);
@@ -1311,6 +1368,10 @@ static void on_conn_timer(uv_timer_t *timer)
 {
     struct ws_conn *c = timer->data;
 
+    if (c->lingering) {
+        conn_finish(c); /* the server did not end TCP in time: we do */
+        return;
+    }
     if (c->state == CONN_CLOSED)
         return;
     if (!c->abort_due && c->state < CONN_OPEN)

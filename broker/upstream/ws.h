@@ -158,9 +158,13 @@ size_t ws_send_queue_bytes(const struct ws_conn *c);
 size_t ws_send_queue_room(const struct ws_conn *c);
 
 /* Closes politely: what is already queued is sent, then a Close frame
- * (1000), then on_close (WS_CLOSE_LOCAL) once the server answered or after
- * a few seconds. Before the connection is open, the attempt is abandoned
- * (on_close follows from the loop). Idempotent; no on_message after it. */
+ * (1000), then on_close (WS_CLOSE_LOCAL) as soon as that frame is written
+ * to the socket (after a few seconds at most, if the socket takes
+ * nothing). The socket itself stays open a moment longer in the
+ * background, for the server's answer and its end of TCP, then is closed;
+ * ws_transport_close() waits for that. Before the connection is open, the
+ * attempt is abandoned (on_close follows from the loop). Idempotent; no
+ * on_message after it. */
 void ws_close(struct ws_conn *c);
 
 #endif

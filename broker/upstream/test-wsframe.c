@@ -492,6 +492,30 @@ static void test_utf8(void **state)
     }
 }
 
+/* The block paths (32, 16 bytes at a time) and the byte path agree: one
+ * bad or multi-byte sequence at every position of an ASCII buffer. */
+static void test_utf8_at_every_position(void **state)
+{
+    uint8_t buf[100];
+
+    for (size_t k = 0; k < sizeof(buf); k++) {
+        memset(buf, 'a', sizeof(buf));
+        buf[k] = 0x80;
+        if (wsframe_utf8_valid(buf, sizeof(buf)))
+            fail_msg("a stray continuation byte at %zu passed", k);
+        if (!wsframe_utf8_valid(buf, k))
+            fail_msg("the %zu ASCII bytes before it failed", k);
+        if (k + 2 <= sizeof(buf)) {
+            buf[k] = 0xc3;
+            buf[k + 1] = 0xa9;
+            if (!wsframe_utf8_valid(buf, sizeof(buf)))
+                fail_msg("an e-acute at %zu failed", k);
+            if (wsframe_utf8_valid(buf, k + 1))
+                fail_msg("an e-acute cut after its first byte at %zu passed", k);
+        }
+    }
+}
+
 /* A code point split between two fragments is fine: UTF-8 is judged on
  * the whole message. */
 static void test_utf8_split_between_fragments(void **state)
@@ -617,6 +641,7 @@ int main(void)
         cmocka_unit_test(test_errors_are_sticky),
         cmocka_unit_test(test_size_limit),
         cmocka_unit_test(test_utf8),
+        cmocka_unit_test(test_utf8_at_every_position),
         cmocka_unit_test(test_utf8_split_between_fragments),
         cmocka_unit_test(test_header_lengths),
         cmocka_unit_test(test_mask_matches_bytewise_at_every_offset),

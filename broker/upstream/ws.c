@@ -3,25 +3,35 @@
  * this is how, and why it no longer sits on libwebsockets.
  *
  * Why not libwebsockets (measured, issue 13). Debian 12's lws 4.1.6, in its
- * WebSocket role, cost the broker 14-19 us of CPU per 16-byte request at
- * K=100 and 230 us at 16 KiB, against 3-8 us and 28 us for a minimal relay
- * on the same machine (contrib/bench, bench-floor): its receive state
- * machine runs once per byte, it masks byte by byte, checks UTF-8 per byte,
- * reads /dev/urandom (4 bytes) for every frame's mask, sends one frame per
- * sendto(), reads in 4 KiB pieces, and its libuv glue turns every change
- * of the wanted events into an epoll_ctl() pair. Kept as a raw-socket
- * client (lws connects and does TLS, we frame), the same measurement gave
- * the figures in the table below: better, but lws's service path, its
- * 4 KiB reads (pt_serv_buf_size) and its uv_poll glue stay on every
- * event, its context costs about 1.5 MiB of the broker's idle RSS, and lws
- * 4.1.6 cannot check a certificate for an IPv6 literal (it cuts the name
- * at the first ':'). A transport of our own is the bytes the floor relay
- * moves plus OpenSSL, so that is what this is.
+ * WebSocket role, runs its receive state machine once per byte, masks and
+ * checks UTF-8 byte by byte, reads 4 bytes of /dev/urandom for every
+ * frame's mask, sends one frame per sendto(), reads 4 KiB at a time, and
+ * its libuv glue turns every change of the wanted events into epoll_ctl()
+ * calls. Kept only for connecting and TLS, in its raw-socket client role,
+ * with our framing on top (a prototype: RAW_RX into our parser, all frames
+ * of a loop turn in one lws_write(), 64 KiB pt_serv_buf_size), it still
+ * runs its service path on every event, copies every read out of its own
+ * buffer and every write into a buffer with LWS_PRE headroom, its context
+ * (with OpenSSL's global init) added 1.5 MiB to a test program's RSS, and
+ * it cannot check a certificate for
+ * an IPv6 literal (4.1.6 cuts the name at the first ':'). What is left to
+ * a transport of our own is libuv's TCP and OpenSSL's TLS, so that is what
+ * this is. wslay (libwslay-dev 1.1.1) was read, not measured: its frame
+ * layer also masks byte by byte, through a 4 KiB stack buffer, with a send
+ * callback per header and per 4 KiB, and reads through a fixed 4 KiB
+ * buffer.
  *
- *   broker, per request (same run, 2 shared cores)  lws WS role   lws raw + ours   this
- *   16 B, K=100: CPU us / syscalls                  see ws.md below (filled in by the
- *   16 KiB, K=100: CPU us                           measurements of the commit that
- *   16 B, K=1: CPU us / syscalls                    introduced this file)
+ * The three, head to head (the same tree otherwise, the same dev server,
+ * interleaved, medians of 3; 2 shared cores, load average 3-5): broker CPU
+ * from its task clock and system calls per request.
+ *
+ *                          lws WS role (*)      lws raw + wsframe    this file
+ *   16 B, K=100            14.7 us  3.30 sc     8.0 us  1.36 sc      7.6 us  1.29 sc
+ *   16 KiB, K=100          217.7 us 16.2 sc     40.5 us 3.70 sc      33.2 us 3.58 sc
+ *   16 B, K=1 (p50)        59.3 us  13.9 sc     44.9 us 6.0 sc       32.0 us 6.0 sc
+ *                          (131 us)             (132 us)             (94 us)
+ *   (*) the tree before this work: without the JSON and local-write
+ *   changes that the other two columns have.
  *
  * Connecting. The name is resolved with uv_getaddrinfo (never on the
  * loop); each address is tried in turn with a fresh uv_tcp_t until one

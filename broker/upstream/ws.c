@@ -842,7 +842,10 @@ static int conn_check_upgrade(struct ws_conn *c)
         }
         return 0;
     }
-    if (avail < 12 || memcmp(text, "HTTP/1.1 ", 9) != 0 || sscanf(text + 9, "%3d", &status) != 1) {
+    /* The buffer is not a C string: the three digits are read by hand. */
+    for (size_t i = 9; i < 12 && i < avail; i++)
+        status = text[i] >= '0' && text[i] <= '9' ? status * 10 + (text[i] - '0') : -1000;
+    if (avail < 12 || memcmp(text, "HTTP/1.1 ", 9) != 0 || status < 100) {
         conn_set_end(c, WS_CLOSE_HANDSHAKE, 0, 0,
                      "WebSocket upgrade at %s port %u: not an HTTP/1.1 response", c->host, c->port);
         conn_report(c);

@@ -1,13 +1,19 @@
 #!/usr/bin/env bash
 # Sets up a Debian 12 machine and runs every test of volt-broker:
 #   1. gcc build with -Werror, all ctest tests (unit + integration against
-#      the real socket.io dev server), then every integration test again
-#      with the broker under valgrind;
+#      the real socket.io dev server), the Node client's tests again with
+#      Debian 12's nodejs 18, then every integration test again with the
+#      broker under valgrind;
 #   2. clang build with AddressSanitizer + UndefinedBehaviorSanitizer, all
 #      ctest tests;
-#   3. every libFuzzer target for a short bounded run on its seed corpus;
-#   4. clang-format check of every C file;
-#   5. a smoke run of the benchmark (contrib/bench/run.sh -s).
+#   3. clang build with ThreadSanitizer of the libvoltclient tests (a handler's
+#      answer from a worker thread), ctest on those;
+#   4. every libFuzzer target for a short bounded run on its seed corpus;
+#   5. clang-format check of every C file;
+#   6. mypy --strict over the Python client (its tests run in ctest);
+#   7. a smoke run of the benchmark (contrib/bench/run.sh -s).
+# The gcc ctest includes client-lib-abi: the built libvoltclient against its
+# committed ABI baseline (abidiff).
 # Usage: contrib/ci/test-all.sh    (FUZZ_SECONDS=N to change the fuzz time)
 set -euo pipefail
 
@@ -40,6 +46,16 @@ else
   summary+=("format: ok")
 fi
 
+step "python client: mypy --strict (package, tests, benchmark)"
+# The suite itself runs from ctest (python-client) in every build below.
+if (cd client-lib/python && /usr/bin/python3 -m mypy --cache-dir "$logs/mypy-cache" &&
+    /usr/bin/python3 -m mypy --strict --ignore-missing-imports --cache-dir "$logs/mypy-cache" \
+      ../../contrib/bench/bench-python.py) 2>&1 | tee "$logs/mypy.txt"; then
+  summary+=("python mypy: ok")
+else
+  status=1; summary+=("python mypy: FAILED")
+fi
+
 step "gcc build (-Werror) + ctest"
 cmake -S . -B build-ci-gcc -DCMAKE_C_COMPILER=gcc -DVOLT_WERROR=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build build-ci-gcc -j"$jobs"
@@ -47,6 +63,13 @@ if run_ctest build-ci-gcc gcc -j"$jobs" --timeout 300; then
   summary+=("gcc ctest: ok")
 else
   status=1; summary+=("gcc ctest: FAILED")
+fi
+
+step "Node client: its tests again with Debian 12's nodejs 18 (the oldest it supports)"
+if client-lib/node/test/with-debian-node18.sh build-ci-gcc 2>&1 | tee "$logs/node18.txt"; then
+  summary+=("node 18: ok ($(grep -E '^# pass' "$logs/node18.txt" | tail -1 | sed 's/# //'))")
+else
+  status=1; summary+=("node 18: FAILED")
 fi
 
 step "valgrind: every integration test with the broker under valgrind (no leaks, no errors)"
@@ -65,6 +88,20 @@ if ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1
   summary+=("asan+ubsan ctest: ok")
 else
   status=1; summary+=("asan+ubsan ctest: FAILED")
+fi
+
+step "clang build with ThreadSanitizer: the libvoltclient tests (answers from worker threads)"
+cmake -S . -B build-ci-tsan -DCMAKE_C_COMPILER=clang -DVOLT_WERROR=ON \
+  -DVOLT_SANITIZE=thread -DCMAKE_BUILD_TYPE=Debug >/dev/null
+tsan_tests=(test-client-threads test-client test-client-libuv test-adapter-libuv
+            test-adapter-libevent test-adapter-sdevent)
+cmake --build build-ci-tsan -j"$jobs" --target "${tsan_tests[@]}"
+if TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
+    run_ctest build-ci-tsan tsan -j"$jobs" --timeout 300 \
+    -R "^($(IFS='|'; echo "${tsan_tests[*]}"))\$"; then
+  summary+=("tsan ctest (client-lib): ok")
+else
+  status=1; summary+=("tsan ctest (client-lib): FAILED")
 fi
 
 step "libFuzzer targets, ${fuzz_seconds}s each"

@@ -421,6 +421,12 @@ static void start_write(struct peer *p)
     if (rc > 0)
         proto_buf_consume(&p->queued, (size_t)rc);
     if (p->queued.len == 0) {
+        /* Drained at once: as in on_write_done(), a burst's buffer goes. */
+        if (p->queued.cap > OUTPUT_KEEP) {
+            proto_buf_free(&p->queued);
+            if (!account(p, false))
+                return;
+        }
         if (p->close_after_flush)
             peer_close(p, p->close_reason);
         return;

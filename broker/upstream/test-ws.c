@@ -573,10 +573,10 @@ static void test_connect_refused(void **state)
     client_free(&cl);
 }
 
-/* With no file descriptor left, lws cannot create the socket and
- * lws_client_connect_via_info() returns NULL (rather than calling
- * CLIENT_CONNECTION_ERROR later): the other way a connect fails. */
-static void test_connect_fails_inside_lws(void **state)
+/* With no file descriptor left, the socket cannot even be created:
+ * uv_tcp_connect() fails at once (rather than in its callback), the other
+ * way a connect fails; it is still reported from the loop, once. */
+static void test_connect_fails_at_once(void **state)
 {
     struct fixture *fx = *state;
     struct client cl = {0};
@@ -1426,7 +1426,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_unanswered_pings_end_the_session, fixture_setup,
                                         fixture_teardown),
         cmocka_unit_test_setup_teardown(test_connect_refused, fixture_setup, fixture_teardown),
-        cmocka_unit_test_setup_teardown(test_connect_fails_inside_lws, fixture_setup,
+        cmocka_unit_test_setup_teardown(test_connect_fails_at_once, fixture_setup,
                                         fixture_teardown),
         cmocka_unit_test_setup_teardown(test_dns_failure_does_not_block, fixture_setup,
                                         fixture_teardown),

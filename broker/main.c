@@ -131,14 +131,13 @@ static void on_term(uv_signal_t *s, int signum)
 }
 
 /* Every client is a descriptor: a maxClients the open-file limit cannot
- * hold would fail in accept(), with nothing said to the client. At start
- * the soft limit is raised as far as needed; on reload it is only checked,
- * because libwebsockets sized its descriptor tables from it at start. */
-static void fit_max_clients(struct broker_config *cfg, bool may_raise)
+ * hold would fail in accept(), with nothing said to the client. The soft
+ * limit is raised as far as needed, at start and on reload. */
+static void fit_max_clients(struct broker_config *cfg)
 {
     uint64_t needed = (uint64_t)cfg->max_clients + FDLIMIT_RESERVE;
     uint64_t before = fdlimit_current();
-    uint64_t limit = may_raise ? fdlimit_raise(needed) : before;
+    uint64_t limit = fdlimit_raise(needed);
 
     if (limit > before)
         log_info("open file limit raised from %llu to %llu for maxClients %u",
@@ -147,9 +146,8 @@ static void fit_max_clients(struct broker_config *cfg, bool may_raise)
         return;
     uint32_t fits = limit > 2 * FDLIMIT_RESERVE ? (uint32_t)(limit - FDLIMIT_RESERVE) : 1;
     log_warn("maxClients %u needs %llu open files but the limit is %llu: serving at most %u "
-             "clients (raise LimitNOFILE= or ulimit -n%s)",
-             cfg->max_clients, (unsigned long long)needed, (unsigned long long)limit, fits,
-             may_raise ? "" : ", then restart");
+             "clients (raise LimitNOFILE= or ulimit -n)",
+             cfg->max_clients, (unsigned long long)needed, (unsigned long long)limit, fits);
     cfg->max_clients = fits;
 }
 
@@ -170,7 +168,7 @@ static void on_hup(uv_signal_t *s, int signum)
              line = strtok_r(NULL, "\n", &save))
             log_error("SIGHUP: %s", line);
     } else {
-        fit_max_clients(&fresh, false);
+        fit_max_clients(&fresh);
         broker_reload(d->broker, &fresh);
     }
     config_free(&fresh);
@@ -196,7 +194,7 @@ static int run(struct daemon *d)
         log_set_format(lf);
     /* A client that vanishes mid-write must not kill us. */
     signal(SIGPIPE, SIG_IGN);
-    fit_max_clients(&d->cfg, true);
+    fit_max_clients(&d->cfg);
     rc = uv_loop_init(&d->loop);
     if (rc < 0) {
         log_error("uv_loop_init: %s", uv_strerror(rc));

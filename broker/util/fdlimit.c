@@ -19,8 +19,8 @@ uint64_t fdlimit_raise(uint64_t needed)
         return 0;
     if (rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur >= needed)
         return fdlimit_current();
-    /* Raising only as far as needed: libwebsockets sizes (and zeroes)
-     * per-descriptor tables from this limit when its context is made. */
+    /* Raising only as far as needed: a child (a curl resolver, say)
+     * inherits it, and some libraries size tables from it. */
     rl.rlim_cur =
         (rl.rlim_max != RLIM_INFINITY && rl.rlim_max < needed) ? rl.rlim_max : (rlim_t)needed;
     /* Refused (a seccomp filter, say): the old limit stays, and is reported. */

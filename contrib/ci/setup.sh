@@ -8,7 +8,7 @@ top=$(cd "$(dirname "$0")/../.." && pwd)
 
 packages=(
   build-essential gcc clang cmake pkg-config git ca-certificates openssl
-  libuv1-dev libwebsockets-dev libcurl4-openssl-dev libmsgpack-dev libcjson-dev libcmocka-dev
+  libuv1-dev libcurl4-openssl-dev libmsgpack-dev libcjson-dev libcmocka-dev
   libssl-dev libclang-rt-14-dev valgrind clang-format curl
   libevent-dev libsystemd-dev  # libvoltclient loop adapters (libevent, sd-event) and their tests
   abigail-tools  # abidw/abidiff: the libvoltclient ABI check (client-lib/abi)

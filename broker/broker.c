@@ -9,6 +9,7 @@
 
 #include "local/listener.h"
 #include "local/peer.h"
+#include "local/quota.h"
 #include "local/router.h"
 #include "proto/errors.h"
 #include "proto/msgpack.h"
@@ -39,6 +40,7 @@ struct broker {
     uint64_t started_ms;
     struct router *router;
     struct session *session;
+    struct quota *quota;
     struct peer *monitors[MAX_MONITORS];
     uint32_t n_monitors;
     struct proto_buf scratch;     /* status maps and other composed values */
@@ -49,14 +51,26 @@ struct broker {
     bool drain_timer_open;
 };
 
-/* An error about a frame: under its id when it had one, else as `error`. */
-static void send_frame_error(struct peer *p, const struct proto_msg *m, int code,
-                             const char *message)
+static struct proto_span span_cstr(const char *s)
 {
-    if (m && proto_msg_has(m, PROTO_F_ID) && m->op != PROTO_OP_HELLO)
-        peer_send_result(p, m->id, code, message, NULL, NULL);
-    else
-        peer_send_error(p, code, message, NULL);
+    return proto_span_str(s ? s : "", s ? (uint32_t)strlen(s) : 0);
+}
+
+static const char *team_cluster_id(const struct broker *b)
+{
+    return b->session ? session_team_cluster_id(b->session) : b->cfg->team_cluster_id;
+}
+
+/* The `connected` event: the upstream is registered, with the team cluster
+ * id in force (enrollment may have replaced the configured one). */
+static const struct proto_msg *connected_event(const struct broker *b, struct proto_msg *ev)
+{
+    ev->op = PROTO_OP_EVENT;
+    ev->fields = PROTO_F_EVENT | PROTO_F_STATE | PROTO_F_TEAM_CLUSTER_ID;
+    ev->event = span_cstr("connected");
+    ev->state = span_cstr("ready");
+    ev->team_cluster_id = span_cstr(team_cluster_id(b));
+    return ev;
 }
 
 static uint64_t now_wall_us(void)
@@ -125,6 +139,32 @@ static int put_kv_uint(struct proto_buf *o, const char *k, uint64_t v)
     return rc ? rc : proto_mp_put_uint(o, v);
 }
 
+/* What is held, against the limits, in total and per user. */
+static int build_quota_status(const struct broker *b, struct proto_buf *o)
+{
+    struct quota_usage users[64];
+    size_t n = quota_users(b->quota, users, 64);
+    int err = 0;
+
+    if (n > 64)
+        n = 64; /* status is for people; the metrics have every user */
+    err |= proto_mp_put_map(o, 5);
+    err |= put_kv_uint(o, "memory_bytes", quota_bytes(b->quota));
+    err |= put_kv_uint(o, "memory_budget", b->cfg->memory_budget);
+    err |= put_kv_uint(o, "in_flight", quota_in_flight(b->quota));
+    err |= put_kv_uint(o, "max_pending", b->cfg->max_pending);
+    err |= proto_mp_put_cstr(o, "users");
+    err |= proto_mp_put_array(o, (uint32_t)n);
+    for (size_t i = 0; i < n; i++) {
+        err |= proto_mp_put_map(o, 4);
+        err |= put_kv_uint(o, "uid", users[i].uid);
+        err |= put_kv_uint(o, "clients", users[i].clients);
+        err |= put_kv_uint(o, "in_flight", users[i].in_flight);
+        err |= put_kv_uint(o, "memory_bytes", users[i].bytes);
+    }
+    return err;
+}
+
 static int build_status(struct broker *b, struct proto_buf *o)
 {
     struct session_counters sc;
@@ -137,7 +177,7 @@ static int build_status(struct broker *b, struct proto_buf *o)
         session_get_counters(b->session, &sc);
     router_get_counters(b->router, &rc);
 
-    err |= proto_mp_put_map(o, 4);
+    err |= proto_mp_put_map(o, 5);
     err |= proto_mp_put_cstr(o, "broker");
     err |= proto_mp_put_map(o, 5);
     err |= put_kv_str(o, "version", VOLT_VERSION);
@@ -148,7 +188,7 @@ static int build_status(struct broker *b, struct proto_buf *o)
     err |= put_kv_uint(o, "clients", b->n_peers);
 
     err |= proto_mp_put_cstr(o, "upstream");
-    err |= proto_mp_put_map(o, 5);
+    err |= proto_mp_put_map(o, 6);
     if (b->session) {
         err |= put_kv_str(o, "state", session_state_name(session_state(b->session)));
         err |= put_kv_str(o, "reason", session_reason(b->session));
@@ -161,9 +201,16 @@ static int build_status(struct broker *b, struct proto_buf *o)
         err |= put_kv_str(o, "team_cluster_id", b->cfg->team_cluster_id);
     }
     err |= put_kv_str(o, "url", b->cfg->control_socket_url);
+    /* Enrolled credentials the state directory could not take are held in
+     * memory (and lost with the process): an operator must see it. */
+    const char *unsaved = b->session ? session_credentials_unsaved(b->session) : NULL;
+    char cred[320];
+    snprintf(cred, sizeof(cred), "%s%s", unsaved ? "in memory only: " : "ok",
+             unsaved ? unsaved : "");
+    err |= put_kv_str(o, "credentials", cred);
 
     err |= proto_mp_put_cstr(o, "counters");
-    err |= proto_mp_put_map(o, 15);
+    err |= proto_mp_put_map(o, 17);
     err |= put_kv_uint(o, "requests", sc.requests);
     err |= put_kv_uint(o, "responses_ok", sc.responses_ok);
     err |= put_kv_uint(o, "rejected", sc.rejected);
@@ -175,10 +222,15 @@ static int build_status(struct broker *b, struct proto_buf *o)
     err |= put_kv_uint(o, "inbound_timeout", rc.inbound_timeout);
     err |= put_kv_uint(o, "messages_in", sc.messages_in);
     err |= put_kv_uint(o, "messages_out", sc.messages_out);
-    err |= put_kv_uint(o, "drops", sc.late_responses + rc.late_replies + rc.results_dropped);
+    err |= put_kv_uint(o, "drops", sc.late_responses + rc.late_replies);
+    err |= put_kv_uint(o, "released", rc.requests_released);
+    err |= put_kv_uint(o, "memory_cuts", quota_memory_cuts(b->quota));
     err |= put_kv_uint(o, "slow_consumers", rc.slow_consumers);
     err |= put_kv_uint(o, "reconnects", sc.reconnects);
     err |= put_kv_uint(o, "pending", sc.pending);
+
+    err |= proto_mp_put_cstr(o, "quotas");
+    err |= build_quota_status(b, o);
 
     err |= proto_mp_put_cstr(o, "clients");
     err |= router_status_clients(b->router, o);
@@ -195,7 +247,7 @@ static void handle_hello(struct broker *b, struct peer *p, const struct proto_ms
     const char *state = b->session ? session_state_name(session_state(b->session)) : "idle";
 
     if (peer_flags(p) & PEER_SAID_HELLO) {
-        send_frame_error(p, m, PROTO_E_BAD_REQUEST, "hello was already said");
+        peer_send_frame_error(p, m, PROTO_E_BAD_REQUEST, "hello was already said");
         return;
     }
     if (lo > hi) {
@@ -213,30 +265,45 @@ static void handle_hello(struct broker *b, struct peer *p, const struct proto_ms
         return;
     }
     peer_set_flags(p, peer_flags(p) | PEER_SAID_HELLO);
+    peer_clear_deadline(p);
     log_info("client %llu hello: name=%s pid=%d uid=%u version=%llu",
              (unsigned long long)peer_id(p), peer_name(p), (int)peer_pid(p), (unsigned)peer_uid(p),
              (unsigned long long)hi);
-    w.fields =
-        PROTO_F_VERSION | PROTO_F_MAX_FRAME | PROTO_F_NAME | PROTO_F_STATE | PROTO_F_TIMEOUT_MS;
+    w.fields = PROTO_F_VERSION | PROTO_F_MAX_FRAME | PROTO_F_NAME | PROTO_F_STATE |
+               PROTO_F_TIMEOUT_MS | PROTO_F_MAX_TIMEOUT_MS | PROTO_F_TEAM_CLUSTER_ID |
+               PROTO_F_REASON;
     w.version = hi;
     w.timeout_ms = b->cfg->command_timeout_ms;
+    w.max_timeout_ms = b->cfg->max_command_timeout_ms;
     w.max_frame = b->cfg->max_frame;
     w.name = proto_span_str(BROKER_NAME, (uint32_t)strlen(BROKER_NAME));
     w.state = proto_span_str(state, (uint32_t)strlen(state));
+    w.team_cluster_id = span_cstr(team_cluster_id(b));
+    w.reason =
+        span_cstr(b->session ? session_reason(b->session) : "no controlSocketUrl configured");
+    if (b->session) {
+        const char *last = NULL;
+        int code = session_last_error(b->session, &last);
+        if (code) {
+            w.fields |= PROTO_F_CODE | PROTO_F_MESSAGE;
+            w.code = span_cstr(proto_error_name(code));
+            w.message = span_cstr(last);
+        }
+    }
     if (peer_send(p, &w) < 0)
         return;
-    if (b->session && session_is_ready(b->session)) {
-        struct proto_msg ev = {.op = PROTO_OP_EVENT};
-        ev.fields = PROTO_F_EVENT | PROTO_F_STATE;
-        ev.event = proto_span_str("connected", 9);
-        ev.state = proto_span_str("ready", 5);
-        peer_send(p, &ev);
-    }
+    if (b->session && session_is_ready(b->session))
+        peer_send(p, connected_event(b, &(struct proto_msg){.op = PROTO_OP_EVENT}));
 }
 
 static bool is_privileged(const struct peer *p)
 {
     return peer_uid(p) == 0 || peer_uid(p) == geteuid();
+}
+
+static bool may_read_password(const struct broker *b, const struct peer *p)
+{
+    return is_privileged(p) || config_ids_contain(&b->cfg->password_readers, peer_uid(p));
 }
 
 static void handle_credential(struct broker *b, struct peer *p, const struct proto_msg *m)
@@ -245,13 +312,14 @@ static void handle_credential(struct broker *b, struct peer *p, const struct pro
     struct proto_buf *o = &b->scratch;
 
     if (m->name.len == 13 && !memcmp(m->name.ptr, "teamClusterId", 13)) {
-        value = b->session ? session_team_cluster_id(b->session) : b->cfg->team_cluster_id;
+        value = team_cluster_id(b);
     } else if (m->name.len == 14 && !memcmp(m->name.ptr, "daemonPassword", 14)) {
-        if (!is_privileged(p)) {
+        if (!may_read_password(b, p)) {
             log_info("client %llu (uid %u) refused the daemon password",
                      (unsigned long long)peer_id(p), (unsigned)peer_uid(p));
             peer_send_result(p, m->id, PROTO_E_PERMISSION_DENIED,
-                             "the daemon password is only given to root and the broker's own user",
+                             "the daemon password is only given to root, the broker's own user "
+                             "and the users in broker.passwordReaders",
                              NULL, NULL);
             return;
         }
@@ -326,7 +394,7 @@ static void on_peer_frame(struct peer *p, const struct proto_span *frame)
     if (rc == 0)
         rc = proto_msg_check(&m, &why);
     if (rc < 0) {
-        send_frame_error(p, &m, rc, why ? why : "bad frame");
+        peer_send_frame_error(p, &m, rc, why ? why : "bad frame");
         return;
     }
     if (!(peer_flags(p) & PEER_SAID_HELLO) && m.op != PROTO_OP_HELLO) {
@@ -360,12 +428,12 @@ static void on_peer_frame(struct peer *p, const struct proto_span *frame)
         return;
     }
     if (!router_handle(b->router, p, &m))
-        send_frame_error(p, &m, PROTO_E_UNKNOWN_OP, "this op is not sent by clients");
+        peer_send_frame_error(p, &m, PROTO_E_UNKNOWN_OP, "this op is not sent by clients");
 }
 
 static void on_peer_bad_frame(struct peer *p, int code, const char *why)
 {
-    send_frame_error(p, NULL, code, why);
+    peer_send_frame_error(p, NULL, code, why);
 }
 
 static void on_peer_closing(struct peer *p, const char *reason)
@@ -392,16 +460,14 @@ static bool peer_allowed(const struct broker *b, const struct peer *p)
 {
     const struct broker_config *c = b->cfg;
 
-    if (!c->n_allowed_uids && !c->n_allowed_gids)
+    if (!c->allowed_uids.n && !c->allowed_gids.n)
         return true;
     if (peer_uid(p) == geteuid() || peer_uid(p) == 0)
         return true;
-    for (size_t i = 0; i < c->n_allowed_uids; i++) {
-        if (c->allowed_uids[i] == peer_uid(p))
-            return true;
-    }
-    for (size_t i = 0; i < c->n_allowed_gids; i++) {
-        if (c->allowed_gids[i] == peer_gid(p))
+    if (config_ids_contain(&c->allowed_uids, peer_uid(p)))
+        return true;
+    for (size_t i = 0; i < c->allowed_gids.n; i++) {
+        if (peer_in_group(p, (gid_t)c->allowed_gids.ids[i]))
             return true;
     }
     return false;
@@ -412,6 +478,8 @@ static void on_connection(uv_stream_t *server, int status)
     struct broker *b = server->data;
     struct peer_limits limits;
     struct peer *p;
+    const char *why = NULL;
+    char message[96];
     int err = 0;
 
     if (status < 0) {
@@ -421,6 +489,7 @@ static void on_connection(uv_stream_t *server, int status)
     proto_limits_default(&limits.frame);
     limits.frame.max_frame = b->cfg->max_frame;
     limits.max_queue_bytes = b->cfg->max_queue_bytes;
+    limits.frame_timeout_ms = b->cfg->frame_timeout_ms;
     p = peer_new(b->loop, &b->server, &b->peers, ++b->next_peer_id, &limits, &peer_cb, b, &err);
     if (!p) {
         log_warn("accept failed: %s", uv_strerror(err));
@@ -438,10 +507,14 @@ static void on_connection(uv_stream_t *server, int status)
         peer_send_error(p, PROTO_E_SHUTTING_DOWN, "the broker is stopping", "broker is stopping");
         return;
     }
-    if (b->n_peers > b->cfg->max_clients) {
-        peer_send_error(p, PROTO_E_LIMIT_EXCEEDED, "too many clients", "over maxClients");
+    err = quota_admit(b->quota, peer_quota(p), peer_uid(p), is_privileged(p), &why);
+    if (err < 0) {
+        peer_send_error(p, err, why, why);
         return;
     }
+    /* A slot is not held by a process that never speaks. */
+    snprintf(message, sizeof(message), "no hello within %u ms", b->cfg->hello_timeout_ms);
+    peer_set_deadline(p, b->cfg->hello_timeout_ms, PROTO_E_BAD_REQUEST, message);
     if (peer_start(p) < 0)
         peer_close(p, "cannot start reading");
 }
@@ -459,8 +532,9 @@ static void on_session_state(void *ud, enum session_state st, const char *reason
     snprintf(status, sizeof(status), "STATUS=upstream %s: %s", name, reason);
     sdnotify_send(status);
     if (st == SESSION_READY) {
-        ev.fields = PROTO_F_EVENT | PROTO_F_STATE;
-        ev.event = proto_span_str("connected", 9);
+        b->last_state = st;
+        router_broadcast(b->router, connected_event(b, &ev));
+        return;
     } else if (b->last_state == SESSION_READY) {
         ev.fields = PROTO_F_EVENT | PROTO_F_STATE | PROTO_F_REASON;
         ev.event = proto_span_str("disconnected", 12);
@@ -508,6 +582,12 @@ static int on_session_handler_list(void *ud, struct proto_buf *out)
     return router_handler_list(b->router, out);
 }
 
+static void on_session_handler_trim(void *ud, size_t room)
+{
+    struct broker *b = ud;
+    router_trim_handlers(b->router, room);
+}
+
 /* Upstream packets are traced as a msgpack str (text) or bin (binary). */
 static void on_session_tap(void *ud, bool out, const void *data, size_t len, bool binary)
 {
@@ -531,6 +611,65 @@ static void on_session_local_counts(void *ud, uint64_t *clients, uint64_t *handl
 
 /* ---- lifecycle ---- */
 
+/* A derived default: a setting left at 0 means `fallback`. */
+static uint32_t or_default(uint32_t v, uint32_t fallback)
+{
+    return v ? v : fallback;
+}
+
+static void router_params_from(const struct broker_config *c, struct router_params *p)
+{
+    memset(p, 0, sizeof(*p));
+    p->command_timeout_ms = c->command_timeout_ms;
+    p->max_command_timeout_ms = c->max_command_timeout_ms;
+    p->handler_timeout_ms = or_default(c->handler_timeout_ms, c->command_timeout_ms);
+    p->max_handlers_per_client = c->max_handlers_per_client;
+    p->max_subscriptions_per_client = c->max_subscriptions_per_client;
+    p->max_in_flight_per_client = c->max_in_flight_per_client;
+    p->max_pending = c->max_pending;
+}
+
+static void quota_limits_from(const struct broker_config *c, struct quota_limits *l)
+{
+    memset(l, 0, sizeof(*l));
+    l->max_clients = c->max_clients;
+    l->reserved_clients = c->reserved_clients;
+    l->max_clients_per_uid = c->max_clients_per_uid;
+    l->max_in_flight_per_uid = c->max_in_flight_per_uid;
+    l->max_bytes_per_uid = c->max_bytes_per_uid;
+    l->memory_budget = c->memory_budget;
+}
+
+static void session_params_from(const struct broker_config *c, struct session_params *p)
+{
+    memset(p, 0, sizeof(*p));
+    p->server_url = c->server_url;
+    p->control_socket_url = c->control_socket_url;
+    p->engineio_path = c->engineio_path;
+    p->hostname = c->hostname;
+    p->ca_file = c->ca_file;
+    p->tls_insecure = c->tls_insecure;
+    p->state_dir = c->state_dir;
+    p->team_cluster_id = c->team_cluster_id;
+    p->daemon_password = c->daemon_password;
+    p->enrollment_token = c->enrollment_token;
+    p->connect_timeout_ms = c->connect_timeout_ms;
+    p->registration_timeout_ms = or_default(c->registration_timeout_ms, c->command_timeout_ms);
+    p->heartbeat_interval_ms = c->heartbeat_interval_ms;
+    p->heartbeat_timeout_ms =
+        or_default(c->heartbeat_timeout_ms, c->command_timeout_ms < c->heartbeat_interval_ms
+                                                ? c->command_timeout_ms
+                                                : c->heartbeat_interval_ms);
+    p->reconnection = c->reconnection;
+    p->reconnection_attempts = c->reconnection_attempts;
+    p->reconnection_delay_ms = c->reconnection_delay_ms;
+    p->reconnection_delay_max_ms = c->reconnection_delay_max_ms;
+    p->randomization_factor = c->randomization_factor;
+    p->max_pending = c->max_pending;
+    p->max_message = c->max_frame;
+    p->max_upstream_queue = c->max_upstream_queue_bytes;
+}
+
 struct broker *broker_new(uv_loop_t *loop, struct broker_config *cfg)
 {
     struct broker *b = calloc(1, sizeof(*b));
@@ -542,12 +681,24 @@ struct broker *broker_new(uv_loop_t *loop, struct broker_config *cfg)
     b->lock_fd = -1;
     b->started_ms = uv_now(loop);
     proto_buf_init(&b->scratch);
-    b->router = router_new(loop, cfg);
+    struct router_params rp;
+    struct quota_limits ql;
+    router_params_from(cfg, &rp);
+    quota_limits_from(cfg, &ql);
+    if (quota_new(&b->quota, &ql) < 0) {
+        free(b);
+        return NULL;
+    }
+    b->peers.quota = b->quota;
+    b->router = router_new(loop, &rp, b->quota);
     if (!b->router) {
+        quota_free(b->quota);
         free(b);
         return NULL;
     }
     if (cfg->control_socket_url) {
+        struct session_params sp;
+        session_params_from(cfg, &sp);
         struct session_events ev = {
             .ud = b,
             .state_changed = on_session_state,
@@ -555,10 +706,11 @@ struct broker *broker_new(uv_loop_t *loop, struct broker_config *cfg)
             .inbound_request = on_session_inbound,
             .inbound_message = on_session_message,
             .handler_list = on_session_handler_list,
+            .handler_trim = on_session_handler_trim,
             .local_counts = on_session_local_counts,
             .tap = on_session_tap,
         };
-        b->session = session_new(loop, cfg, &ev);
+        b->session = session_new(loop, &sp, &ev);
         if (!b->session) {
             router_free(b->router);
             free(b);
@@ -696,24 +848,20 @@ void broker_shutdown(struct broker *b, const char *why)
 void broker_reload(struct broker *b, const struct broker_config *fresh)
 {
     enum log_level lv;
-    struct broker_config *c = b->cfg;
+    char applied[2048], restart[1024];
+    struct router_params rp;
 
-    if (fresh->log_level && log_level_parse(fresh->log_level, &lv) == 0)
+    config_reload(b->cfg, fresh, applied, sizeof(applied), restart, sizeof(restart));
+    if (b->cfg->log_level && log_level_parse(b->cfg->log_level, &lv) == 0)
         log_set_level(lv);
-    memcpy(c->allowed_uids, fresh->allowed_uids, sizeof(c->allowed_uids));
-    c->n_allowed_uids = fresh->n_allowed_uids;
-    memcpy(c->allowed_gids, fresh->allowed_gids, sizeof(c->allowed_gids));
-    c->n_allowed_gids = fresh->n_allowed_gids;
-    c->max_clients = fresh->max_clients;
-    c->max_handlers_per_client = fresh->max_handlers_per_client;
-    c->max_subscriptions_per_client = fresh->max_subscriptions_per_client;
-    c->max_in_flight_per_client = fresh->max_in_flight_per_client;
-    c->max_queue_bytes = fresh->max_queue_bytes;
-    c->drain_timeout_ms = fresh->drain_timeout_ms;
-    log_info("reloaded: logLevel, allowedUids, allowedGids, drainTimeout, maxClients, "
-             "maxHandlersPerClient, maxSubscriptionsPerClient, maxInFlightPerClient and "
-             "maxQueueBytes (for new clients); everything else (upstream settings, listen socket, "
-             "maxFrame, maxPending) needs a restart");
+    struct quota_limits ql;
+    router_params_from(b->cfg, &rp);
+    router_set_params(b->router, &rp);
+    quota_limits_from(b->cfg, &ql);
+    quota_set_limits(b->quota, &ql);
+    log_info("reloaded: %s", applied);
+    if (restart[0])
+        log_warn("changed but only applied at the next start: %s", restart);
 }
 
 void broker_free(struct broker *b)
@@ -726,5 +874,6 @@ void broker_free(struct broker *b)
         router_free(b->router);
     proto_buf_free(&b->scratch);
     proto_buf_free(&b->tap_scratch);
+    quota_free(b->quota);
     free(b);
 }

@@ -1,4 +1,5 @@
 #include "config.h"
+#include "config_table.h"
 
 #include <cjson/cJSON.h>
 #include <ctype.h>
@@ -6,6 +7,7 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <limits.h>
+#include <pwd.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,96 +19,9 @@
 #include "util/log.h"
 #include "util/secret.h"
 
-enum setting_type {
-    T_STR,
-    T_SECRET, /* a string never taken from argv and never printed */
-    T_U32,
-    T_BOOL,
-    T_RATIO, /* double in [0, 1] */
-    T_MODE,  /* octal file mode, as a string "0660" or a number */
-    T_UIDS,
-    T_GIDS,
-    T_LOGLEVEL,
-};
-
-struct setting {
-    const char *key;  /* JSON path, dotted */
-    const char *env;  /* VOLT_* or NULL */
-    const char *flag; /* without the leading "--", or NULL */
-    enum setting_type type;
-    size_t offset;
-    const char *help;
-};
-
-#define OFF(field) offsetof(struct broker_config, field)
-
-static const struct setting settings[] = {
-    {"serverUrl", "VOLT_SERVER_URL", "server-url", T_STR, OFF(server_url),
-     "base URL of the VOLT server (enrollment)"},
-    {"controlSocketUrl", "VOLT_CONTROL_SOCKET_URL", "control-socket-url", T_STR,
-     OFF(control_socket_url), "socket.io URL with the namespace, e.g. wss://host/control"},
-    {"credentials.teamClusterId", "VOLT_TEAM_CLUSTER_ID", "team-cluster-id", T_STR,
-     OFF(team_cluster_id), "team cluster id"},
-    {"credentials.daemonPassword", "VOLT_DAEMON_PASSWORD", NULL, T_SECRET, OFF(daemon_password),
-     "daemon password (file or environment only)"},
-    {"credentials.daemonPasswordFile", "VOLT_DAEMON_PASSWORD_FILE", "daemon-password-file", T_STR,
-     OFF(daemon_password_file), "file holding the daemon password"},
-    {"credentials.enrollmentToken", "VOLT_ENROLLMENT_TOKEN", NULL, T_SECRET, OFF(enrollment_token),
-     "one-time enrollment token (file or environment only)"},
-    {"hostname", "VOLT_HOSTNAME", "hostname", T_STR, OFF(hostname),
-     "host name announced to the server (default: gethostname)"},
-    {"heartbeat.interval", "VOLT_HEARTBEAT_INTERVAL", "heartbeat-interval", T_U32,
-     OFF(heartbeat_interval_ms), "heartbeat interval, ms"},
-    {"commandTimeout", "VOLT_COMMAND_TIMEOUT", "command-timeout", T_U32, OFF(command_timeout_ms),
-     "default command timeout, ms"},
-    {"socket.path", "VOLT_SOCKET_PATH", "socket-path", T_STR, OFF(engineio_path),
-     "Engine.IO path on the server"},
-    {"socket.reconnection", NULL, "reconnection", T_BOOL, OFF(reconnection),
-     "reconnect after losing the session"},
-    {"socket.reconnectionAttempts", NULL, "reconnection-attempts", T_U32,
-     OFF(reconnection_attempts), "attempts before giving up (0 = forever)"},
-    {"socket.reconnectionDelay", NULL, "reconnection-delay", T_U32, OFF(reconnection_delay_ms),
-     "first reconnect delay, ms"},
-    {"socket.reconnectionDelayMax", NULL, "reconnection-delay-max", T_U32,
-     OFF(reconnection_delay_max_ms), "largest reconnect delay, ms"},
-    {"socket.randomizationFactor", NULL, "randomization-factor", T_RATIO, OFF(randomization_factor),
-     "reconnect delay jitter, 0..1"},
-    {"socket.timeout", NULL, "connect-timeout", T_U32, OFF(connect_timeout_ms),
-     "connection attempt timeout, ms"},
-    {"socket.caFile", "VOLT_CA_FILE", "ca-file", T_STR, OFF(ca_file),
-     "CA certificates (PEM) to verify the server with"},
-    {"socket.insecure", NULL, "insecure", T_BOOL, OFF(tls_insecure),
-     "DEVELOPMENT ONLY: do not verify the server's certificate"},
-    {"broker.listen", "VOLT_LISTEN", "listen", T_STR, OFF(listen_path), "local socket path"},
-    {"broker.mode", NULL, "mode", T_MODE, OFF(listen_mode), "local socket file mode (octal)"},
-    {"broker.group", NULL, "group", T_STR, OFF(listen_group), "local socket group"},
-    {"broker.allowedUids", NULL, "allowed-uids", T_UIDS, OFF(allowed_uids),
-     "uids allowed to connect (empty: anyone the file mode lets in)"},
-    {"broker.allowedGids", NULL, "allowed-gids", T_GIDS, OFF(allowed_gids),
-     "gids allowed to connect"},
-    {"broker.stateDir", "VOLT_STATE_DIR", "state-dir", T_STR, OFF(state_dir),
-     "where enrolled credentials are kept"},
-    {"broker.logLevel", "VOLT_LOG_LEVEL", "log-level", T_LOGLEVEL, OFF(log_level),
-     "error, warn, info or debug"},
-    {"broker.drainTimeout", NULL, "drain-timeout", T_U32, OFF(drain_timeout_ms),
-     "on stop, how long to wait for in-flight handlers, ms"},
-    {"broker.limits.maxClients", NULL, "max-clients", T_U32, OFF(max_clients),
-     "local clients at once"},
-    {"broker.limits.maxHandlersPerClient", NULL, "max-handlers-per-client", T_U32,
-     OFF(max_handlers_per_client), "commands one client may register"},
-    {"broker.limits.maxSubscriptionsPerClient", NULL, "max-subscriptions-per-client", T_U32,
-     OFF(max_subscriptions_per_client), "subscriptions of one client"},
-    {"broker.limits.maxInFlightPerClient", NULL, "max-in-flight-per-client", T_U32,
-     OFF(max_in_flight_per_client), "requests one client may have waiting"},
-    {"broker.limits.maxPending", NULL, "max-pending", T_U32, OFF(max_pending),
-     "requests waiting upstream, all clients together"},
-    {"broker.limits.maxQueueBytes", NULL, "max-queue-bytes", T_U32, OFF(max_queue_bytes),
-     "bytes queued for one client (more: it is closed as slow) or for the server"},
-    {"broker.limits.maxFrame", NULL, "max-frame", T_U32, OFF(max_frame),
-     "largest local frame, bytes"},
-};
-
-#define N_SETTINGS (sizeof(settings) / sizeof(settings[0]))
+#define N_SETTINGS         config_n_settings
+#define SECRET_PLACEHOLDER "(set)"
+#define settings           config_settings
 
 static void add_error(char *errors, size_t errlen, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -154,30 +69,30 @@ static char *default_state_dir(void)
     return strdup(buf);
 }
 
+static bool is_string_type(enum setting_type t)
+{
+    return t == T_STR || t == T_SECRET || t == T_LOGLEVEL || t == T_LOGFORMAT;
+}
+
+static int set_from_text(struct broker_config *cfg, const struct setting *st, const char *text,
+                         const char *source, char *errors, size_t errlen);
+
 int config_init(struct broker_config *cfg)
 {
+    char errors[256] = "";
+
     memset(cfg, 0, sizeof(*cfg));
-    cfg->heartbeat_interval_ms = 30000;
-    cfg->command_timeout_ms = 30000;
-    cfg->engineio_path = strdup("/socket.io/");
-    cfg->reconnection = true;
-    cfg->reconnection_delay_ms = 1000;
-    cfg->reconnection_delay_max_ms = 5000;
-    cfg->randomization_factor = 0.5;
-    cfg->connect_timeout_ms = 20000;
+    for (size_t i = 0; i < N_SETTINGS; i++) {
+        const struct setting *st = &settings[i];
+        /* A default the table cannot parse is a bug in the table: the unit
+         * tests load every default, so it never reaches a user. */
+        if (st->def && set_from_text(cfg, st, st->def, "default", errors, sizeof(errors)) < 0)
+            return -EINVAL;
+    }
     cfg->listen_path = config_default_listen_path();
-    cfg->listen_mode = 0660;
     cfg->state_dir = default_state_dir();
-    cfg->log_level = strdup("info");
-    cfg->drain_timeout_ms = 5000;
-    cfg->max_clients = 1024;
-    cfg->max_handlers_per_client = 1024;
-    cfg->max_subscriptions_per_client = 256;
-    cfg->max_in_flight_per_client = 100000;
-    cfg->max_pending = 200000;
-    cfg->max_queue_bytes = 64u << 20;
-    cfg->max_frame = 16u << 20;
-    if (!cfg->engineio_path || !cfg->listen_path || !cfg->state_dir || !cfg->log_level)
+    if (!cfg->engineio_path || !cfg->listen_path || !cfg->state_dir || !cfg->log_level ||
+        !cfg->log_format)
         return -ENOMEM;
     return 0;
 }
@@ -186,12 +101,53 @@ void config_free(struct broker_config *cfg)
 {
     for (size_t i = 0; i < N_SETTINGS; i++) {
         const struct setting *st = &settings[i];
-        if (st->type == T_STR || st->type == T_SECRET || st->type == T_LOGLEVEL) {
+        if (is_string_type(st->type)) {
             char **p = (char **)((char *)cfg + st->offset);
             secret_free(*p);
             *p = NULL;
         }
     }
+}
+
+bool config_ids_contain(const struct config_ids *ids, uint32_t id)
+{
+    for (size_t i = 0; i < ids->n; i++) {
+        if (ids->ids[i] == id)
+            return true;
+    }
+    return false;
+}
+
+/* One id of a list: a number, or a user/group name. 0 or -1. */
+static int parse_id(const char *text, size_t len, enum setting_type t, uint32_t *out)
+{
+    char name[256];
+    char *end;
+
+    if (len == 0 || len >= sizeof(name))
+        return -1;
+    memcpy(name, text, len);
+    name[len] = '\0';
+    if (isdigit((unsigned char)name[0])) {
+        errno = 0;
+        unsigned long v = strtoul(name, &end, 10);
+        if (*end || errno || v > UINT32_MAX - 1)
+            return -1;
+        *out = (uint32_t)v;
+        return 0;
+    }
+    if (t == T_UIDS) {
+        struct passwd *pw = getpwnam(name);
+        if (!pw)
+            return -1;
+        *out = (uint32_t)pw->pw_uid;
+        return 0;
+    }
+    struct group *gr = getgrnam(name);
+    if (!gr)
+        return -1;
+    *out = (uint32_t)gr->gr_gid;
+    return 0;
 }
 
 /* Parses `text` for setting `st` into cfg. 0, or -1 with an error added. */
@@ -204,7 +160,12 @@ static int set_from_text(struct broker_config *cfg, const struct setting *st, co
     switch (st->type) {
     case T_STR:
     case T_SECRET:
+    case T_LOGFORMAT:
     case T_LOGLEVEL: {
+        if (st->type == T_LOGFORMAT && strcmp(text, "text") != 0 && strcmp(text, "json") != 0) {
+            add_error(errors, errlen, "%s: %s: '%s' is not text or json", source, st->key, text);
+            return -1;
+        }
         if (st->type == T_LOGLEVEL) {
             enum log_level lv;
             if (log_level_parse(text, &lv) < 0) {
@@ -267,29 +228,25 @@ static int set_from_text(struct broker_config *cfg, const struct setting *st, co
     }
     case T_UIDS:
     case T_GIDS: {
-        /* Comma-separated list of numbers. */
-        size_t n = 0;
+        /* Comma-separated ids or names. */
+        struct config_ids ids = {.n = 0};
         const char *p = text;
         while (*p) {
-            errno = 0;
-            unsigned long v = strtoul(p, &end, 10);
-            if (end == p || errno || v > UINT32_MAX - 1 || (*end && *end != ',') ||
-                n >= CONFIG_MAX_IDS) {
+            size_t len = strcspn(p, ",");
+            if (ids.n >= CONFIG_MAX_IDS || parse_id(p, len, st->type, &ids.ids[ids.n]) < 0) {
                 add_error(errors, errlen,
-                          "%s: %s: '%s' is not a comma-separated list of at most %d ids", source,
-                          st->key, text, CONFIG_MAX_IDS);
+                          "%s: %s: '%s' is not a comma-separated list of at most %d %s ids or "
+                          "names (unknown name?)",
+                          source, st->key, text, CONFIG_MAX_IDS,
+                          st->type == T_UIDS ? "user" : "group");
                 return -1;
             }
-            if (st->type == T_UIDS)
-                cfg->allowed_uids[n++] = (uid_t)v;
-            else
-                cfg->allowed_gids[n++] = (gid_t)v;
-            p = *end ? end + 1 : end;
+            ids.n++;
+            p += len;
+            if (*p == ',')
+                p++;
         }
-        if (st->type == T_UIDS)
-            cfg->n_allowed_uids = n;
-        else
-            cfg->n_allowed_gids = n;
+        *(struct config_ids *)field = ids;
         return 0;
     }
     }
@@ -395,6 +352,11 @@ static int json_value_text(const cJSON *item, const struct setting *st, char *bu
         buf[0] = '\0';
         cJSON_ArrayForEach(el, item)
         {
+            if (cJSON_IsString(el) && el->valuestring[0] && !strchr(el->valuestring, ',')) {
+                used += (size_t)snprintf(buf + used, len > used ? len - used : 0, "%s%s",
+                                         used ? "," : "", el->valuestring);
+                continue;
+            }
             if (!cJSON_IsNumber(el) || el->valuedouble < 0 ||
                 el->valuedouble != (double)(uint32_t)el->valuedouble)
                 return -1;
@@ -447,6 +409,14 @@ static int load_object(struct broker_config *cfg, const cJSON *obj, const char *
             *field = NULL;
             continue;
         }
+        if (st->type == T_SECRET && cJSON_IsString(item) &&
+            !strcmp(item->valuestring, SECRET_PLACEHOLDER)) {
+            add_error(errors, errlen,
+                      "%s: %s: \"%s\" is what --print-config shows for a secret, not its value",
+                      file, path, SECRET_PLACEHOLDER);
+            problems++;
+            continue;
+        }
         if (json_value_text(item, st, text, sizeof(text)) < 0) {
             add_error(errors, errlen, "%s: %s: wrong type of value", file, path);
             problems++;
@@ -454,6 +424,8 @@ static int load_object(struct broker_config *cfg, const cJSON *obj, const char *
         }
         if (set_from_text(cfg, st, text, file, errors, errlen) < 0)
             problems++;
+        else if (st->type == T_SECRET)
+            cfg->file_has_secret = true;
         /* Do not leave a copy of a secret on the stack. */
         memset(text, 0, sizeof(text));
     }
@@ -538,11 +510,18 @@ int config_load_env(struct broker_config *cfg, char *errors, size_t errlen)
 {
     int problems = 0;
     for (size_t i = 0; i < N_SETTINGS; i++) {
-        const char *v;
-        if (!settings[i].env || !(v = getenv(settings[i].env)))
+        const struct setting *st = &settings[i];
+        char *v;
+        if (!st->env || !(v = getenv(st->env)))
             continue;
-        if (set_from_text(cfg, &settings[i], v, settings[i].env, errors, errlen) < 0)
+        if (set_from_text(cfg, st, v, st->env, errors, errlen) < 0)
             problems++;
+        if (st->type == T_SECRET) {
+            /* Read once, then gone from /proc/PID/environ (which the
+             * broker's own user and root may read) and from children. */
+            explicit_bzero(v, strlen(v));
+            unsetenv(st->env);
+        }
     }
     return problems;
 }
@@ -604,29 +583,53 @@ int config_apply_flag(struct broker_config *cfg, int argc, char **argv, int *con
     return 1;
 }
 
-static int read_password_file(struct broker_config *cfg, char *errors, size_t errlen)
+/* Reads a secret from a file into *value (trailing newlines removed).
+ * `what` names the setting in errors. 0, or 1 with an error added. */
+static int read_secret_file(const char *path, char **value, const char *what, char *errors,
+                            size_t errlen)
 {
     int err = 0;
-    char *text = read_small_file(cfg->daemon_password_file, 4096, &err);
+    char *text = read_small_file(path, 4096, &err);
     size_t len;
 
     if (!text) {
-        add_error(errors, errlen, "credentials.daemonPasswordFile: cannot read %s: %s",
-                  cfg->daemon_password_file, strerror(err));
+        add_error(errors, errlen, "%s: cannot read %s: %s", what, path, strerror(err));
         return 1;
     }
     len = strlen(text);
     while (len && (text[len - 1] == '\n' || text[len - 1] == '\r'))
         text[--len] = '\0';
     if (!len) {
-        add_error(errors, errlen, "credentials.daemonPasswordFile: %s is empty",
-                  cfg->daemon_password_file);
+        add_error(errors, errlen, "%s: %s is empty", what, path);
         secret_free(text);
         return 1;
     }
-    secret_free(cfg->daemon_password);
-    cfg->daemon_password = text;
+    secret_free(*value);
+    *value = text;
     return 0;
+}
+
+/* One secret from one of three places: the value itself, a file named in
+ * the configuration, or a systemd credential (LoadCredential=) when the
+ * other two are not set. Two of them at once is a mistake worth saying. */
+static int load_secret(char **value, const char *file, const char *credential,
+                       const char *value_key, const char *file_key, char *errors, size_t errlen)
+{
+    const char *dir = getenv("CREDENTIALS_DIRECTORY");
+    char path[PATH_MAX];
+
+    if (*value && file) {
+        add_error(errors, errlen, "%s and %s are both set: set one of them", value_key, file_key);
+        return 1;
+    }
+    if (file)
+        return read_secret_file(file, value, file_key, errors, errlen);
+    if (*value || !dir || !dir[0])
+        return 0;
+    snprintf(path, sizeof(path), "%s/%s", dir, credential);
+    if (access(path, F_OK) < 0)
+        return 0;
+    return read_secret_file(path, value, credential, errors, errlen);
 }
 
 static bool url_has_scheme(const char *url, const char *const *schemes)
@@ -644,8 +647,12 @@ int config_validate(struct broker_config *cfg, char *errors, size_t errlen)
     static const char *const ws_schemes[] = {"ws://", "wss://", "http://", "https://", NULL};
     int problems = 0;
 
-    if (cfg->daemon_password_file)
-        problems += read_password_file(cfg, errors, errlen);
+    problems +=
+        load_secret(&cfg->daemon_password, cfg->daemon_password_file, "daemon-password",
+                    "credentials.daemonPassword", "credentials.daemonPasswordFile", errors, errlen);
+    problems += load_secret(&cfg->enrollment_token, cfg->enrollment_token_file, "enrollment-token",
+                            "credentials.enrollmentToken", "credentials.enrollmentTokenFile",
+                            errors, errlen);
     if (cfg->server_url && !url_has_scheme(cfg->server_url, http_schemes)) {
         add_error(errors, errlen, "serverUrl: '%s' must start with http:// or https://",
                   cfg->server_url);
@@ -688,6 +695,10 @@ int config_validate(struct broker_config *cfg, char *errors, size_t errlen)
         add_error(errors, errlen, "commandTimeout: must be > 0");
         problems++;
     }
+    if (cfg->max_command_timeout_ms < cfg->command_timeout_ms) {
+        add_error(errors, errlen, "broker.limits.maxCommandTimeout: must be >= commandTimeout");
+        problems++;
+    }
     if (cfg->heartbeat_interval_ms == 0) {
         add_error(errors, errlen, "heartbeat.interval: must be > 0");
         problems++;
@@ -711,7 +722,58 @@ int config_validate(struct broker_config *cfg, char *errors, size_t errlen)
         add_error(errors, errlen, "broker.group: no group named '%s'", cfg->listen_group);
         problems++;
     }
+    if (cfg->memory_budget < cfg->max_frame) {
+        add_error(errors, errlen, "broker.limits.memoryBudget: must be >= broker.limits.maxFrame");
+        problems++;
+    }
+    if (cfg->max_upstream_queue_bytes < 65536) {
+        add_error(errors, errlen, "broker.limits.maxUpstreamQueueBytes: must be >= 65536");
+        problems++;
+    }
+    if (cfg->hello_timeout_ms == 0 || cfg->frame_timeout_ms == 0) {
+        add_error(errors, errlen, "broker.limits.helloTimeout and frameTimeout: must be > 0");
+        problems++;
+    }
+    if (cfg->metrics_textfile &&
+        (strlen(cfg->metrics_textfile) < 6 ||
+         strcmp(cfg->metrics_textfile + strlen(cfg->metrics_textfile) - 5, ".prom") != 0 ||
+         cfg->metrics_textfile[0] != '/')) {
+        add_error(errors, errlen,
+                  "broker.metrics.textfile: must be an absolute path ending in .prom");
+        problems++;
+    }
+    if (cfg->metrics_interval_ms < 1000) {
+        add_error(errors, errlen, "broker.metrics.interval: must be >= 1000");
+        problems++;
+    }
     return problems;
+}
+
+/* A file that holds a secret and that users other than its owner may read. */
+static void warn_if_readable(const char *path, const char *what, char *warnings, size_t len, int *n)
+{
+    struct stat st;
+
+    if (!path || stat(path, &st) < 0 || !(st.st_mode & 0044))
+        return;
+    add_error(warnings, len,
+              "%s: %s holds a secret and is readable by %s (mode %04o): chmod go-r it", what, path,
+              (st.st_mode & 0004) ? "every user" : "its group", (unsigned)(st.st_mode & 07777));
+    (*n)++;
+}
+
+int config_warnings(const struct broker_config *cfg, const char *config_path, char *warnings,
+                    size_t len)
+{
+    int n = 0;
+
+    if (config_path && cfg->file_has_secret)
+        warn_if_readable(config_path, "configuration", warnings, len, &n);
+    warn_if_readable(cfg->daemon_password_file, "credentials.daemonPasswordFile", warnings, len,
+                     &n);
+    warn_if_readable(cfg->enrollment_token_file, "credentials.enrollmentTokenFile", warnings, len,
+                     &n);
+    return n;
 }
 
 static const char *type_hint(enum setting_type t)
@@ -730,12 +792,23 @@ static const char *type_hint(enum setting_type t)
     case T_MODE:
         return "MODE";
     case T_UIDS:
+        return "USER,...";
     case T_GIDS:
-        return "ID,...";
+        return "GROUP,...";
     case T_LOGLEVEL:
         return "LEVEL";
+    case T_LOGFORMAT:
+        return "FORMAT";
     }
     return "";
+}
+
+/* The default as people read it: the table's text, or "none". */
+static const char *default_text(const struct setting *st)
+{
+    if (st->def_text)
+        return st->def_text;
+    return st->def ? st->def : "none";
 }
 
 void config_print_help(FILE *out)
@@ -747,9 +820,70 @@ void config_print_help(FILE *out)
             snprintf(flag, sizeof(flag), "--%s %s", st->flag, type_hint(st->type));
         else
             snprintf(flag, sizeof(flag), "(no flag)");
-        fprintf(out, "  %-38s %s\n  %38s key %s%s%s\n", flag, st->help, "", st->key,
-                st->env ? ", env " : "", st->env ? st->env : "");
+        fprintf(out, "  %-38s %s\n  %38s key %s%s%s; default %s%s\n", flag, st->help, "", st->key,
+                st->env ? ", env " : "", st->env ? st->env : "",
+                st->def || !st->def_text ? default_text(st) : "computed",
+                st->reload ? "; reloaded by SIGHUP" : "");
     }
+}
+
+static cJSON *value_json(const struct broker_config *cfg, const struct setting *st)
+{
+    const void *field = (const char *)cfg + st->offset;
+
+    switch (st->type) {
+    case T_STR:
+    case T_LOGLEVEL:
+    case T_LOGFORMAT:
+        return *(char *const *)field ? cJSON_CreateString(*(char *const *)field)
+                                     : cJSON_CreateNull();
+    case T_SECRET:
+        return *(char *const *)field ? cJSON_CreateString(SECRET_PLACEHOLDER) : cJSON_CreateNull();
+    case T_U32:
+        return cJSON_CreateNumber(*(const uint32_t *)field);
+    case T_BOOL:
+        return cJSON_CreateBool(*(const bool *)field);
+    case T_RATIO:
+        return cJSON_CreateNumber(*(const double *)field);
+    case T_MODE: {
+        char m[8];
+        snprintf(m, sizeof(m), "0%03o", (unsigned)*(const uint32_t *)field);
+        return cJSON_CreateString(m);
+    }
+    case T_UIDS:
+    case T_GIDS: {
+        const struct config_ids *ids = field;
+        cJSON *v = cJSON_CreateArray();
+        for (size_t k = 0; k < ids->n && v; k++)
+            cJSON_AddItemToArray(v, cJSON_CreateNumber((double)ids->ids[k]));
+        return v;
+    }
+    }
+    return NULL;
+}
+
+/* The object for the dotted key's parent, created on the way. */
+static cJSON *parent_object(cJSON *root, const char *key, const char **leaf)
+{
+    cJSON *obj = root;
+    const char *part = key;
+    const char *dot;
+
+    while (obj && (dot = strchr(part, '.'))) {
+        char name[64];
+        size_t n = (size_t)(dot - part);
+        if (n >= sizeof(name))
+            return NULL;
+        memcpy(name, part, n);
+        name[n] = '\0';
+        cJSON *child = cJSON_GetObjectItemCaseSensitive(obj, name);
+        if (!child)
+            child = cJSON_AddObjectToObject(obj, name);
+        obj = child;
+        part = dot + 1;
+    }
+    *leaf = part;
+    return obj;
 }
 
 void config_print(const struct broker_config *cfg, FILE *out)
@@ -757,49 +891,154 @@ void config_print(const struct broker_config *cfg, FILE *out)
     cJSON *root = cJSON_CreateObject();
     for (size_t i = 0; i < N_SETTINGS && root; i++) {
         const struct setting *st = &settings[i];
-        const void *field = (const char *)cfg + st->offset;
-        cJSON *v = NULL;
-        switch (st->type) {
-        case T_STR:
-        case T_LOGLEVEL:
-            v = *(char *const *)field ? cJSON_CreateString(*(char *const *)field)
-                                      : cJSON_CreateNull();
-            break;
-        case T_SECRET:
-            v = *(char *const *)field ? cJSON_CreateString("(set)") : cJSON_CreateNull();
-            break;
-        case T_U32:
-            v = cJSON_CreateNumber(*(const uint32_t *)field);
-            break;
-        case T_BOOL:
-            v = cJSON_CreateBool(*(const bool *)field);
-            break;
-        case T_RATIO:
-            v = cJSON_CreateNumber(*(const double *)field);
-            break;
-        case T_MODE: {
-            char m[8];
-            snprintf(m, sizeof(m), "0%03o", (unsigned)*(const uint32_t *)field);
-            v = cJSON_CreateString(m);
-            break;
-        }
-        case T_UIDS:
-        case T_GIDS: {
-            v = cJSON_CreateArray();
-            size_t n = st->type == T_UIDS ? cfg->n_allowed_uids : cfg->n_allowed_gids;
-            for (size_t k = 0; k < n && v; k++)
-                cJSON_AddItemToArray(v, cJSON_CreateNumber(st->type == T_UIDS
-                                                               ? (double)cfg->allowed_uids[k]
-                                                               : (double)cfg->allowed_gids[k]));
-            break;
-        }
-        }
-        if (v)
-            cJSON_AddItemToObject(root, st->key, v);
+        const char *leaf = NULL;
+        cJSON *parent = parent_object(root, st->key, &leaf);
+        cJSON *v = value_json(cfg, st);
+        if (parent && v)
+            cJSON_AddItemToObject(parent, leaf, v);
+        else
+            cJSON_Delete(v);
     }
     char *text = root ? cJSON_Print(root) : NULL;
     if (text)
         fprintf(out, "%s\n", text);
     free(text);
     cJSON_Delete(root);
+}
+
+/* Text for roff: '-' as \-, backslashes doubled, no line starting with a
+ * control character ('.' or '\''). */
+static void roff_text(FILE *out, const char *s)
+{
+    if (*s == '.' || *s == '\'')
+        fputs("\\&", out);
+    for (; *s; s++) {
+        if (*s == '-')
+            fputs("\\-", out);
+        else if (*s == '\\')
+            fputs("\\e", out);
+        else
+            fputc(*s, out);
+    }
+}
+
+void config_print_man(FILE *out)
+{
+    static const char *const titles[] = {"Upstream settings", "Broker settings", "Limits"};
+    int section = -1;
+
+    for (size_t i = 0; i < N_SETTINGS; i++) {
+        const struct setting *st = &settings[i];
+        if ((int)st->section != section) {
+            section = (int)st->section;
+            fprintf(out, ".SS %s\n", titles[section]);
+        }
+        fputs(".TP\n.B ", out);
+        roff_text(out, st->key);
+        fputc('\n', out);
+        if (st->flag) {
+            fputs("Flag \\fB\\-\\-", out);
+            roff_text(out, st->flag);
+            fprintf(out, "\\fR \\fI%s\\fR%s", type_hint(st->type), st->env ? "; " : ".\n.br\n");
+        }
+        if (st->env) {
+            fputs(st->flag ? "environment \\fB" : "Environment \\fB", out);
+            roff_text(out, st->env);
+            fputs("\\fR.\n.br\n", out);
+        }
+        roff_text(out, st->doc);
+        fputs("\n.br\nDefault: ", out);
+        roff_text(out, default_text(st));
+        fputs(st->reload ? ". Reloaded by SIGHUP.\n" : ". Needs a restart.\n", out);
+    }
+}
+
+/* ---- reload ---- */
+
+static bool field_equal(const struct broker_config *a, const struct broker_config *b,
+                        const struct setting *st)
+{
+    const void *fa = (const char *)a + st->offset;
+    const void *fb = (const char *)b + st->offset;
+
+    switch (st->type) {
+    case T_STR:
+    case T_SECRET:
+    case T_LOGLEVEL:
+    case T_LOGFORMAT: {
+        const char *x = *(char *const *)fa, *y = *(char *const *)fb;
+        return x == y || (x && y && !strcmp(x, y));
+    }
+    case T_U32:
+    case T_MODE:
+        return *(const uint32_t *)fa == *(const uint32_t *)fb;
+    case T_BOOL:
+        return *(const bool *)fa == *(const bool *)fb;
+    case T_RATIO:
+        return *(const double *)fa == *(const double *)fb;
+    case T_UIDS:
+    case T_GIDS:
+        return !memcmp(fa, fb, sizeof(struct config_ids));
+    }
+    return true;
+}
+
+static void copy_field(struct broker_config *dst, const struct broker_config *src,
+                       const struct setting *st)
+{
+    void *fd = (char *)dst + st->offset;
+    const void *fs = (const char *)src + st->offset;
+
+    switch (st->type) {
+    case T_STR:
+    case T_SECRET:
+    case T_LOGLEVEL:
+    case T_LOGFORMAT: {
+        const char *v = *(char *const *)fs;
+        char *copy = v ? strdup(v) : NULL;
+        if (v && !copy)
+            return; /* out of memory: the old value stays */
+        secret_free(*(char **)fd);
+        *(char **)fd = copy;
+        return;
+    }
+    case T_U32:
+    case T_MODE:
+        *(uint32_t *)fd = *(const uint32_t *)fs;
+        return;
+    case T_BOOL:
+        *(bool *)fd = *(const bool *)fs;
+        return;
+    case T_RATIO:
+        *(double *)fd = *(const double *)fs;
+        return;
+    case T_UIDS:
+    case T_GIDS:
+        memcpy(fd, fs, sizeof(struct config_ids));
+        return;
+    }
+}
+
+static void append_key(char *list, size_t len, const char *key)
+{
+    size_t used = strnlen(list, len);
+    if (used + 1 < len)
+        snprintf(list + used, len - used, "%s%s", used ? ", " : "", key);
+}
+
+void config_reload(struct broker_config *cfg, const struct broker_config *fresh, char *applied,
+                   size_t applied_len, char *needs_restart, size_t needs_restart_len)
+{
+    applied[0] = needs_restart[0] = '\0';
+    for (size_t i = 0; i < N_SETTINGS; i++) {
+        const struct setting *st = &settings[i];
+        if (st->type == T_SECRET)
+            continue; /* never compared, never named */
+        if (st->reload) {
+            copy_field(cfg, fresh, st);
+            append_key(applied, applied_len, st->key);
+        } else if (!field_equal(cfg, fresh, st)) {
+            append_key(needs_restart, needs_restart_len, st->key);
+        }
+    }
 }

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <uv.h>
 
 #include "broker.h"
@@ -39,16 +40,22 @@ static void usage(FILE *out)
             "General options:\n"
             "  -c, --config FILE     JSON configuration file (keys below; default: $VOLT_CONFIG)\n"
             "      --check-config    validate the configuration, explain each problem, exit\n"
-            "      --print-config    print the effective configuration (secrets hidden), exit\n"
+            "      --print-config    print the effective configuration as a file --config\n"
+            "                        accepts (secrets shown as \"(set)\"), exit\n"
+            "      --print-man-settings  the man page's settings section (roff), exit\n"
             "  -h, --help            this help\n"
             "  -V, --version         print the version\n"
             "\n"
             "Settings (file key, environment variable, flag; flags override the environment,\n"
             "which overrides the file). Secrets are never accepted as flags:\n");
     config_print_help(out);
-    fprintf(out, "\n"
-                 "Signals: SIGTERM/SIGINT drain and stop; SIGHUP reloads the log level, allowed\n"
-                 "peers, drainTimeout and the per-client limits from the configuration.\n");
+    fprintf(out,
+            "\n"
+            "Signals: SIGTERM/SIGINT drain and stop; SIGHUP reloads the settings marked\n"
+            "\"reloaded by SIGHUP\" above (the others need a restart).\n"
+            "Exit status: 0 stopped cleanly; %d the configuration has problems; 1 other\n"
+            "failures (e.g. the socket cannot be bound).\n",
+            CONFIG_EXIT_STATUS);
 }
 
 /* Loads file, environment and flags into cfg. Returns the number of
@@ -252,16 +259,23 @@ int main(int argc, char **argv)
             printf("volt-broker %s\n", VOLT_VERSION);
             return 0;
         }
+        if (!strcmp(argv[i], "--print-man-settings")) {
+            config_print_man(stdout);
+            return 0;
+        }
         if ((!strcmp(argv[i], "-c") || !strcmp(argv[i], "--config"))) {
             if (i + 1 >= argc) {
                 fprintf(stderr, "volt-broker: %s needs a file name\n", argv[i]);
-                return 2;
+                return CONFIG_EXIT_STATUS;
             }
             d.config_path = argv[++i];
         } else if (!strncmp(argv[i], "--config=", 9)) {
             d.config_path = argv[i] + 9;
         }
     }
+    /* No core dumps and no ptrace by other processes of our user: the
+     * daemon password lives in this process's memory. */
+    prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
     if (!d.config_path)
         d.config_path = getenv("VOLT_CONFIG");
     problems = load_config(&d, &d.cfg, errors, sizeof(errors), &check_only, &print_only);
@@ -269,7 +283,13 @@ int main(int argc, char **argv)
         fprintf(stderr, "volt-broker: %d problem%s in the configuration:\n%s", problems,
                 problems == 1 ? "" : "s", errors);
         config_free(&d.cfg);
-        return 2;
+        return CONFIG_EXIT_STATUS;
+    }
+    char warnings[ERRBUF] = "";
+    if (config_warnings(&d.cfg, d.config_path, warnings, sizeof(warnings)) > 0) {
+        for (char *save = NULL, *line = strtok_r(warnings, "\n", &save); line;
+             line = strtok_r(NULL, "\n", &save))
+            log_warn("%s", line);
     }
     if (check_only) {
         printf("configuration OK\n");

@@ -65,8 +65,8 @@ static void test_full_file(void **state)
     assert_false(c.reconnection);
     assert_true(c.randomization_factor == 0.25);
     assert_int_equal(c.listen_mode, 0600);
-    assert_int_equal(c.n_allowed_uids, 3);
-    assert_int_equal(c.allowed_uids[2], 3);
+    assert_int_equal(c.allowed_uids.n, 3);
+    assert_int_equal(c.allowed_uids.ids[2], 3);
     assert_int_equal(c.max_clients, 7);
     assert_string_equal(c.log_level, "debug");
     assert_int_equal(config_validate(&c, errors, sizeof(errors)), 0);

@@ -253,8 +253,8 @@ void fb_handshake(struct fb *fb, const char *state)
         fb_fail("client did not connect");
     struct proto_msg m;
     fb_expect(fb, PROTO_OP_HELLO, &m);
-    FB_CHECK((m.min_version) == (1));
-    FB_CHECK((m.max_version) == (1));
+    FB_CHECK((m.min_version) == (PROTO_VERSION_MIN));
+    FB_CHECK((m.max_version) == (PROTO_VERSION_MAX));
     fb_welcome(fb, state);
 }
 

@@ -18,7 +18,7 @@
 
 /* Protocol versions this build speaks (negotiated in hello/welcome). */
 #define PROTO_VERSION_MIN 1u
-#define PROTO_VERSION_MAX 1u
+#define PROTO_VERSION_MAX 2u
 
 struct proto_limits {
     uint32_t max_frame;    /* body bytes, excluding the length prefix */

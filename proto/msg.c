@@ -15,24 +15,66 @@
 
 #include "errors.h"
 
-static const char *const op_names[PROTO_OP__COUNT] = {
-    [PROTO_OP_HELLO] = "hello",         [PROTO_OP_STATUS] = "status",
-    [PROTO_OP_REQUEST] = "request",     [PROTO_OP_EMIT] = "emit",
-    [PROTO_OP_REGISTER] = "register",   [PROTO_OP_UNREGISTER] = "unregister",
-    [PROTO_OP_SUBSCRIBE] = "subscribe", [PROTO_OP_UNSUBSCRIBE] = "unsubscribe",
-    [PROTO_OP_REPLY] = "reply",         [PROTO_OP_CREDENTIAL] = "credential",
-    [PROTO_OP_PING] = "ping",           [PROTO_OP_MONITOR] = "monitor",
-    [PROTO_OP_WELCOME] = "welcome",     [PROTO_OP_RESULT] = "result",
-    [PROTO_OP_CALL] = "call",           [PROTO_OP_MESSAGE] = "message",
-    [PROTO_OP_EVENT] = "event",         [PROTO_OP_PONG] = "pong",
-    [PROTO_OP_ERROR] = "error",         [PROTO_OP_TRACE] = "trace",
+/* The one table of ops: name, who sends it, how it is answered, what it
+ * must carry. The codec, the broker's choice between `result` and `error`
+ * for a bad frame, the inspector's automatic ids and its help read it. */
+#define OP(op_, name_, from_client_, answer_, required_, summary_)                                 \
+    [op_] = {name_, from_client_, answer_, required_, summary_}
+
+static const struct proto_op_info ops[PROTO_OP__COUNT] = {
+    OP(PROTO_OP_HELLO, "hello", true, PROTO_ANSWER_WELCOME,
+       PROTO_F_MIN_VERSION | PROTO_F_MAX_VERSION, "version negotiation and the client's name"),
+    OP(PROTO_OP_STATUS, "status", true, PROTO_ANSWER_RESULT, PROTO_F_ID,
+       "the broker's state, counters and clients"),
+    OP(PROTO_OP_REQUEST, "request", true, PROTO_ANSWER_RESULT, PROTO_F_ID | PROTO_F_COMMAND,
+       "a command to the server (sendCommand)"),
+    OP(PROTO_OP_EMIT, "emit", true, PROTO_ANSWER_RESULT_IF_ID, PROTO_F_TYPE,
+       "a fire-and-forget message to the server"),
+    OP(PROTO_OP_REGISTER, "register", true, PROTO_ANSWER_RESULT, PROTO_F_ID | PROTO_F_COMMANDS,
+       "handle these commands from the server"),
+    OP(PROTO_OP_UNREGISTER, "unregister", true, PROTO_ANSWER_RESULT, PROTO_F_ID | PROTO_F_COMMANDS,
+       "stop handling these commands"),
+    OP(PROTO_OP_SUBSCRIBE, "subscribe", true, PROTO_ANSWER_RESULT, PROTO_F_ID | PROTO_F_MATCH,
+       "receive the server's messages matching a filter"),
+    OP(PROTO_OP_UNSUBSCRIBE, "unsubscribe", true, PROTO_ANSWER_RESULT, PROTO_F_ID | PROTO_F_MATCH,
+       "drop a subscription"),
+    OP(PROTO_OP_REPLY, "reply", true, PROTO_ANSWER_NONE, PROTO_F_ID | PROTO_F_OK,
+       "a handler's answer to a call"),
+    OP(PROTO_OP_CREDENTIAL, "credential", true, PROTO_ANSWER_RESULT, PROTO_F_ID | PROTO_F_NAME,
+       "teamClusterId or daemonPassword"),
+    OP(PROTO_OP_PING, "ping", true, PROTO_ANSWER_PONG, PROTO_F_ID, "liveness of the broker"),
+    OP(PROTO_OP_MONITOR, "monitor", true, PROTO_ANSWER_RESULT, PROTO_F_ID,
+       "trace every frame, local and upstream"),
+    OP(PROTO_OP_METRICS, "metrics", true, PROTO_ANSWER_RESULT, PROTO_F_ID,
+       "counters and gauges in the OpenMetrics text format"),
+    OP(PROTO_OP_WELCOME, "welcome", false, PROTO_ANSWER_NONE, PROTO_F_VERSION | PROTO_F_MAX_FRAME,
+       "the answer to hello"),
+    OP(PROTO_OP_RESULT, "result", false, PROTO_ANSWER_NONE, PROTO_F_ID | PROTO_F_OK,
+       "the answer to an op with an id"),
+    OP(PROTO_OP_CALL, "call", false, PROTO_ANSWER_NONE, PROTO_F_ID | PROTO_F_COMMAND,
+       "a command from the server for a registered handler"),
+    OP(PROTO_OP_MESSAGE, "message", false, PROTO_ANSWER_NONE, PROTO_F_TYPE,
+       "a message from the server matching a subscription"),
+    OP(PROTO_OP_EVENT, "event", false, PROTO_ANSWER_NONE, PROTO_F_EVENT,
+       "connected, disconnected or error"),
+    OP(PROTO_OP_PONG, "pong", false, PROTO_ANSWER_NONE, PROTO_F_ID, "the answer to ping"),
+    OP(PROTO_OP_ERROR, "error", false, PROTO_ANSWER_NONE, PROTO_F_CODE | PROTO_F_MESSAGE,
+       "a problem with a frame that no result answers"),
+    OP(PROTO_OP_TRACE, "trace", false, PROTO_ANSWER_NONE, PROTO_F_DIR | PROTO_F_FRAME,
+       "one traced frame, for monitors"),
 };
+
+const struct proto_op_info *proto_op_info(enum proto_op op)
+{
+    if (op <= PROTO_OP_NONE || op >= PROTO_OP__COUNT)
+        return NULL;
+    return &ops[op];
+}
 
 const char *proto_op_name(enum proto_op op)
 {
-    if ((unsigned)op >= PROTO_OP__COUNT)
-        return NULL;
-    return op_names[op];
+    const struct proto_op_info *info = proto_op_info(op);
+    return info ? info->name : NULL;
 }
 
 enum proto_op proto_op_from_name(const char *name, size_t len)
@@ -40,9 +82,23 @@ enum proto_op proto_op_from_name(const char *name, size_t len)
     if (!name)
         return PROTO_OP_NONE;
     for (int op = 1; op < PROTO_OP__COUNT; op++)
-        if (strlen(op_names[op]) == len && memcmp(op_names[op], name, len) == 0)
+        if (strlen(ops[op].name) == len && memcmp(ops[op].name, name, len) == 0)
             return (enum proto_op)op;
     return PROTO_OP_NONE;
+}
+
+bool proto_op_answered_by_id(enum proto_op op, bool has_id)
+{
+    const struct proto_op_info *info = proto_op_info(op);
+
+    if (!has_id)
+        return false;
+    /* An op this broker does not know (a newer client's) is most likely a
+     * request of its own: answering under its id spares it a timeout. */
+    if (!info)
+        return op == PROTO_OP_NONE;
+    return info->answer == PROTO_ANSWER_RESULT || info->answer == PROTO_ANSWER_PONG ||
+           info->answer == PROTO_ANSWER_RESULT_IF_ID;
 }
 
 enum kind { K_UINT, K_STR, K_BOOL, K_ANY, K_STRS };
@@ -95,6 +151,10 @@ static const struct field_desc fields[] = {
     FIELD("peer", PROTO_F_PEER, K_UINT, peer),
     FIELD("time_us", PROTO_F_TIME_US, K_UINT, time_us),
     FIELD("frame", PROTO_F_FRAME, K_ANY, frame),
+    FIELD("team_cluster_id", PROTO_F_TEAM_CLUSTER_ID, K_STR, team_cluster_id),
+    FIELD("max_timeout_ms", PROTO_F_MAX_TIMEOUT_MS, K_UINT, max_timeout_ms),
+    FIELD("volatile", PROTO_F_VOLATILE, K_BOOL, is_volatile),
+    FIELD("about", PROTO_F_ABOUT, K_STR, about),
 };
 
 #define N_FIELDS (sizeof(fields) / sizeof(fields[0]))
@@ -279,28 +339,6 @@ static bool span_eq(struct proto_span s, const char *lit)
 
 int proto_msg_check(const struct proto_msg *m, const char **why)
 {
-    static const uint32_t required[PROTO_OP__COUNT] = {
-        [PROTO_OP_HELLO] = PROTO_F_MIN_VERSION | PROTO_F_MAX_VERSION,
-        [PROTO_OP_STATUS] = PROTO_F_ID,
-        [PROTO_OP_REQUEST] = PROTO_F_ID | PROTO_F_COMMAND,
-        [PROTO_OP_EMIT] = PROTO_F_TYPE,
-        [PROTO_OP_REGISTER] = PROTO_F_ID | PROTO_F_COMMANDS,
-        [PROTO_OP_UNREGISTER] = PROTO_F_ID | PROTO_F_COMMANDS,
-        [PROTO_OP_SUBSCRIBE] = PROTO_F_ID | PROTO_F_MATCH,
-        [PROTO_OP_UNSUBSCRIBE] = PROTO_F_ID | PROTO_F_MATCH,
-        [PROTO_OP_REPLY] = PROTO_F_ID | PROTO_F_OK,
-        [PROTO_OP_CREDENTIAL] = PROTO_F_ID | PROTO_F_NAME,
-        [PROTO_OP_PING] = PROTO_F_ID,
-        [PROTO_OP_MONITOR] = PROTO_F_ID,
-        [PROTO_OP_WELCOME] = PROTO_F_VERSION | PROTO_F_MAX_FRAME,
-        [PROTO_OP_RESULT] = PROTO_F_ID | PROTO_F_OK,
-        [PROTO_OP_CALL] = PROTO_F_ID | PROTO_F_COMMAND,
-        [PROTO_OP_MESSAGE] = PROTO_F_TYPE,
-        [PROTO_OP_EVENT] = PROTO_F_EVENT,
-        [PROTO_OP_PONG] = PROTO_F_ID,
-        [PROTO_OP_ERROR] = PROTO_F_CODE | PROTO_F_MESSAGE,
-        [PROTO_OP_TRACE] = PROTO_F_DIR | PROTO_F_FRAME,
-    };
     const char *dummy;
     if (!why)
         why = &dummy;
@@ -308,7 +346,7 @@ int proto_msg_check(const struct proto_msg *m, const char **why)
         *why = "unknown op";
         return PROTO_E_UNKNOWN_OP;
     }
-    uint32_t need = required[m->op];
+    uint32_t need = ops[m->op].required;
     uint32_t lack = need & ~m->fields;
     if (lack) {
         *why = missing((enum proto_field)(lack & -lack)); /* lowest bit first */

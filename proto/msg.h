@@ -36,6 +36,7 @@ enum proto_op {
     PROTO_OP_CREDENTIAL,  /* teamClusterId / daemonPassword -> result */
     PROTO_OP_PING,        /* -> pong */
     PROTO_OP_MONITOR,     /* start tapping all traffic -> result, then trace frames */
+    PROTO_OP_METRICS,     /* -> result(data = OpenMetrics text) */
     /* broker -> client */
     PROTO_OP_WELCOME, /* answer to hello */
     PROTO_OP_RESULT,  /* answer to any client op that carried an id */
@@ -43,7 +44,7 @@ enum proto_op {
     PROTO_OP_MESSAGE, /* an inbound message matching a subscription */
     PROTO_OP_EVENT,   /* connected / disconnected / error */
     PROTO_OP_PONG,
-    PROTO_OP_ERROR, /* a problem with a frame that had no id */
+    PROTO_OP_ERROR, /* a problem with a frame that no result answers */
     PROTO_OP_TRACE, /* one tapped frame, for monitors */
     PROTO_OP__COUNT
 };
@@ -75,7 +76,13 @@ enum proto_field {
     PROTO_F_PEER = 1u << 21,        /* uint: trace: peer id */
     PROTO_F_TIME_US = 1u << 22,     /* uint: trace: microseconds since the epoch */
     PROTO_F_FRAME = 1u << 23,       /* any: trace: the frame (map) or upstream packet (str/bin) */
+    PROTO_F_TEAM_CLUSTER_ID = 1u << 24, /* str: welcome, event connected (v2) */
+    PROTO_F_MAX_TIMEOUT_MS = 1u << 25,  /* uint: welcome: the largest request timeout (v2) */
+    PROTO_F_VOLATILE = 1u << 26,        /* bool: emit: drop rather than buffer (v2) */
+    PROTO_F_ABOUT = 1u << 27,           /* str: error: op of the frame it is about (v2) */
 };
+/* Every field bit (for tests and tools that walk them all). */
+#define PROTO_F__ALL ((PROTO_F_ABOUT << 1) - 1u)
 
 struct proto_msg {
     enum proto_op op;
@@ -86,9 +93,11 @@ struct proto_msg {
     uint64_t max_frame;
     uint64_t peer;
     uint64_t time_us;
+    uint64_t max_timeout_ms;
     bool ok;
+    bool is_volatile;
     struct proto_span name, command, code, message, server_code, type, match, event, reason, state,
-        dir;
+        dir, team_cluster_id, about;
     struct proto_span commands; /* raw msgpack array; every element checked to be a str */
     uint32_t commands_count;
     struct proto_span payload, data, frame; /* raw msgpack values */
@@ -98,6 +107,33 @@ static inline bool proto_msg_has(const struct proto_msg *m, enum proto_field f)
 {
     return (m->fields & f) != 0;
 }
+
+/* How the broker answers a client op. */
+enum proto_answer {
+    PROTO_ANSWER_NONE,         /* nothing (reply; every op the broker sends) */
+    PROTO_ANSWER_RESULT,       /* one `result` under the op's id */
+    PROTO_ANSWER_RESULT_IF_ID, /* a `result` when the op carries an id (emit) */
+    PROTO_ANSWER_PONG,         /* one `pong` under the op's id (ping) */
+    PROTO_ANSWER_WELCOME,      /* `welcome` (hello) */
+};
+
+/* One row of the op table: every fact about an op, written once. */
+struct proto_op_info {
+    const char *name;         /* on the wire */
+    bool from_client;         /* sent by clients (else by the broker) */
+    enum proto_answer answer; /* how the broker answers it */
+    uint32_t required;        /* enum proto_field bits that must be present */
+    const char *summary;      /* one line for people (help texts) */
+};
+
+/* The row of op; NULL for PROTO_OP_NONE and out-of-range values. */
+const struct proto_op_info *proto_op_info(enum proto_op op);
+/* True when a client frame of this op, with (has_id) or without an id, is
+ * answered under its id: then a problem with it is a `result` (or `pong`)
+ * under that id; otherwise it is an `error` frame, which never answers a
+ * request of the client (a reply's id is a call id, not a request id).
+ * An unknown op (PROTO_OP_NONE) with an id counts as answered by id. */
+bool proto_op_answered_by_id(enum proto_op op, bool has_id);
 
 /* Op name on the wire ("request", ...) and back. NULL / PROTO_OP_NONE when unknown. */
 const char *proto_op_name(enum proto_op op);

@@ -206,3 +206,8 @@ size_t proto_reader_pending(const struct proto_reader *r)
 {
     return r->end - r->start;
 }
+
+size_t proto_reader_capacity(const struct proto_reader *r)
+{
+    return r->cap;
+}

@@ -54,5 +54,7 @@ bool proto_reader_fatal(const struct proto_reader *r);
 const char *proto_reader_error(const struct proto_reader *r);
 /* Bytes buffered but not yet returned as frames. */
 size_t proto_reader_pending(const struct proto_reader *r);
+/* Bytes the reader's buffer takes (its capacity), for memory accounting. */
+size_t proto_reader_capacity(const struct proto_reader *r);
 
 #endif

@@ -38,6 +38,8 @@ static void assert_msg_equal(const struct proto_msg *a, const struct proto_msg *
     U(PROTO_F_PEER, peer);
     U(PROTO_F_TIME_US, time_us);
     U(PROTO_F_OK, ok);
+    U(PROTO_F_MAX_TIMEOUT_MS, max_timeout_ms);
+    U(PROTO_F_VOLATILE, is_volatile);
     U(PROTO_F_COMMANDS, commands_count);
     SP(PROTO_F_NAME, name);
     SP(PROTO_F_COMMAND, command);
@@ -54,6 +56,8 @@ static void assert_msg_equal(const struct proto_msg *a, const struct proto_msg *
     SP(PROTO_F_PAYLOAD, payload);
     SP(PROTO_F_DATA, data);
     SP(PROTO_F_FRAME, frame);
+    SP(PROTO_F_TEAM_CLUSTER_ID, team_cluster_id);
+    SP(PROTO_F_ABOUT, about);
 #undef U
 #undef SP
 }
@@ -99,7 +103,7 @@ static struct proto_span raw(const struct proto_buf *b)
 /* Fills every field of m (the superset any op could carry). */
 static void fill_all(struct proto_msg *m)
 {
-    m->fields = 0xffffffu;
+    m->fields = PROTO_F__ALL;
     m->id = UINT64_MAX;
     m->min_version = 1;
     m->max_version = 7;
@@ -120,6 +124,10 @@ static void fill_all(struct proto_msg *m)
     m->reason = S("transport close");
     m->state = S("backoff");
     m->dir = S("upstream-in");
+    m->team_cluster_id = S("cluster-abc123");
+    m->about = S("reply");
+    m->max_timeout_ms = 600000;
+    m->is_volatile = true;
     m->commands = raw(&commands_raw);
     m->commands_count = 3;
     m->payload = raw(&payload_raw);
@@ -173,6 +181,32 @@ static void test_op_names(void **state)
     assert_int_equal(proto_op_from_name(NULL, 0), PROTO_OP_NONE);
 }
 
+/* The op table: every op has a row, and the rule for answering a bad
+ * frame follows from it (a reply's id is a call id: never a result). */
+static void test_op_table(void **state)
+{
+    for (int op = 1; op < PROTO_OP__COUNT; op++) {
+        const struct proto_op_info *info = proto_op_info((enum proto_op)op);
+        assert_non_null(info);
+        assert_non_null(info->summary);
+        assert_true(info->required != 0);
+        if (!info->from_client)
+            assert_int_equal(info->answer, PROTO_ANSWER_NONE);
+    }
+    assert_null(proto_op_info(PROTO_OP_NONE));
+    assert_null(proto_op_info(PROTO_OP__COUNT));
+    assert_true(proto_op_answered_by_id(PROTO_OP_REQUEST, true));
+    assert_true(proto_op_answered_by_id(PROTO_OP_PING, true));
+    assert_true(proto_op_answered_by_id(PROTO_OP_EMIT, true));
+    assert_false(proto_op_answered_by_id(PROTO_OP_EMIT, false));
+    assert_false(proto_op_answered_by_id(PROTO_OP_REPLY, true));
+    assert_false(proto_op_answered_by_id(PROTO_OP_HELLO, true));
+    assert_false(proto_op_answered_by_id(PROTO_OP_RESULT, true));
+    assert_false(proto_op_answered_by_id(PROTO_OP_CALL, true));
+    assert_true(proto_op_answered_by_id(PROTO_OP_NONE, true)); /* a newer client's op */
+    assert_false(proto_op_answered_by_id(PROTO_OP_NONE, false));
+}
+
 /* Each op with the fields PROTOCOL.md gives it. */
 static void test_every_op_round_trip(void **state)
 {
@@ -187,6 +221,8 @@ static void test_every_op_round_trip(void **state)
         {PROTO_OP_PING, PROTO_F_ID},
         {PROTO_OP_REQUEST, PROTO_F_ID | PROTO_F_COMMAND | PROTO_F_PAYLOAD | PROTO_F_TIMEOUT_MS},
         {PROTO_OP_EMIT, PROTO_F_TYPE | PROTO_F_DATA | PROTO_F_ID},
+        {PROTO_OP_EMIT, PROTO_F_TYPE | PROTO_F_DATA | PROTO_F_VOLATILE},
+        {PROTO_OP_METRICS, PROTO_F_ID},
         {PROTO_OP_REGISTER, PROTO_F_ID | PROTO_F_COMMANDS},
         {PROTO_OP_UNREGISTER, PROTO_F_ID | PROTO_F_COMMANDS},
         {PROTO_OP_SUBSCRIBE, PROTO_F_ID | PROTO_F_MATCH | PROTO_F_TYPE},
@@ -195,6 +231,10 @@ static void test_every_op_round_trip(void **state)
         {PROTO_OP_CREDENTIAL, PROTO_F_ID | PROTO_F_NAME},
         {PROTO_OP_MONITOR, PROTO_F_ID},
         {PROTO_OP_WELCOME, PROTO_F_VERSION | PROTO_F_MAX_FRAME | PROTO_F_NAME | PROTO_F_STATE},
+        {PROTO_OP_WELCOME, PROTO_F_VERSION | PROTO_F_MAX_FRAME | PROTO_F_NAME | PROTO_F_STATE |
+                               PROTO_F_TIMEOUT_MS | PROTO_F_MAX_TIMEOUT_MS |
+                               PROTO_F_TEAM_CLUSTER_ID | PROTO_F_REASON | PROTO_F_CODE |
+                               PROTO_F_MESSAGE},
         {PROTO_OP_RESULT,
          PROTO_F_ID | PROTO_F_OK | PROTO_F_CODE | PROTO_F_MESSAGE | PROTO_F_SERVER_CODE},
         {PROTO_OP_RESULT, PROTO_F_ID | PROTO_F_OK | PROTO_F_DATA},
@@ -204,6 +244,8 @@ static void test_every_op_round_trip(void **state)
         {PROTO_OP_EVENT, PROTO_F_EVENT | PROTO_F_REASON | PROTO_F_STATE},
         {PROTO_OP_EVENT, PROTO_F_EVENT | PROTO_F_CODE | PROTO_F_MESSAGE | PROTO_F_STATE},
         {PROTO_OP_ERROR, PROTO_F_CODE | PROTO_F_MESSAGE | PROTO_F_ID},
+        {PROTO_OP_ERROR, PROTO_F_CODE | PROTO_F_MESSAGE | PROTO_F_ID | PROTO_F_ABOUT},
+        {PROTO_OP_EVENT, PROTO_F_EVENT | PROTO_F_STATE | PROTO_F_TEAM_CLUSTER_ID},
         {PROTO_OP_TRACE, PROTO_F_DIR | PROTO_F_PEER | PROTO_F_TIME_US | PROTO_F_FRAME},
     };
     bool seen[PROTO_OP__COUNT] = {false};
@@ -619,9 +661,13 @@ static void test_encode_limits(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_op_names),           cmocka_unit_test(test_every_op_round_trip),
-        cmocka_unit_test(test_wrong_types),        cmocka_unit_test(test_op_errors),
-        cmocka_unit_test(test_decode_unvalidated), cmocka_unit_test(test_check_required),
+        cmocka_unit_test(test_op_names),
+        cmocka_unit_test(test_op_table),
+        cmocka_unit_test(test_every_op_round_trip),
+        cmocka_unit_test(test_wrong_types),
+        cmocka_unit_test(test_op_errors),
+        cmocka_unit_test(test_decode_unvalidated),
+        cmocka_unit_test(test_check_required),
         cmocka_unit_test(test_encode_limits),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -37,6 +37,10 @@
 
 #include "harness.h"
 
+/* Exit status of a configuration with problems (EX_CONFIG, so that
+ * systemd's RestartPreventExitStatus= can keep it from restarting). */
+#define CONFIG_EXIT 78
+
 #define DRAIN_MS 3000
 
 /* ---- small helpers ---- */
@@ -223,7 +227,7 @@ static void test_config_unknown_key_suggests(void **state)
                 path, sizeof(path));
     const char *const args[] = {"--check-config", "--config", path, NULL};
     run_broker(r, args, NULL);
-    assert_int_equal(r->status, 2);
+    assert_int_equal(r->status, CONFIG_EXIT);
     assert_contains(r->err, "unknown key 'credentails'");
     assert_contains(r->err, "did you mean 'credentials'");
     /* nested keys are suggested by their full path */
@@ -247,7 +251,7 @@ static void test_config_wrong_type_names_key(void **state)
                 path, sizeof(path));
     const char *const args[] = {"--check-config", "-c", path, NULL};
     run_broker(r, args, NULL);
-    assert_int_equal(r->status, 2);
+    assert_int_equal(r->status, CONFIG_EXIT);
     /* every problem at once, each naming its key */
     assert_contains(r->err, "3 problems");
     assert_contains(r->err, "commandTimeout");
@@ -270,7 +274,7 @@ static void test_config_invalid_json_file_line(void **state)
                 sizeof(path));
     const char *const args[] = {"--check-config", "--config", path, NULL};
     run_broker(r, args, NULL);
-    assert_int_equal(r->status, 2);
+    assert_int_equal(r->status, CONFIG_EXIT);
     snprintf(where, sizeof(where), "%s:4:", path);
     assert_contains(r->err, where);
     assert_contains(r->err, "not valid JSON");
@@ -280,7 +284,7 @@ static void test_config_invalid_json_file_line(void **state)
     snprintf(where, sizeof(where), "%s/missing.json", ts.dir.path);
     const char *const args2[] = {"--check-config", "--config", where, NULL};
     run_broker(r, args2, NULL);
-    assert_int_equal(r->status, 2);
+    assert_int_equal(r->status, CONFIG_EXIT);
     assert_contains(r->err, where);
     assert_contains(r->err, "No such file");
     run_free(r);
@@ -314,7 +318,7 @@ static void test_secret_on_argv_refused(void **state)
     make_config(&ts.dir, "ok.json", valid_config, path, sizeof(path));
     const char *const args[] = {"--config", path, "--daemon-password", "x", "--check-config", NULL};
     run_broker(r, args, NULL);
-    assert_int_equal(r->status, 2);
+    assert_int_equal(r->status, CONFIG_EXIT);
     assert_contains(r->err, "--daemon-password");
     assert_contains(r->err, "secrets are not accepted on the command line");
     /* exactly one problem: the value is not reported as a stray argument */
@@ -326,7 +330,7 @@ static void test_secret_on_argv_refused(void **state)
         "--config",       path, "--enrollment-token=tok-argv-5ecret", "--daemon-password",
         "pw-argv-5ecret", NULL};
     run_broker(r, args2, NULL);
-    assert_int_equal(r->status, 2);
+    assert_int_equal(r->status, CONFIG_EXIT);
     assert_contains(r->err, "--enrollment-token");
     assert_contains(r->err, "--daemon-password");
     assert_not_contains(r->err, "5ecret");
@@ -335,11 +339,28 @@ static void test_secret_on_argv_refused(void **state)
     tmpdir_remove(&ts.dir);
 }
 
-/* The value of key in --print-config's output (a flat JSON object). */
+/* The item at a dotted path of nested objects, or NULL. */
+static const cJSON *json_at(const cJSON *j, const char *path)
+{
+    char part[128];
+    while (j && *path) {
+        size_t n = strcspn(path, ".");
+        if (n >= sizeof(part))
+            return NULL;
+        memcpy(part, path, n);
+        part[n] = '\0';
+        j = cJSON_GetObjectItemCaseSensitive(j, part);
+        path += n + (path[n] == '.');
+    }
+    return j;
+}
+
+/* The value of a dotted key in --print-config's output (nested objects,
+ * as a configuration file has them). */
 static char *printed_value(const char *out, const char *key)
 {
     cJSON *j = cJSON_Parse(out);
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, key);
+    const cJSON *v = json_at(j, key);
     char *text = v ? cJSON_PrintUnformatted(v) : NULL;
     cJSON_Delete(j);
     return text;
@@ -380,7 +401,7 @@ static void test_env_and_flag_override(void **state)
     struct run *r = &ts.run;
     const char *const env_bad[] = {"VOLT_LOG_LEVEL=loud", NULL};
     run_broker(r, args, env_bad);
-    assert_int_equal(r->status, 2);
+    assert_int_equal(r->status, CONFIG_EXIT);
     assert_contains(r->err, "VOLT_LOG_LEVEL");
     assert_contains(r->err, "'loud'");
     run_free(r);
@@ -417,10 +438,26 @@ static void test_print_config_hides_secrets(void **state)
     assert_not_contains(r->err, "s3cr3t");
     run_free(r);
 
-    /* the password file is read (and checked), its content never shown */
-    const char *const args_file[] = {"--config",       path, "--daemon-password-file", pwfile,
+    /* a password and a password file at once: refused, neither shown */
+    const char *const args_both[] = {"--config",       path, "--daemon-password-file", pwfile,
                                      "--print-config", NULL};
-    run_broker(r, args_file, env);
+    run_broker(r, args_both, env);
+    assert_int_equal(r->status, CONFIG_EXIT);
+    assert_contains(r->err, "credentials.daemonPassword and credentials.daemonPasswordFile are "
+                            "both set");
+    assert_not_contains(r->err, "s3cr3t");
+    run_free(r);
+
+    /* the password file alone is read (and checked), its content never shown */
+    char nopw[H_PATH];
+    make_config(
+        &ts.dir, "nopw.json",
+        "{\"controlSocketUrl\":\"ws://127.0.0.1:1/control\","
+        "\"credentials\":{\"teamClusterId\":\"c\"},\"broker\":{\"listen\":\"/tmp/x.sock\"}}",
+        nopw, sizeof(nopw));
+    const char *const args_file[] = {"--config",       nopw, "--daemon-password-file", pwfile,
+                                     "--print-config", NULL};
+    run_broker(r, args_file, NULL);
     assert_int_equal(r->status, 0);
     assert_contains(r->out, pwfile);
     assert_not_contains(r->out, "s3cr3t");
@@ -435,6 +472,158 @@ static void test_print_config_hides_secrets(void **state)
     assert_non_null(pw);
     assert_string_equal(pw, "null");
     free(pw);
+    run_free(r);
+    tmpdir_remove(&ts.dir);
+}
+
+/* Every leaf of the printed configuration is explained by --help: "key
+ * NAME" followed by "," (an env) or ";" (the default), so that a key that
+ * is a prefix of another (reconnectionDelay) is matched whole. Returns the
+ * number of leaves. */
+static int check_help_explains(const cJSON *obj, const char *prefix, const char *help)
+{
+    const cJSON *item;
+    int keys = 0;
+
+    cJSON_ArrayForEach(item, obj)
+    {
+        char path[256], with_env[300], alone[300];
+        snprintf(path, sizeof(path), "%s%s%s", prefix, *prefix ? "." : "", item->string);
+        if (cJSON_IsObject(item)) {
+            keys += check_help_explains(item, path, help);
+            continue;
+        }
+        snprintf(with_env, sizeof(with_env), "key %s,", path);
+        snprintf(alone, sizeof(alone), "key %s;", path);
+        if (!strstr(help, with_env) && !strstr(help, alone)) {
+            fprintf(stderr, "--help does not explain '%s'\n", path);
+            fail();
+        }
+        keys++;
+    }
+    return keys;
+}
+
+/* --print-config writes a file that --config takes back, whatever the
+ * settings; a secret's "(set)" is refused with a message saying why. */
+static void test_print_config_round_trip(void **state)
+{
+    char path[H_PATH], printed[H_PATH];
+    struct run *r = &ts.run;
+    (void)state;
+
+    tmpdir_make(&ts.dir);
+    make_config(&ts.dir, "orig.json",
+                "{\"controlSocketUrl\":\"ws://127.0.0.1:1/control\",\"commandTimeout\":1234,"
+                "\"credentials\":{\"teamClusterId\":\"c-rt\"},"
+                "\"socket\":{\"randomizationFactor\":0.25,\"reconnection\":false},"
+                "\"broker\":{\"listen\":\"/tmp/x-rt.sock\",\"mode\":\"0600\","
+                "\"allowedUids\":[0,\"root\"],\"limits\":{\"maxClients\":77}}}",
+                path, sizeof(path));
+    const char *const print[] = {"--config", path, "--print-config", NULL};
+    run_broker(r, print, NULL);
+    assert_int_equal(r->status, 0);
+    make_config(&ts.dir, "printed.json", r->out, printed, sizeof(printed));
+    char *first = r->out;
+    r->out = NULL;
+    run_free(r);
+
+    /* accepted back, and printing it again gives the same file */
+    const char *const again[] = {"--config", printed, "--print-config", NULL};
+    run_broker(r, again, NULL);
+    assert_int_equal(r->status, 0);
+    assert_string_equal(r->out, first);
+    assert_contains(r->out, "\"maxClients\":\t77");
+    assert_contains(r->out, "\"mode\":\t\"0600\"");
+    free(first);
+    run_free(r);
+
+    /* with a secret: "(set)" is named as the placeholder it is */
+    const char *const env[] = {"VOLT_DAEMON_PASSWORD=rt-s3cr3t", NULL};
+    run_broker(r, print, env);
+    assert_int_equal(r->status, 0);
+    make_config(&ts.dir, "printed-secret.json", r->out, printed, sizeof(printed));
+    run_free(r);
+    const char *const check[] = {"--config", printed, "--check-config", NULL};
+    run_broker(r, check, NULL);
+    assert_int_equal(r->status, CONFIG_EXIT);
+    assert_contains(r->err, "credentials.daemonPassword: \"(set)\" is what --print-config shows");
+    run_free(r);
+    tmpdir_remove(&ts.dir);
+}
+
+/* Secrets from systemd's LoadCredential= ($CREDENTIALS_DIRECTORY), used
+ * when the configuration sets no other source. */
+static void test_secrets_from_credentials_directory(void **state)
+{
+    char path[H_PATH], pw[H_PATH], env_dir[H_PATH + 32];
+    struct run *r = &ts.run;
+    (void)state;
+
+    tmpdir_make(&ts.dir);
+    make_config(&ts.dir, "daemon-password", "cred-s3cr3t\n", pw, sizeof(pw));
+    make_config(&ts.dir, "enrollment-token", "tok-cred-s3cr3t\n", pw, sizeof(pw));
+    make_config(&ts.dir, "c.json",
+                "{\"serverUrl\":\"http://127.0.0.1:1\",\"controlSocketUrl\":"
+                "\"ws://127.0.0.1:1/control\",\"credentials\":{\"teamClusterId\":\"c\"},"
+                "\"broker\":{\"listen\":\"/tmp/x-cred.sock\"}}",
+                path, sizeof(path));
+    snprintf(env_dir, sizeof(env_dir), "CREDENTIALS_DIRECTORY=%s", ts.dir.path);
+    const char *const env[] = {env_dir, NULL};
+    const char *const print[] = {"--config", path, "--print-config", NULL};
+    run_broker(r, print, env);
+    assert_int_equal(r->status, 0);
+    char *v = printed_value(r->out, "credentials.daemonPassword");
+    assert_string_equal(v, "\"(set)\"");
+    free(v);
+    v = printed_value(r->out, "credentials.enrollmentToken");
+    assert_string_equal(v, "\"(set)\"");
+    free(v);
+    assert_not_contains(r->out, "s3cr3t");
+    run_free(r);
+
+    /* without the directory, nothing is set */
+    run_broker(r, print, NULL);
+    assert_int_equal(r->status, 0);
+    v = printed_value(r->out, "credentials.daemonPassword");
+    assert_string_equal(v, "null");
+    free(v);
+    run_free(r);
+
+    /* an empty credential file is an error naming it, not a silent "" */
+    make_config(&ts.dir, "daemon-password", "", pw, sizeof(pw));
+    run_broker(r, print, env);
+    assert_int_equal(r->status, CONFIG_EXIT);
+    assert_contains(r->err, "daemon-password: ");
+    assert_contains(r->err, "is empty");
+    run_free(r);
+    tmpdir_remove(&ts.dir);
+}
+
+/* A configuration file holding a secret that others may read is worth a
+ * warning (the broker still starts). */
+static void test_readable_secret_file_warns(void **state)
+{
+    char path[H_PATH];
+    struct run *r = &ts.run;
+    (void)state;
+
+    tmpdir_make(&ts.dir);
+    make_config(&ts.dir, "s.json",
+                "{\"credentials\":{\"daemonPassword\":\"w-s3cr3t\"},"
+                "\"broker\":{\"listen\":\"/tmp/x-w.sock\"}}",
+                path, sizeof(path));
+    const char *const check[] = {"--config", path, "--check-config", NULL};
+    assert_int_equal(chmod(path, 0644), 0);
+    run_broker(r, check, NULL);
+    assert_int_equal(r->status, 0);
+    assert_contains(r->err, "holds a secret and is readable by every user (mode 0644)");
+    assert_not_contains(r->err, "w-s3cr3t");
+    run_free(r);
+    assert_int_equal(chmod(path, 0600), 0);
+    run_broker(r, check, NULL);
+    assert_int_equal(r->status, 0);
+    assert_not_contains(r->err, "holds a secret");
     run_free(r);
     tmpdir_remove(&ts.dir);
 }
@@ -459,20 +648,7 @@ static void test_help_lists_every_key(void **state)
     assert_int_equal(printed->status, 0);
     cJSON *all = cJSON_Parse(printed->out);
     assert_true(cJSON_IsObject(all));
-    const cJSON *item;
-    cJSON_ArrayForEach(item, all)
-    {
-        char with_env[128], alone[128];
-        /* "key NAME" then ", env ..." or the end of the line: a key that is
-         * a prefix of another (reconnectionDelay) must be matched whole. */
-        snprintf(with_env, sizeof(with_env), "key %s,", item->string);
-        snprintf(alone, sizeof(alone), "key %s\n", item->string);
-        if (!strstr(help->out, with_env) && !strstr(help->out, alone)) {
-            fprintf(stderr, "--help does not explain '%s'\n", item->string);
-            fail();
-        }
-        keys++;
-    }
+    keys = check_help_explains(all, "", help->out);
     assert_true(keys >= 30);
     cJSON_Delete(all);
     run_free(help);
@@ -496,14 +672,14 @@ static void test_unknown_flag(void **state)
     make_config(&ts.dir, "ok.json", valid_config, path, sizeof(path));
     const char *const args[] = {"--config", path, "--no-such-flag", NULL};
     run_broker(r, args, NULL);
-    assert_int_equal(r->status, 2);
+    assert_int_equal(r->status, CONFIG_EXIT);
     assert_contains(r->err, "unknown option '--no-such-flag'");
     run_free(r);
 
     /* a mistyped secret flag with its value: the name, never the value */
     const char *const args2[] = {"--config", path, "--passwd=hunter2-5ecret", NULL};
     run_broker(r, args2, NULL);
-    assert_int_equal(r->status, 2);
+    assert_int_equal(r->status, CONFIG_EXIT);
     assert_contains(r->err, "unknown option '--passwd'");
     assert_not_contains(r->err, "5ecret");
     run_free(r);
@@ -511,14 +687,14 @@ static void test_unknown_flag(void **state)
     /* a flag without its value */
     const char *const args3[] = {"--config", path, "--log-level", NULL};
     run_broker(r, args3, NULL);
-    assert_int_equal(r->status, 2);
+    assert_int_equal(r->status, CONFIG_EXIT);
     assert_contains(r->err, "--log-level needs a value");
     run_free(r);
 
     /* -c without a file */
     const char *const args4[] = {"-c", NULL};
     run_broker(r, args4, NULL);
-    assert_int_equal(r->status, 2);
+    assert_int_equal(r->status, CONFIG_EXIT);
     run_free(r);
     tmpdir_remove(&ts.dir);
 }
@@ -819,7 +995,7 @@ static void test_sighup_reload(void **state)
 
     rewrite_config("debug", "1", "");
     assert_int_equal(kill(ts.broker.pid, SIGHUP), 0);
-    assert_int_equal(h_broker_wait_log(&ts.broker, "reloaded: logLevel", 5000), 0);
+    assert_int_equal(h_broker_wait_log(&ts.broker, "reloaded: commandTimeout", 5000), 0);
     /* debug now */
     send_stray_reply(a, 502);
     assert_true(stray_reply_logged(502));
@@ -847,7 +1023,7 @@ static void test_sighup_reload(void **state)
     rewrite_config("info", "8", "");
     assert_int_equal(kill(ts.broker.pid, SIGHUP), 0);
     uint64_t end = h_now_ms() + (uint64_t)h_slack_ms(5000);
-    while (count_log_lines("reloaded: logLevel") < 2) {
+    while (count_log_lines("reloaded: commandTimeout") < 2) {
         assert_true(h_now_ms() < end);
         h_sleep_ms(20);
     }
@@ -1215,7 +1391,7 @@ int main(void)
         "NOTIFY_SOCKET",   "WATCHDOG_USEC",           "WATCHDOG_PID",          "LISTEN_FDS",
         "LISTEN_PID",      "LISTEN_FDNAMES",          "VOLT_CONFIG",           "VOLT_LOG_LEVEL",
         "VOLT_LISTEN",     "VOLT_DAEMON_PASSWORD",    "VOLT_ENROLLMENT_TOKEN", "JOURNAL_STREAM",
-        "VOLT_SERVER_URL", "VOLT_CONTROL_SOCKET_URL",
+        "VOLT_SERVER_URL", "VOLT_CONTROL_SOCKET_URL", "CREDENTIALS_DIRECTORY",
     };
     for (size_t i = 0; i < sizeof(scrub) / sizeof(scrub[0]); i++)
         unsetenv(scrub[i]);
@@ -1229,6 +1405,9 @@ int main(void)
         T(test_secret_on_argv_refused, setup_nothing),
         T(test_env_and_flag_override, setup_nothing),
         T(test_print_config_hides_secrets, setup_nothing),
+        T(test_print_config_round_trip, setup_nothing),
+        T(test_secrets_from_credentials_directory, setup_nothing),
+        T(test_readable_secret_file_warns, setup_nothing),
         T(test_help_lists_every_key, setup_nothing),
         T(test_unknown_flag, setup_nothing),
         T(test_sigterm_drain_lets_handler_answer, setup_drain),

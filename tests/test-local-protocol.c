@@ -58,10 +58,16 @@ static void test_hello_welcome_status_ping(void **state)
                      0);
     f = h_conn_expect(c, "welcome", -1, 5000);
     assert_non_null(f);
-    assert_int_equal((int)h_json_num(f, "version", 0), 1);
+    assert_int_equal((int)h_json_num(f, "version", 0), 2);
     assert_int_equal((int)h_json_num(f, "max_frame", 0), 65536);
     assert_non_null(strstr(h_json_str(f, "name"), "volt-broker/"));
     assert_string_equal(h_json_str(f, "state"), "idle");
+    /* Version 2: what a client needs to answer its own getters and waits. */
+    assert_int_equal((long)h_json_num(f, "timeout_ms", 0), 30000);
+    assert_int_equal((long)h_json_num(f, "max_timeout_ms", 0), 600000);
+    assert_string_equal(h_json_str(f, "team_cluster_id"), "");
+    assert_string_equal(h_json_str(f, "reason"), "no controlSocketUrl configured");
+    assert_null(h_json_str(f, "code")); /* no upstream error to tell */
     cJSON_Delete(f);
 
     assert_int_equal(h_conn_send(c, "{\"op\":\"ping\",\"id\":42}"), 0);
@@ -105,7 +111,7 @@ static void test_version_mismatch(void **state)
     struct h_broker *b = *state;
     struct h_conn *c = h_conn_open(b->sock);
 
-    assert_int_equal(h_conn_send(c, "{\"op\":\"hello\",\"min_version\":2,\"max_version\":3}"), 0);
+    assert_int_equal(h_conn_send(c, "{\"op\":\"hello\",\"min_version\":3,\"max_version\":4}"), 0);
     cJSON *f = h_conn_expect(c, "error", -1, 5000);
     expect_error_code(f, "VersionMismatch");
     cJSON_Delete(f);
@@ -160,6 +166,22 @@ static void test_bad_input_keeps_connection(void **state)
     assert_int_equal(h_conn_send(c, "{\"op\":\"ping\",\"id\":9}"), 0);
     f = h_conn_expect(c, "pong", 9, 5000);
     assert_non_null(f);
+    cJSON_Delete(f);
+    /* A reply with a wrong-typed field: its id is a call id, not one of
+     * this client's request ids, so the answer is an `error` frame naming
+     * the op, never a `result` that could complete a request of ours. */
+    assert_int_equal(h_conn_send(c, "{\"op\":\"reply\",\"id\":9,\"ok\":\"yes\"}"), 0);
+    f = h_conn_expect(c, "error", 9, 5000);
+    expect_error_code(f, "BadRequest");
+    assert_string_equal(h_json_str(f, "about"), "reply");
+    cJSON_Delete(f);
+    /* A second hello is an error frame too (hello is answered by welcome). */
+    assert_int_equal(h_conn_send(c, "{\"op\":\"hello\",\"id\":9,\"min_version\":1,"
+                                    "\"max_version\":2}"),
+                     0);
+    f = h_conn_expect(c, "error", 9, 5000);
+    expect_error_code(f, "BadRequest");
+    assert_string_equal(h_json_str(f, "about"), "hello");
     cJSON_Delete(f);
     /* A request without an upstream: SOCKET_NOT_READY at once. */
     assert_int_equal(h_conn_send(c, "{\"op\":\"request\",\"id\":10,\"command\":\"x\"}"), 0);

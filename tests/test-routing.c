@@ -662,6 +662,15 @@ static int thousand_or_what_fits(void)
     return rl.rlim_cur > 200 ? (int)rl.rlim_cur - 100 : 100;
 }
 
+/* All of one user: the per-user connection limit is raised for this one
+ * (it has its own test in test-isolation). */
+static int setup_many(void **state)
+{
+    (void)state;
+    return start(CONFIG_HEAD "\"broker\":{\"listen\":\"%SOCK%\",\"stateDir\":\"%STATE%\","
+                             "\"logLevel\":\"info\",\"limits\":{\"maxClientsPerUid\":2000}}}");
+}
+
 /* 1000 clients connected at once, each with a request in flight through
  * the one upstream session: every one gets its own answer, once. */
 static void test_thousand_clients(void **state)
@@ -725,7 +734,7 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_limits, setup_limits, teardown),
         cmocka_unit_test_setup_teardown(test_client_killed_mid_request, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_thousand_clients, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_thousand_clients, setup_many, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -732,7 +732,7 @@ static int setup_small_upstream_queue(void **state)
                            "\"credentials\":{\"teamClusterId\":\"cluster-dev\","
                            "\"daemonPassword\":\"dev-password\"},\"commandTimeout\":60000,"
                            "\"broker\":{\"listen\":\"%SOCK%\",\"stateDir\":\"%STATE%\","
-                           "\"limits\":{\"maxQueueBytes\":262144,\"maxFrame\":131072}}}");
+                           "\"limits\":{\"maxUpstreamQueueBytes\":262144,\"maxFrame\":131072}}}");
 }
 
 #define QUEUE_TEST_MAX 3000
@@ -854,7 +854,7 @@ static void test_full_upstream_queue_refuses_whole_packets(void **state)
     "held-held-held-held-held-held-held-held-held-held-held-held-held-held-held-held-held-held"
 
 /* A handler answers while local requests keep the send queue full: the
- * answer still goes out (answers have headroom beyond maxQueueBytes), so
+ * answer still goes out (answers have headroom beyond maxUpstreamQueueBytes), so
  * the server's request gets its one real answer. */
 static void test_answer_goes_out_while_queue_full(void **state)
 {

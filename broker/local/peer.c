@@ -28,13 +28,29 @@
 #include "proto/errors.h"
 #include "proto/reader.h"
 #include "util/log.h"
+#include "util/timerqueue.h"
 
-#define PEER_NAME_MAX 64
-#define READ_HINT     (64 * 1024)
+#define PEER_NAME_MAX   64
+#define READ_HINT       (64 * 1024)
+#define PEER_MAX_GROUPS 64
+/* An output buffer grown past this by a burst is released once drained,
+ * so a peer's memory goes back down with its queue (the reader does the
+ * same with its buffer). */
+#define OUTPUT_KEEP (1024 * 1024)
 
 struct peer_flusher {
     uv_prepare_t prepare;
-    struct peer *head; /* peers with a batch to start */
+    struct peer *head;          /* peers with a batch to start */
+    struct peer *evict_head;    /* peers to close at the next prepare */
+    struct timer_queue *timers; /* peers' deadlines (hello, frame) */
+};
+
+enum peer_timer_kind { TIMER_DEADLINE, TIMER_FRAME };
+
+struct peer_timer {
+    struct timer_node node;
+    struct peer *peer;
+    enum peer_timer_kind kind;
 };
 
 struct peer {
@@ -61,13 +77,26 @@ struct peer {
     bool closing;
     bool close_after_flush;
     bool slow_consumer;
-    char close_reason[160];
+    char close_reason[200];
+    /* Accounting and deadlines. */
+    struct quota_client quota;
+    size_t charged; /* bytes last charged to the quota */
+    struct peer_timer deadline, frame_timer;
+    int deadline_code;
+    char deadline_message[128];
+    bool evicting;
+    struct peer *evict_next;
+    gid_t groups[PEER_MAX_GROUPS];
+    uint32_t n_groups;
 };
 
 static void flusher_closed(uv_handle_t *h)
 {
     free(h->data);
 }
+
+static void on_peer_timer(struct timer_node *node, void *ud);
+static bool account(struct peer *p, bool self_ok);
 
 /* The list's flusher, made with its first peer. 0 or -ENOMEM. */
 static int flusher_ensure(struct peer_list *l, uv_loop_t *loop)
@@ -79,6 +108,10 @@ static int flusher_ensure(struct peer_list *l, uv_loop_t *loop)
     f = calloc(1, sizeof(*f));
     if (!f)
         return -ENOMEM;
+    if (timer_queue_new(&f->timers, loop, on_peer_timer, NULL) < 0) {
+        free(f);
+        return -ENOMEM;
+    }
     uv_prepare_init(loop, &f->prepare);
     f->prepare.data = f;
     l->flusher = f;
@@ -91,6 +124,7 @@ static void flusher_release(struct peer_list *l)
     struct peer_flusher *f = l->flusher;
 
     l->flusher = NULL;
+    timer_queue_close(f->timers);
     uv_close((uv_handle_t *)&f->prepare, flusher_closed);
 }
 
@@ -178,8 +212,13 @@ void peer_close(struct peer *p, const char *reason)
     if (reason != p->close_reason)
         snprintf(p->close_reason, sizeof(p->close_reason), "%s", reason);
     flush_unlink(p);
+    timer_queue_remove(p->list->flusher->timers, &p->deadline.node);
+    timer_queue_remove(p->list->flusher->timers, &p->frame_timer.node);
     uv_read_stop((uv_stream_t *)&p->pipe);
     p->cb.closing(p, reason);
+    /* After the owner's callback: it may still look at the account. */
+    if (p->list->quota)
+        quota_leave(p->list->quota, &p->quota);
     /* Not waiting for a write in flight: it may never finish (a client
      * that stopped reading). uv_close() cancels it, its callback runs with
      * UV_ECANCELED before the handle's, and the buffers live until then. */
@@ -194,10 +233,15 @@ static void on_write_done(uv_write_t *req, int status)
 
     p->write_in_flight = false;
     proto_buf_reset(&p->writing);
+    if (p->writing.cap > OUTPUT_KEEP)
+        proto_buf_free(&p->writing);
     if (p->closing) {
         really_close(p);
         return;
     }
+    if (p->evicting)
+        return;
+    account(p, false);
     if (status < 0) {
         char why[96];
         snprintf(why, sizeof(why), "write failed: %s", uv_strerror(status));
@@ -215,7 +259,7 @@ static void on_write_done(uv_write_t *req, int status)
 /* Starts the peer's batch, or finishes a flushing close. */
 static void peer_flush(struct peer *p)
 {
-    if (p->closing || p->write_in_flight)
+    if (p->closing || p->evicting || p->write_in_flight)
         return; /* on_write_done() links it again */
     if (p->queued.len) {
         start_write(p);
@@ -230,6 +274,13 @@ static void on_flush(uv_prepare_t *h)
     struct peer_flusher *f = h->data;
     struct peer *p;
 
+    /* Evictions first: their closing callbacks run here, outside any walk
+     * over the clients, and may send to others (linked just below). */
+    while ((p = f->evict_head)) {
+        f->evict_head = p->evict_next;
+        p->evict_next = NULL;
+        peer_close(p, p->close_reason);
+    }
     /* A write failing closes its peer, and the closing callback may send
      * to other peers: they are linked here and served in this same run. */
     while ((p = f->head)) {
@@ -237,6 +288,109 @@ static void on_flush(uv_prepare_t *h)
         peer_flush(p);
     }
     uv_prepare_stop(h);
+}
+
+/* Closes p at the next prepare, not now: the caller may be in the middle
+ * of a walk over the clients (a broadcast) that p's closing callback would
+ * unlink. Reading and sending stop at once and its account is released at
+ * once, so it is no longer counted while it waits. */
+static void peer_evict(struct peer *p, const char *reason)
+{
+    struct peer_flusher *f = p->list->flusher;
+
+    if (p->closing || p->evicting)
+        return;
+    p->evicting = true;
+    snprintf(p->close_reason, sizeof(p->close_reason), "%s", reason);
+    uv_read_stop((uv_stream_t *)&p->pipe);
+    flush_unlink(p);
+    if (p->list->quota)
+        quota_leave(p->list->quota, &p->quota);
+    p->evict_next = f->evict_head;
+    f->evict_head = p;
+    uv_prepare_start(&f->prepare, on_flush);
+}
+
+size_t peer_memory(const struct peer *p)
+{
+    return sizeof(*p) + proto_reader_capacity(p->reader) + p->writing.cap + p->queued.cap;
+}
+
+/* Charges what p holds now to its quota and cuts whoever is over a limit:
+ * p itself at once when `self_ok` (the caller can take it), others (and p
+ * otherwise) at the next prepare. Returns false when p was closed. */
+static bool account(struct peer *p, bool self_ok)
+{
+    struct quota *q = p->list->quota;
+    struct quota_client *victim;
+    const char *why = NULL;
+    size_t now = peer_memory(p);
+    char reason[200];
+
+    if (!q || !p->quota.admitted || now == p->charged)
+        return true;
+    p->charged = now;
+    victim = quota_charge(q, &p->quota, now, &why);
+    for (; victim; victim = quota_over(q, &why)) {
+        struct peer *v = victim->owner;
+        snprintf(reason, sizeof(reason), "memory: %s; this client held %llu bytes, the most", why,
+                 (unsigned long long)victim->bytes);
+        quota_count_cut(q);
+        if (v == p && self_ok) {
+            peer_close(p, reason);
+            return false;
+        }
+        peer_evict(v, reason); /* releases its account: the loop ends */
+    }
+    return !p->closing && !p->evicting;
+}
+
+static void on_peer_timer(struct timer_node *node, void *ud)
+{
+    struct peer_timer *t = container_of(node, struct peer_timer, node);
+    struct peer *p = t->peer;
+    char reason[200];
+
+    (void)ud;
+    if (p->closing || p->evicting)
+        return;
+    if (t->kind == TIMER_FRAME) {
+        snprintf(reason, sizeof(reason), "a frame was not completed within %u ms",
+                 p->limits.frame_timeout_ms);
+        peer_send_error(p, PROTO_E_BAD_FRAME, reason, reason);
+        return;
+    }
+    peer_send_error(p, p->deadline_code, p->deadline_message, p->deadline_message);
+}
+
+void peer_set_deadline(struct peer *p, uint32_t timeout_ms, int code, const char *message)
+{
+    struct timer_queue *tq = p->list->flusher->timers;
+
+    p->deadline_code = code;
+    snprintf(p->deadline_message, sizeof(p->deadline_message), "%s", message);
+    timer_queue_update(tq, &p->deadline.node, timer_queue_deadline_in(tq, timeout_ms));
+}
+
+void peer_clear_deadline(struct peer *p)
+{
+    timer_queue_remove(p->list->flusher->timers, &p->deadline.node);
+}
+
+struct quota_client *peer_quota(struct peer *p)
+{
+    return &p->quota;
+}
+
+bool peer_in_group(const struct peer *p, gid_t gid)
+{
+    if (p->gid == gid)
+        return true;
+    for (uint32_t i = 0; i < p->n_groups; i++) {
+        if (p->groups[i] == gid)
+            return true;
+    }
+    return false;
 }
 
 static void start_write(struct peer *p)
@@ -270,7 +424,7 @@ int peer_send(struct peer *p, const struct proto_msg *m)
     size_t before = p->queued.len;
     int rc;
 
-    if (p->closing)
+    if (p->closing || p->evicting)
         return PROTO_E_BROKER_GONE;
     rc = proto_msg_encode(&p->queued, m, p->limits.frame.max_frame);
     if (rc < 0)
@@ -286,6 +440,8 @@ int peer_send(struct peer *p, const struct proto_msg *m)
         peer_close(p, why);
         return PROTO_E_LIMIT_EXCEEDED;
     }
+    if (!account(p, true))
+        return PROTO_E_LIMIT_EXCEEDED;
     if (!p->write_in_flight)
         flush_link(p);
     return 0;
@@ -294,7 +450,7 @@ int peer_send(struct peer *p, const struct proto_msg *m)
 void peer_send_and_close(struct peer *p, const struct proto_msg *m, const char *reason)
 {
     /* The first fatal frame and its reason win; a second is dropped. */
-    if (p->closing || p->close_after_flush)
+    if (p->closing || p->evicting || p->close_after_flush)
         return;
     snprintf(p->close_reason, sizeof(p->close_reason), "%s", reason);
     p->close_after_flush = true;
@@ -344,6 +500,30 @@ void peer_send_error(struct peer *p, int code, const char *message, const char *
         peer_send(p, &m);
 }
 
+void peer_send_frame_error(struct peer *p, const struct proto_msg *m, int code, const char *message)
+{
+    struct proto_msg e = {.op = PROTO_OP_ERROR};
+    const char *name = proto_error_name(code);
+    const char *about;
+
+    if (m && proto_op_answered_by_id(m->op, proto_msg_has(m, PROTO_F_ID))) {
+        peer_send_result(p, m->id, code, message, NULL, NULL);
+        return;
+    }
+    e.fields = PROTO_F_CODE | PROTO_F_MESSAGE;
+    e.code = proto_span_str(name, (uint32_t)strlen(name));
+    e.message = proto_span_str(message, (uint32_t)strlen(message));
+    if (m && proto_msg_has(m, PROTO_F_ID)) {
+        e.fields |= PROTO_F_ID;
+        e.id = m->id;
+    }
+    if (m && (about = proto_op_name(m->op))) {
+        e.fields |= PROTO_F_ABOUT;
+        e.about = proto_span_str(about, (uint32_t)strlen(about));
+    }
+    peer_send(p, &e);
+}
+
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
     struct peer *p = h->data;
@@ -358,15 +538,18 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
     *buf = uv_buf_init(ptr, (unsigned)(len > UINT32_MAX ? UINT32_MAX : len));
 }
 
-static void drain_frames(struct peer *p)
+/* Hands out every complete frame; returns how many there were. */
+static unsigned drain_frames(struct peer *p)
 {
     struct proto_span frame;
+    unsigned frames = 0;
     int rc;
 
-    while (!p->closing && !p->close_after_flush) {
+    while (!p->closing && !p->evicting && !p->close_after_flush) {
         rc = proto_reader_next(p->reader, &frame);
         if (rc == 0)
-            return;
+            return frames;
+        frames++;
         if (rc > 0) {
             p->cb.frame(p, &frame);
             continue;
@@ -376,10 +559,31 @@ static void drain_frames(struct peer *p)
             char reason[200];
             snprintf(reason, sizeof(reason), "protocol error: %s", why);
             peer_send_error(p, rc, why, reason);
-            return;
+            return frames;
         }
         p->cb.bad_frame(p, rc, proto_reader_error(p->reader));
     }
+    return frames;
+}
+
+/* The clock of the frame in progress starts with its first byte: armed
+ * when a partial frame is left and none was (or a new one began after a
+ * complete one), disarmed when nothing is left. A client streaming frames
+ * back to back is never cut; one that stalls inside a frame is. */
+static void watch_partial_frame(struct peer *p, unsigned frames_done)
+{
+    struct timer_queue *tq = p->list->flusher->timers;
+    bool armed = p->frame_timer.node.index != TIMER_NODE_DETACHED;
+
+    if (!p->limits.frame_timeout_ms || p->closing || p->evicting)
+        return;
+    if (proto_reader_pending(p->reader) == 0) {
+        timer_queue_remove(tq, &p->frame_timer.node);
+        return;
+    }
+    if (!armed || frames_done)
+        timer_queue_update(tq, &p->frame_timer.node,
+                           timer_queue_deadline_in(tq, p->limits.frame_timeout_ms));
 }
 
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
@@ -398,7 +602,14 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         return;
     }
     proto_reader_commit(p->reader, (size_t)nread);
-    drain_frames(p);
+    /* Charged before the frames are handled: a buffer grown by a huge
+     * frame counts from its first bytes. */
+    if (!account(p, true))
+        return;
+    unsigned frames = drain_frames(p);
+    watch_partial_frame(p, frames);
+    if (!p->closing && !p->evicting)
+        account(p, true);
 }
 
 struct peer *peer_new(uv_loop_t *loop, uv_pipe_t *server, struct peer_list *list, uint64_t id,
@@ -419,6 +630,12 @@ struct peer *peer_new(uv_loop_t *loop, uv_pipe_t *server, struct peer_list *list
     p->limits = *limits;
     p->cb = *cb;
     p->owner = owner;
+    p->quota.owner = p;
+    timer_node_init(&p->deadline.node);
+    timer_node_init(&p->frame_timer.node);
+    p->deadline.peer = p->frame_timer.peer = p;
+    p->deadline.kind = TIMER_DEADLINE;
+    p->frame_timer.kind = TIMER_FRAME;
     p->reader = proto_reader_new(&limits->frame);
     if (!p->reader || flusher_ensure(list, loop) < 0) {
         proto_reader_free(p->reader);
@@ -448,6 +665,10 @@ struct peer *peer_new(uv_loop_t *loop, uv_pipe_t *server, struct peer_list *list
     p->pid = cred.pid;
     p->uid = cred.uid;
     p->gid = cred.gid;
+    /* Supplementary groups count for allowedGids too (Linux 4.13+). */
+    socklen_t glen = sizeof(p->groups);
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, p->groups, &glen) == 0)
+        p->n_groups = glen / sizeof(p->groups[0]);
     return p;
 
 fail_handle:

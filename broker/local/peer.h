@@ -25,6 +25,7 @@
 #include <sys/types.h>
 #include <uv.h>
 
+#include "local/quota.h"
 #include "proto/limits.h"
 #include "proto/msg.h"
 
@@ -47,9 +48,13 @@ struct peer_callbacks {
 struct peer_limits {
     struct proto_limits frame;
     uint32_t max_queue_bytes;
+    /* A frame must arrive whole within this of its first byte (0: no
+     * limit): a client cannot hold a read buffer by stalling part-way. */
+    uint32_t frame_timeout_ms;
 };
 
 struct peer_flusher;
+struct timer_queue;
 
 /* All peers of one owner, for shutdown and counting. A peer is in the list
  * from peer_new until its handle is released. Zero-initialised by the
@@ -60,6 +65,10 @@ struct peer_flusher;
 struct peer_list {
     struct peer *head;
     uint32_t count;
+    /* The owner's: bytes held for each peer (read buffer, output buffers)
+     * are charged to it; when a limit is over, the client it names is
+     * closed (see quota.h). NULL: no accounting. */
+    struct quota *quota;
     struct peer_flusher *flusher; /* private to peer.c */
 };
 /* First/next peer in the list; closing peers included. */
@@ -74,6 +83,20 @@ struct peer *peer_new(uv_loop_t *loop, uv_pipe_t *accepted_from, struct peer_lis
 
 /* Starts reading. */
 int peer_start(struct peer *p);
+
+/* The peer's account in its list's quota (admitted by the owner with
+ * quota_admit(); released by the peer when it closes). */
+struct quota_client *peer_quota(struct peer *p);
+
+/* Closes the peer with an `error` frame (code, message) unless cleared
+ * before timeout_ms: e.g. a connection that does not say hello in time.
+ * One such deadline per peer; setting it again moves it. */
+void peer_set_deadline(struct peer *p, uint32_t timeout_ms, int code, const char *message);
+void peer_clear_deadline(struct peer *p);
+
+/* True when the peer's primary group or one of its supplementary groups
+ * (SO_PEERGROUPS, read at accept) is gid. */
+bool peer_in_group(const struct peer *p, gid_t gid);
 
 /* Encodes and queues one frame, written before the loop next waits for
  * events. 0; PROTO_E_FRAME_TOO_LARGE (nothing queued, peer still fine);
@@ -96,6 +119,13 @@ int peer_send_result(struct peer *p, uint64_t id, int code, const char *message,
  * client untrusted), and close_reason is logged. */
 void peer_send_error(struct peer *p, int code, const char *message, const char *close_reason);
 
+/* A problem with a frame from the client: a `result` under its id when the
+ * frame's op is answered by id (proto_op_answered_by_id), else an `error`
+ * frame carrying the frame's id (when readable) and its op as `about`. m
+ * may be NULL (the frame could not be decoded at all). */
+void peer_send_frame_error(struct peer *p, const struct proto_msg *m, int code,
+                           const char *message);
+
 /* Starts closing; `reason` is logged. Idempotent. Output not yet written
  * is dropped, a write in flight included, and so is everything sent in
  * the current loop turn: it does not wait for a client that may never
@@ -105,6 +135,8 @@ void peer_close(struct peer *p, const char *reason);
 bool peer_is_closing(const struct peer *p);
 /* True when the peer was closed for falling behind its queue limit. */
 bool peer_is_slow_consumer(const struct peer *p);
+/* Bytes the broker holds for this peer now (what its quota is charged). */
+size_t peer_memory(const struct peer *p);
 uint64_t peer_id(const struct peer *p);
 pid_t peer_pid(const struct peer *p);
 uid_t peer_uid(const struct peer *p);

@@ -5,16 +5,18 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "config.h"
 #include "local/peer.h"
+#include "local/quota.h"
 #include "proto/errors.h"
 #include "proto/msgpack.h"
+#include "proto/text.h"
 #include "util/idtable.h"
 #include "util/log.h"
 #include "util/timerqueue.h"
 
 #define COMMAND_NAME_MAX 256
 #define TYPE_FILTER_MAX  256
+#define ERROR_CODE_MAX   64
 
 enum match_kind { MATCH_ALL, MATCH_EXACT, MATCH_PREFIX };
 
@@ -29,7 +31,7 @@ struct group; /* the registrants of one command */
 /* Routing state of one client that said hello. */
 struct rclient {
     struct router *router;
-    struct peer *peer; /* NULL for the router's `orphans` */
+    struct peer *peer;
     struct rclient *prev, *next;
     struct group **handlers; /* the groups this client is a member of */
     uint32_t n_handlers, cap_handlers;
@@ -43,6 +45,8 @@ struct group {
     char *command;
     uint32_t len;
     uint32_t hash;
+    uint64_t serial;    /* creation order: the newest are trimmed first */
+    uint32_t json_size; /* of the name as a JSON string */
     struct rclient **members;
     uint32_t n, cap;
     uint32_t next_turn; /* round-robin cursor */
@@ -58,16 +62,19 @@ struct group_map {
 
 struct router {
     uv_loop_t *loop;
-    const struct broker_config *cfg;
+    struct router_params p;
     struct session *session;
     struct rclient *clients;
     uint32_t n_clients;
     struct group_map groups;
+    uint64_t next_group_serial;
+    size_t names_json; /* sum of the groups' json_size */
     /* Outbound requests, keyed by (peer id, client's id): detects reused
      * ids and gives the session a stable context pointer. ctx = the
-     * rclient, or &orphans once the client left; tag = the client's id. */
+     * rclient; tag = the session's handle (the client's id is the key's
+     * second half). */
     struct idtable *requests;
-    struct rclient orphans;
+    struct quota *quota;
     /* Inbound calls, keyed by the call id we hand out. ctx = the
      * session_inbound, tag = the holding rclient's address (all of a
      * client's calls are answered before it is freed, so it never dangles). */
@@ -158,6 +165,11 @@ static void key_for(uint8_t key[IDTABLE_ID_LEN], uint64_t a, uint64_t b)
     }
 }
 
+static bool valid_name(const struct proto_span *s, uint32_t max)
+{
+    return proto_name_valid(s->ptr, s->len, max);
+}
+
 static struct rclient *client_of(const struct peer *p)
 {
     return peer_data(p);
@@ -231,12 +243,12 @@ void router_inbound_request(struct router *r, struct session_inbound *in,
     e->tag = (uint64_t)(uintptr_t)c;
     c->open_calls++;
     timer_queue_add(r->call_deadlines, &e->timer,
-                    timer_queue_deadline_in(r->call_deadlines, r->cfg->command_timeout_ms));
+                    timer_queue_deadline_in(r->call_deadlines, r->p.handler_timeout_ms));
 
     m.fields = PROTO_F_ID | PROTO_F_COMMAND | PROTO_F_TIMEOUT_MS;
     m.id = call_id;
     m.command = *command;
-    m.timeout_ms = r->cfg->command_timeout_ms;
+    m.timeout_ms = r->p.handler_timeout_ms;
     if (payload && payload->len) {
         m.fields |= PROTO_F_PAYLOAD;
         m.payload = *payload;
@@ -275,10 +287,18 @@ static void handle_reply(struct router *r, struct rclient *c, const struct proto
                         NULL, NULL);
         return;
     }
-    char code[64] = "HandlerError";
-    if (proto_msg_has(m, PROTO_F_CODE) && m->code.len && m->code.len < sizeof(code)) {
-        memcpy(code, m->code.ptr, m->code.len);
-        code[m->code.len] = '\0';
+    /* The server gets its one answer whatever the code looks like; a code
+     * that cannot travel is replaced by HandlerError and the client told. */
+    char code[ERROR_CODE_MAX + 1] = "HandlerError";
+    if (proto_msg_has(m, PROTO_F_CODE)) {
+        if (valid_name(&m->code, ERROR_CODE_MAX)) {
+            memcpy(code, m->code.ptr, m->code.len);
+            code[m->code.len] = '\0';
+        } else {
+            peer_send_frame_error(c->peer, m, PROTO_E_BAD_REQUEST,
+                                  "code must be 1..64 bytes of UTF-8 without control "
+                                  "characters; the server was answered HandlerError");
+        }
     }
     struct proto_span empty = {(const uint8_t *)"", 0};
     session_respond(r->session, in, false, NULL, code,
@@ -287,31 +307,45 @@ static void handle_reply(struct router *r, struct rclient *c, const struct proto
 
 /* ---- outbound requests ---- */
 
+static uint64_t key_second(const uint8_t key[IDTABLE_ID_LEN])
+{
+    uint64_t v = 0;
+    for (int i = 8; i < 16; i++)
+        v = v << 8 | key[i];
+    return v;
+}
+
+/* Takes a finished or released request out of the router's books. */
+static void request_forget(struct router *r, struct rclient *c, struct idtable_entry *e)
+{
+    c->in_flight--;
+    if (r->quota)
+        quota_request_end(r->quota, peer_quota(c->peer));
+    idtable_remove(r->requests, e);
+}
+
 static void on_request_result(void *ctx, const struct session_result *res)
 {
     struct idtable_entry *e = ctx;
     struct rclient *c = e->ctx;
     struct router *r = c->router;
+    uint64_t id = key_second(e->id);
     char msg[256];
 
-    c->in_flight--;
-    if (c == &r->orphans) {
-        r->counters.results_dropped++;
-    } else {
-        /* A success carries no message: skip the copy on the hot path. */
-        if (res->code != 0)
-            snprintf(msg, sizeof(msg), "%.*s", (int)res->message.len,
-                     res->message.ptr ? (const char *)res->message.ptr : "");
-        peer_send_result(c->peer, e->tag, res->code, res->code != 0 ? msg : NULL, &res->data,
-                         &res->server_code);
-    }
-    idtable_remove(r->requests, e);
+    request_forget(r, c, e);
+    /* A success carries no message: skip the copy on the hot path. */
+    if (res->code != 0)
+        snprintf(msg, sizeof(msg), "%.*s", (int)res->message.len,
+                 res->message.ptr ? (const char *)res->message.ptr : "");
+    peer_send_result(c->peer, id, res->code, res->code != 0 ? msg : NULL, &res->data,
+                     &res->server_code);
 }
 
 static void handle_request(struct router *r, struct rclient *c, const struct proto_msg *m)
 {
     uint8_t key[IDTABLE_ID_LEN];
     struct idtable_entry *e;
+    struct session_pending *handle = NULL;
     const char *why = "the upstream session is not ready";
     int rc;
 
@@ -320,34 +354,48 @@ static void handle_request(struct router *r, struct rclient *c, const struct pro
                          NULL, NULL);
         return;
     }
-    if (c->in_flight >= r->cfg->max_in_flight_per_client) {
+    if (c->in_flight >= r->p.max_in_flight_per_client) {
         peer_send_result(c->peer, m->id, PROTO_E_LIMIT_EXCEEDED,
-                         "too many requests in flight for this client", NULL, NULL);
+                         "too many requests in flight for this client (maxInFlightPerClient)", NULL,
+                         NULL);
         return;
     }
     key_for(key, peer_id(c->peer), m->id);
-    rc = idtable_insert(r->requests, key, &e);
-    if (rc == -EEXIST) {
+    if (idtable_find(r->requests, key)) {
         peer_send_result(c->peer, m->id, PROTO_E_DUPLICATE_ID, "this id is already in flight", NULL,
                          NULL);
         return;
     }
+    if (r->quota && quota_request_begin(r->quota, peer_quota(c->peer), &why) < 0) {
+        peer_send_result(c->peer, m->id, PROTO_E_LIMIT_EXCEEDED, why, NULL, NULL);
+        return;
+    }
+    rc = idtable_insert(r->requests, key, &e);
     if (rc < 0) {
-        peer_send_result(c->peer, m->id, PROTO_E_LIMIT_EXCEEDED, "too many requests in flight",
-                         NULL, NULL);
+        if (r->quota)
+            quota_request_end(r->quota, peer_quota(c->peer));
+        peer_send_result(c->peer, m->id, PROTO_E_LIMIT_EXCEEDED,
+                         "too many requests in flight (maxPending)", NULL, NULL);
         return;
     }
     e->ctx = c;
-    e->tag = m->id;
     c->in_flight++;
-    rc = session_request(
-        r->session, &m->command, proto_msg_has(m, PROTO_F_PAYLOAD) ? &m->payload : NULL,
-        proto_msg_has(m, PROTO_F_TIMEOUT_MS) ? m->timeout_ms : 0, on_request_result, e, &why);
+    /* 0 or absent: the broker's commandTimeout; above the ceiling: lowered
+     * to it, so no request holds a slot of the table for longer. */
+    uint64_t timeout = proto_msg_has(m, PROTO_F_TIMEOUT_MS) ? m->timeout_ms : 0;
+    if (timeout == 0)
+        timeout = r->p.command_timeout_ms;
+    if (timeout > r->p.max_command_timeout_ms)
+        timeout = r->p.max_command_timeout_ms;
+    rc = session_request(r->session, &m->command,
+                         proto_msg_has(m, PROTO_F_PAYLOAD) ? &m->payload : NULL, timeout,
+                         on_request_result, e, &handle, &why);
     if (rc < 0) {
-        c->in_flight--;
-        idtable_remove(r->requests, e);
+        request_forget(r, c, e);
         peer_send_result(c->peer, m->id, rc, why, NULL, NULL);
+        return;
     }
+    e->tag = (uint64_t)(uintptr_t)handle;
 }
 
 static void handle_emit(struct router *r, struct rclient *c, const struct proto_msg *m)
@@ -409,6 +457,9 @@ static int group_join(struct router *r, struct rclient *c, const struct proto_sp
         g->command[name->len] = '\0';
         g->len = name->len;
         g->hash = hash;
+        g->serial = ++r->next_group_serial;
+        g->json_size = (uint32_t)proto_json_str_size(name->ptr, name->len);
+        r->names_json += g->json_size;
         groups_find(&r->groups, name->ptr, name->len, hash, &slot);
         r->groups.slots[slot] = g;
         r->groups.count++;
@@ -448,21 +499,37 @@ static bool group_leave(struct router *r, struct rclient *c, struct group *g)
         return false;
     groups_find(&r->groups, (const uint8_t *)g->command, g->len, g->hash, &slot);
     groups_remove_slot(&r->groups, slot);
+    r->names_json -= g->json_size;
     free(g->members);
     free(g->command);
     free(g);
     return true;
 }
 
-static bool valid_name(const struct proto_span *s, uint32_t max)
+/* JSON bytes of the handler list: "[" names joined by "," "]". */
+static size_t list_json(size_t names_json, size_t count)
 {
-    if (s->len == 0 || s->len > max)
-        return false;
-    for (uint32_t i = 0; i < s->len; i++) {
-        if (s->ptr[i] < 0x20 || s->ptr[i] == 0x7f)
-            return false;
+    return 2 + names_json + (count ? count - 1 : 0);
+}
+
+/* Would the list, with m's new names, still fit in daemon:register? Names
+ * given twice in m are counted twice: a conservative answer is fine. */
+static bool handler_list_fits(const struct router *r, const struct proto_msg *m)
+{
+    struct proto_str_iter it;
+    struct proto_span name;
+    size_t json = r->names_json, count = r->groups.count;
+
+    if (!r->session)
+        return true;
+    proto_msg_commands(m, &it);
+    while (proto_str_iter_next(&it, &name)) {
+        if (groups_find(&r->groups, name.ptr, name.len, hash_name(name.ptr, name.len), NULL))
+            continue;
+        json += proto_json_str_size(name.ptr, name.len);
+        count++;
     }
-    return true;
+    return list_json(json, count) <= session_handler_room(r->session);
 }
 
 static void handle_register(struct router *r, struct rclient *c, const struct proto_msg *m,
@@ -477,16 +544,26 @@ static void handle_register(struct router *r, struct rclient *c, const struct pr
     uint32_t n_new = 0;
     while (proto_str_iter_next(&it, &name)) {
         if (!valid_name(&name, COMMAND_NAME_MAX)) {
-            peer_send_result(c->peer, m->id, PROTO_E_BAD_REQUEST,
-                             "command names must be 1..256 bytes without control characters", NULL,
-                             NULL);
+            peer_send_result(
+                c->peer, m->id, PROTO_E_BAD_REQUEST,
+                "command names must be 1..256 bytes of UTF-8 without control characters", NULL,
+                NULL);
             return;
         }
         n_new++;
     }
-    if (add && c->n_handlers + n_new > r->cfg->max_handlers_per_client) {
+    if (add && c->n_handlers + n_new > r->p.max_handlers_per_client) {
         peer_send_result(c->peer, m->id, PROTO_E_LIMIT_EXCEEDED,
-                         "too many handlers for this client", NULL, NULL);
+                         "too many handlers for this client (maxHandlersPerClient)", NULL, NULL);
+        return;
+    }
+    if (add && !handler_list_fits(r, m)) {
+        char why[160];
+        snprintf(why, sizeof(why),
+                 "the handler list of all clients would exceed what the server's maxPayload "
+                 "allows (%zu bytes of JSON)",
+                 session_handler_room(r->session));
+        peer_send_result(c->peer, m->id, PROTO_E_LIMIT_EXCEEDED, why, NULL, NULL);
         return;
     }
     proto_msg_commands(m, &it);
@@ -551,7 +628,8 @@ static void handle_subscribe(struct router *r, struct rclient *c, const struct p
     if (k != MATCH_ALL) {
         if (!proto_msg_has(m, PROTO_F_TYPE) || !valid_name(&m->type, TYPE_FILTER_MAX)) {
             peer_send_result(c->peer, m->id, PROTO_E_BAD_REQUEST,
-                             "type must be 1..256 bytes without control characters", NULL, NULL);
+                             "type must be 1..256 bytes of UTF-8 without control characters", NULL,
+                             NULL);
             return;
         }
         type = m->type;
@@ -566,7 +644,7 @@ static void handle_subscribe(struct router *r, struct rclient *c, const struct p
         return;
     }
     if (at < 0) {
-        if (c->n_subs >= r->cfg->max_subscriptions_per_client) {
+        if (c->n_subs >= r->p.max_subscriptions_per_client) {
             peer_send_result(c->peer, m->id, PROTO_E_LIMIT_EXCEEDED,
                              "too many subscriptions for this client", NULL, NULL);
             return;
@@ -672,14 +750,18 @@ void router_peer_leave(struct router *r, struct peer *p)
             respond_upstream(r, in, "HandlerError", "the handler's process went away");
         }
     }
-    /* Its requests stay in the session until answered; the results are dropped. */
+    /* Its requests are released at once: nobody is left to read their
+     * answers, and they would hold slots until their timeouts. The server
+     * may still answer; the session drops and counts what it no longer
+     * knows (late responses). */
     if (c->in_flight) {
         for (struct idtable_entry *e = idtable_first(r->requests); e;
              e = idtable_next(r->requests, e)) {
-            if (e->ctx == c) {
-                e->ctx = &r->orphans;
-                r->orphans.in_flight++;
-            }
+            if (e->ctx != c)
+                continue;
+            session_cancel(r->session, (struct session_pending *)(uintptr_t)e->tag);
+            r->counters.requests_released++;
+            request_forget(r, c, e);
         }
     }
     while (c->n_handlers)
@@ -745,6 +827,43 @@ int router_handler_list(struct router *r, struct proto_buf *out)
     return rc;
 }
 
+/* The newest group of all (the one trimmed first). */
+static struct group *newest_group(const struct router *r)
+{
+    struct group *best = NULL;
+    for (uint32_t i = 0; i < r->groups.cap; i++) {
+        struct group *g = r->groups.slots[i];
+        if (g && (!best || g->serial > best->serial))
+            best = g;
+    }
+    return best;
+}
+
+void router_trim_handlers(struct router *r, size_t room)
+{
+    struct group *g;
+
+    while (list_json(r->names_json, r->groups.count) > room && (g = newest_group(r))) {
+        /* Each registrant is told and named in the log: the list never
+         * silently stops matching what the clients think they serve. */
+        while (g->n) {
+            struct rclient *c = g->members[g->n - 1];
+            char why[360];
+            snprintf(why, sizeof(why),
+                     "handler '%.256s' dropped: the handler list no longer fits in the server's "
+                     "maxPayload",
+                     g->command);
+            log_warn("client %llu (%s): %s", (unsigned long long)peer_id(c->peer),
+                     peer_name(c->peer), why);
+            /* Out of the group before it is told: the send may close it. */
+            bool freed = group_leave(r, c, g);
+            peer_send_error(c->peer, PROTO_E_LIMIT_EXCEEDED, why, NULL);
+            if (freed)
+                break; /* g went with its last member */
+        }
+    }
+}
+
 size_t router_handler_count(const struct router *r)
 {
     return r->groups.count;
@@ -780,7 +899,7 @@ int router_status_clients(const struct router *r, struct proto_buf *o)
     char sub[TYPE_FILTER_MAX + 16];
 
     for (const struct rclient *c = r->clients; c && !err; c = c->next) {
-        err |= proto_mp_put_map(o, 8);
+        err |= proto_mp_put_map(o, 9);
         err |= proto_mp_put_cstr(o, "id");
         err |= proto_mp_put_uint(o, peer_id(c->peer));
         err |= proto_mp_put_cstr(o, "pid");
@@ -804,6 +923,8 @@ int router_status_clients(const struct router *r, struct proto_buf *o)
         err |= proto_mp_put_uint(o, peer_queue_bytes(c->peer));
         err |= proto_mp_put_cstr(o, "in_flight");
         err |= proto_mp_put_uint(o, c->in_flight);
+        err |= proto_mp_put_cstr(o, "memory_bytes");
+        err |= proto_mp_put_uint(o, peer_memory(c->peer));
     }
     return err ? PROTO_E_NOMEM : 0;
 }
@@ -813,22 +934,29 @@ void router_get_counters(const struct router *r, struct router_counters *out)
     *out = r->counters;
 }
 
-struct router *router_new(uv_loop_t *loop, const struct broker_config *cfg)
+struct router *router_new(uv_loop_t *loop, const struct router_params *params, struct quota *quota)
 {
     struct router *r = calloc(1, sizeof(*r));
 
     if (!r)
         return NULL;
     r->loop = loop;
-    r->cfg = cfg;
-    r->orphans.router = r;
-    if (idtable_new(&r->requests, cfg->max_pending) < 0 ||
-        idtable_new(&r->calls, cfg->max_pending) < 0 ||
+    r->p = *params;
+    r->quota = quota;
+    if (idtable_new(&r->requests, params->max_pending) < 0 ||
+        idtable_new(&r->calls, params->max_pending) < 0 ||
         timer_queue_new(&r->call_deadlines, loop, on_call_deadline, r) < 0) {
         router_free(r);
         return NULL;
     }
     return r;
+}
+
+void router_set_params(struct router *r, const struct router_params *params)
+{
+    uint32_t max_pending = r->p.max_pending;
+    r->p = *params;
+    r->p.max_pending = max_pending;
 }
 
 void router_set_session(struct router *r, struct session *s)

@@ -5,10 +5,14 @@
  *
  * - Outbound requests. A client's `request` becomes one session_request();
  *   the session promises exactly one result callback, which the router
- *   turns into exactly one `result` under the client's own id. If the
- *   client has gone meanwhile, the result is dropped (the request record
- *   stays until the callback so that "exactly once" holds on both sides).
- *   A client may not reuse an id that is still in flight.
+ *   turns into exactly one `result` under the client's own id. A client
+ *   may not reuse an id that is still in flight. When a client goes away
+ *   its requests are released at once (session_cancel): no callback comes
+ *   for them, the slots are free for others, and an answer the server
+ *   sends later is dropped and counted by the session.
+ * - Quotas: a request counts against the client's in-flight limit, its
+ *   user's (quota.h) and the table's size (maxPending); its timeout is at
+ *   most maxCommandTimeout.
  *
  * - Handlers form queue groups: a command maps to the list of clients that
  *   registered it, and each inbound request goes to the next one in
@@ -39,15 +43,29 @@
 #include "upstream/session.h"
 
 struct router;
+struct quota;
 struct peer;
-struct broker_config;
+
+/* The router's settings; router_set_params() changes them at run time
+ * (SIGHUP), except max_pending, which sizes its tables at router_new(). */
+struct router_params {
+    uint32_t command_timeout_ms;     /* a request's timeout when it gives none */
+    uint32_t max_command_timeout_ms; /* longer ones are lowered to this */
+    uint32_t handler_timeout_ms;     /* a call's deadline (then HandlerTimeout) */
+    uint32_t max_handlers_per_client;
+    uint32_t max_subscriptions_per_client;
+    uint32_t max_in_flight_per_client;
+    uint32_t max_pending;
+};
 
 struct router_counters {
     uint64_t inbound_no_handler, inbound_handler_error, inbound_timeout, inbound_answered;
-    uint64_t late_replies, results_dropped, slow_consumers;
+    uint64_t late_replies, requests_released, slow_consumers;
 };
 
-struct router *router_new(uv_loop_t *loop, const struct broker_config *cfg);
+/* quota: the broker's (requests are charged to their user); NULL: none. */
+struct router *router_new(uv_loop_t *loop, const struct router_params *params, struct quota *quota);
+void router_set_params(struct router *r, const struct router_params *params);
 /* The session is created after the router (it needs the router's events). */
 void router_set_session(struct router *r, struct session *s);
 /* Answers every open call with HandlerError (or ShuttingDown) and frees. */
@@ -69,6 +87,11 @@ void router_inbound_request(struct router *r, struct session_inbound *in,
 void router_inbound_message(struct router *r, const struct proto_span *type,
                             const struct proto_span *data);
 int router_handler_list(struct router *r, struct proto_buf *out);
+/* Drops the newest handlers (their registrants told with an `error`
+ * frame, and logged by name) until the list's JSON takes at most `room`
+ * bytes. For a server that lowered its maxPayload under a list that was
+ * checked against the old one. */
+void router_trim_handlers(struct router *r, size_t room);
 /* Sends an event frame to every joined client. */
 void router_broadcast(struct router *r, const struct proto_msg *m);
 

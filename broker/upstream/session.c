@@ -35,10 +35,10 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "config.h"
 #include "proto/errors.h"
 #include "proto/json.h"
 #include "proto/msg.h"
+#include "proto/text.h"
 #include "upstream/eio.h"
 #include "upstream/enroll.h"
 #include "upstream/http.h"
@@ -67,7 +67,7 @@ struct session_inbound {
 
 struct session {
     uv_loop_t *loop;
-    const struct broker_config *cfg;
+    struct session_params p; /* strings owned (see params_copy) */
     struct session_events ev;
     enum session_state state;
     char reason[256];
@@ -103,6 +103,12 @@ struct session {
     uv_timer_t heartbeat_timer;
     uint32_t heartbeat_failures;
     bool heartbeat_outstanding;
+    /* Enrolled credentials the store could not take yet (see on_cred_retry). */
+    uv_timer_t cred_timer;
+    struct backoff cred_backoff;
+    bool cred_unsaved;
+    char cred_error[256];
+    int64_t enrolled_at;
 
     struct idtable *pending;
     struct timer_queue *deadlines;
@@ -113,10 +119,17 @@ struct session {
     struct proto_buf scratch2;
     struct proto_json_doc doc;
     struct proto_json_error json_err; /* details of the last failed conversion */
+    char value_error[200];            /* why the last inbound value could not be converted */
     struct proto_span attachments[MAX_ATTACHMENTS];
     struct session_inbound *inbound_free;
     uint64_t refused_while_full; /* packets refused since the queue filled; logged once */
     size_t answer_headroom;      /* send-queue bytes only answers may use (see packet_send) */
+    bool building_handlers;      /* inside build_handler_list() */
+
+    /* The last error reported since the session was last ready, for
+     * clients that arrive after it was broadcast. */
+    int last_error_code;
+    char last_error[256];
 
     struct session_counters counters;
     bool tap_on;
@@ -145,6 +158,8 @@ static void set_state(struct session *s, enum session_state st, const char *fmt,
     va_end(ap);
     s->state = st;
     s->since = uv_now(s->loop);
+    if (st == SESSION_READY)
+        s->last_error_code = 0;
     log_info("upstream: %s -> %s: %s", session_state_name(old), session_state_name(st), s->reason);
     if (s->ev.state_changed)
         s->ev.state_changed(s->ev.ud, st, s->reason);
@@ -162,6 +177,12 @@ static void report_error(struct session *s, int code, const char *fmt, ...)
     vsnprintf(text, sizeof(text), fmt, ap);
     va_end(ap);
     log_warn("upstream error %s: %s", proto_error_name(code), text);
+    /* Heartbeat failures happen while ready: they are not why a client
+     * waiting for the upstream is still waiting. */
+    if (code != PROTO_E_HEARTBEAT_FAILED) {
+        s->last_error_code = code;
+        snprintf(s->last_error, sizeof(s->last_error), "%s", text);
+    }
     if (s->ev.error)
         s->ev.error(s->ev.ud, code, text);
 }
@@ -207,7 +228,7 @@ void session_set_tap(struct session *s, bool on)
 #define PONG_RESERVE (8 * (1 + WS_SEND_OVERHEAD))
 
 /* What a packet may take of the send queue. Our own traffic stops at
- * maxQueueBytes; answers to the server's requests may go a quarter beyond
+ * max_upstream_queue; answers to the server's requests may go a quarter beyond
  * (answer_headroom), so that a queue filled by local requests does not cost
  * the server the one answer each of its requests is owed. */
 enum packet_class { PACKET_OURS, PACKET_ANSWER };
@@ -361,10 +382,8 @@ static void on_heartbeat_tick(uv_timer_t *t)
             payload[n++] = (uint8_t)(vals[i] >> (8 * b));
     }
     struct proto_span p = {payload, (uint32_t)n};
-    uint64_t timeout = s->cfg->command_timeout_ms < s->cfg->heartbeat_interval_ms
-                           ? s->cfg->command_timeout_ms
-                           : s->cfg->heartbeat_interval_ms;
-    if (session_request(s, &command, &p, timeout, on_heartbeat_result, s, &why) == 0)
+    uint64_t timeout = s->p.heartbeat_timeout_ms;
+    if (session_request(s, &command, &p, timeout, on_heartbeat_result, s, NULL, &why) == 0)
         s->heartbeat_outstanding = true;
 }
 
@@ -380,6 +399,17 @@ static void finish_request(struct session *s, struct idtable_entry *e,
     idtable_remove(s->pending, e);
     s->counters.pending = idtable_count(s->pending);
     cb(ctx, r);
+}
+
+void session_cancel(struct session *s, struct session_pending *handle)
+{
+    struct idtable_entry *e = (struct idtable_entry *)handle;
+
+    if (s->deadlines)
+        timer_queue_remove(s->deadlines, &e->timer);
+    idtable_remove(s->pending, e);
+    s->counters.pending = idtable_count(s->pending);
+    s->counters.cancelled++;
 }
 
 static void fail_request(struct session *s, struct idtable_entry *e, int code, const char *text)
@@ -408,7 +438,7 @@ static void fail_all_pending(struct session *s, const char *why)
 
 int session_request(struct session *s, const struct proto_span *command,
                     const struct proto_span *payload, uint64_t timeout_ms, session_result_cb cb,
-                    void *ctx, const char **why)
+                    void *ctx, struct session_pending **handle, const char **why)
 {
     uint8_t id[UUID_LEN];
     char id_text[UUID_STR_LEN + 1];
@@ -465,11 +495,11 @@ int session_request(struct session *s, const struct proto_span *command,
     }
     e->ctx = ctx;
     e->tag = (uint64_t)(uintptr_t)cb;
-    if (!timeout_ms)
-        timeout_ms = s->cfg->command_timeout_ms;
     timer_queue_add(s->deadlines, &e->timer, timer_queue_deadline_in(s->deadlines, timeout_ms));
     s->counters.requests++;
     s->counters.pending = idtable_count(s->pending);
+    if (handle)
+        *handle = (struct session_pending *)e;
     return 0;
 nomem:
     *why = "out of memory";
@@ -585,6 +615,8 @@ void session_respond(struct session *s, struct session_inbound *in, bool ok,
             why = "the handler's answer did not fit in the send queue";
     } else if (why) {
         log_warn("upstream: result for %s has no JSON form (%s)", in->id, why);
+    } else {
+        why = "the handler's answer could not be encoded";
     }
     if (why) {
         log_warn("upstream: answering %s with HandlerError: %s", in->id, why);
@@ -623,6 +655,9 @@ static int json_value_field(struct session *s, uint32_t obj, const char *key,
     proto_buf_reset(out);
     if (tok < 0)
         return 0;
+    /* The value lands one level inside a local frame (result data, call
+     * payload, message data): what is deeper cannot be delivered. */
+    o.max_depth = PROTO_DEFAULT_MAX_DEPTH - 1;
     o.n_attachments =
         msg->packet.attachments < MAX_ATTACHMENTS ? msg->packet.attachments : MAX_ATTACHMENTS;
     for (uint32_t i = 0; i < o.n_attachments; i++) {
@@ -630,7 +665,8 @@ static int json_value_field(struct session *s, uint32_t obj, const char *key,
         att[i].len = (uint32_t)msg->attachments[i].len;
     }
     if (proto_json_to_msgpack_tok(&s->doc, (uint32_t)tok, out, &o, &err) < 0) {
-        log_debug("upstream: cannot convert '%s': %s", key, err.text);
+        snprintf(s->value_error, sizeof(s->value_error), "'%s': %s", key, err.text);
+        log_info("upstream: cannot convert %s", s->value_error);
         return -1;
     }
     return 0;
@@ -658,7 +694,11 @@ static void on_daemon_response(struct session *s, uint32_t obj, const struct sio
     if (tok >= 0 && s->doc.tok[tok].type == PROTO_JSON_TRUE) {
         struct session_result r = {0};
         if (json_value_field(s, obj, "data", msg, &s->scratch) < 0) {
-            fail_request(s, e, PROTO_E_COMMAND_REJECTED, "the server's data could not be decoded");
+            char why[300];
+            snprintf(why, sizeof(why), "the server's answer cannot be delivered: %s",
+                     s->value_error);
+            s->counters.undeliverable++;
+            fail_request(s, e, PROTO_E_BAD_FRAME, why);
             return;
         }
         r.data.ptr = s->scratch.data;
@@ -724,7 +764,11 @@ static void on_server_request(struct session *s, uint32_t obj, const struct sio_
         return;
     }
     if (json_value_field(s, obj, "payload", msg, &s->scratch) < 0) {
-        struct proto_span m = proto_span_str("the payload could not be decoded", 32);
+        char why[300];
+        int n = snprintf(why, sizeof(why), "the payload cannot be delivered to a handler: %s",
+                         s->value_error);
+        struct proto_span m = proto_span_str(why, (uint32_t)(n < (int)sizeof(why) ? n : 0));
+        s->counters.undeliverable++;
         session_respond(s, in, false, NULL, "HandlerError", &m);
         return;
     }
@@ -756,14 +800,90 @@ static void on_message_event(struct session *s, uint32_t obj, const struct sio_m
 
 static void send_register(struct session *s);
 
+/* The value of the first "requestId":"..." in raw text, when it is a
+ * plain string of 1..INBOUND_ID_MAX bytes. Only for events that do not
+ * parse, to still answer what they were about. */
+static bool find_request_id(const char *text, size_t len, char *out, size_t *out_len)
+{
+    static const char key[] = "\"requestId\"";
+    const char *end = text + len;
+    const char *at = memmem(text, len, key, sizeof(key) - 1);
+
+    if (!at)
+        return false;
+    at += sizeof(key) - 1;
+    while (at < end && (*at == ' ' || *at == '\t' || *at == '\n' || *at == '\r' || *at == ':'))
+        at++;
+    if (at >= end || *at++ != '"')
+        return false;
+    const char *close = memchr(at, '"', (size_t)(end - at));
+    if (!close || close == at || (size_t)(close - at) > INBOUND_ID_MAX ||
+        memchr(at, '\\', (size_t)(close - at)))
+        return false;
+    *out_len = (size_t)(close - at);
+    memcpy(out, at, *out_len);
+    out[*out_len] = '\0';
+    return true;
+}
+
+static bool starts_event(const char *text, size_t len, const char *name)
+{
+    size_t n = strlen(name);
+    size_t i = 0;
+    while (i < len && (text[i] == ' ' || text[i] == '\n' || text[i] == '\r' || text[i] == '\t'))
+        i++;
+    return len - i >= n + 3 && text[i] == '[' && text[i + 1] == '"' &&
+           !memcmp(text + i + 2, name, n) && text[i + 2 + n] == '"';
+}
+
+static struct session_inbound *inbound_new(struct session *s);
+
+/* An event that does not parse is still answered when we can tell what it
+ * was: a daemon:response ends its request at once (instead of at its
+ * timeout); a server:request gets its HandlerError (instead of none). */
+static void salvage_event(struct session *s, const char *text, size_t len, const char *why)
+{
+    char id[INBOUND_ID_MAX + 1], message[300];
+    size_t id_len = 0;
+
+    if (!find_request_id(text, len, id, &id_len))
+        return;
+    snprintf(message, sizeof(message), "the server's message could not be read: %s", why);
+    if (starts_event(text, len, "daemon:response")) {
+        uint8_t uuid[UUID_LEN];
+        struct idtable_entry *e;
+        if (uuid_parse(id, id_len, uuid) < 0 || !(e = idtable_find(s->pending, uuid)))
+            return;
+        s->counters.undeliverable++;
+        fail_request(s, e, PROTO_E_BAD_FRAME, message);
+        return;
+    }
+    if (starts_event(text, len, "server:request")) {
+        struct session_inbound *in = inbound_new(s);
+        if (!in)
+            return;
+        in->generation = s->generation;
+        in->id_len = (uint32_t)id_len;
+        memcpy(in->id, id, id_len + 1);
+        s->counters.inbound++;
+        s->counters.undeliverable++;
+        struct proto_span m = proto_span_str(message, (uint32_t)strlen(message));
+        session_respond(s, in, false, NULL, "HandlerError", &m);
+    }
+}
+
 static void on_event(struct session *s, const struct sio_message *msg)
 {
     const struct sio_packet *p = &msg->packet;
     struct proto_json_error err;
     uint32_t name_tok, obj;
 
-    if (proto_json_parse(&s->doc, p->data, p->data_len, 0, &err) < 0) {
-        log_debug("upstream: event with bad JSON ignored: %s", err.text);
+    /* Any depth parses (the tokenizer's stack is fixed): a value too deep
+     * for a local frame is refused where it is converted, with the request
+     * it belongs to answered, not dropped. */
+    if (proto_json_parse(&s->doc, p->data, p->data_len, PROTO_HARD_MAX_DEPTH, &err) < 0) {
+        log_warn("upstream: event with bad JSON: %s", err.text);
+        salvage_event(s, p->data, p->data_len, err.text);
         return;
     }
     if (s->doc.n < 2 || s->doc.tok[0].type != PROTO_JSON_ARRAY ||
@@ -803,8 +923,8 @@ static void on_register_ack(struct session *s, const struct sio_packet *p)
             s->attempts = 0;
             s->heartbeat_failures = 0;
             s->heartbeat_outstanding = false;
-            uv_timer_start(&s->heartbeat_timer, on_heartbeat_tick, s->cfg->heartbeat_interval_ms,
-                           s->cfg->heartbeat_interval_ms);
+            uv_timer_start(&s->heartbeat_timer, on_heartbeat_tick, s->p.heartbeat_interval_ms,
+                           s->p.heartbeat_interval_ms);
             set_state(s, SESSION_READY, "registered as %s", s->team_cluster_id);
             return;
         }
@@ -873,15 +993,74 @@ static void on_sio_packet(struct session *s, const struct sio_message *msg)
 static void on_phase_timeout(uv_timer_t *t);
 static void begin_attempt(struct session *s);
 
+size_t session_handler_room(const struct session *s)
+{
+    size_t max = s->hs.max_payload ? s->hs.max_payload : EIO_DEFAULT_MAX_PAYLOAD;
+    /* Everything of daemon:register but the list, at its worst (every byte
+     * of the id and the host name escaped as \u00XX). */
+    size_t rest = header_gap(s) + 128 +
+                  6 * (strlen(s->team_cluster_id ? s->team_cluster_id : "") + strlen(s->hostname));
+    return max > rest ? max - rest : 0;
+}
+
+/* Bytes of a msgpack array of strings written as a JSON array. */
+static size_t json_size_of_names(const struct proto_span *list)
+{
+    struct proto_mp_cursor c;
+    struct proto_mp_value v;
+    size_t size = 2;
+
+    proto_mp_cursor_init(&c, list->ptr, list->len);
+    if (proto_mp_next(&c, &v) < 0 || v.type != PROTO_MP_ARRAY)
+        return SIZE_MAX;
+    for (uint32_t i = 0; i < v.v.count; i++) {
+        struct proto_mp_value name;
+        if (proto_mp_next(&c, &name) < 0 || name.type != PROTO_MP_STR)
+            return SIZE_MAX;
+        size += proto_json_str_size(name.v.str.ptr, name.v.str.len) + (i ? 1 : 0);
+    }
+    return size;
+}
+
+/* The handler list as msgpack in s->scratch, trimmed first when its JSON
+ * would not leave the packet within maxPayload. */
+static int build_handler_list(struct session *s)
+{
+    /* A trim may close a client, whose leaving announces a change: the
+     * list being built has it anyway. */
+    s->building_handlers = true;
+    int rc = PROTO_E_PAYLOAD_TOO_LARGE;
+    for (int attempt = 0; attempt < 2 && rc < 0; attempt++) {
+        proto_buf_reset(&s->scratch);
+        if (s->ev.handler_list(s->ev.ud, &s->scratch) < 0) {
+            rc = PROTO_E_NOMEM;
+            break;
+        }
+        struct proto_span list = {s->scratch.data, (uint32_t)s->scratch.len};
+        size_t room = session_handler_room(s);
+        size_t json = json_size_of_names(&list);
+        if (json <= room) {
+            rc = 0;
+            break;
+        }
+        log_warn("upstream: the handler list (%zu bytes of JSON) exceeds what the server's "
+                 "maxPayload leaves for it (%zu): dropping handlers",
+                 json, room);
+        if (s->ev.handler_trim)
+            s->ev.handler_trim(s->ev.ud, room);
+    }
+    s->building_handlers = false;
+    return rc;
+}
+
 static void send_register(struct session *s)
 {
     uint32_t n_attach = 0;
     const char *why = NULL;
     int rc = 0;
 
-    proto_buf_reset(&s->scratch);
-    if (packet_begin(s) < 0 || s->ev.handler_list(s->ev.ud, &s->scratch) < 0) {
-        drop_link(s, "out of memory");
+    if (build_handler_list(s) < 0 || packet_begin(s) < 0) {
+        drop_link(s, "cannot build daemon:register");
         return;
     }
     struct proto_span handlers = {s->scratch.data, (uint32_t)s->scratch.len};
@@ -901,7 +1080,7 @@ static void send_register(struct session *s)
         return;
     }
     set_state(s, SESSION_REGISTERING, "namespace %s connected, daemon:register sent", s->nsp);
-    uv_timer_start(&s->phase_timer, on_phase_timeout, s->cfg->command_timeout_ms, 0);
+    uv_timer_start(&s->phase_timer, on_phase_timeout, s->p.registration_timeout_ms, 0);
 }
 
 void session_handlers_changed(struct session *s)
@@ -910,10 +1089,9 @@ void session_handlers_changed(struct session *s)
     const char *why = NULL;
     int rc = 0;
 
-    if (s->state != SESSION_READY)
-        return; /* the next registration carries the list */
-    proto_buf_reset(&s->scratch);
-    if (packet_begin(s) < 0 || s->ev.handler_list(s->ev.ud, &s->scratch) < 0)
+    if (s->state != SESSION_READY || s->building_handlers)
+        return; /* the next registration (or the list being built) carries it */
+    if (build_handler_list(s) < 0 || packet_begin(s) < 0)
         return;
     struct proto_span handlers = {s->scratch.data, (uint32_t)s->scratch.len};
     rc |= put(s, "[\"daemon:handlers\",{\"handlers\":");
@@ -1065,8 +1243,8 @@ static void on_ws_close(void *ud, const struct ws_close_info *info)
         report_error(s, PROTO_E_SOCKET_CONNECTION_FAILED, "%s", reason);
     {
         uint32_t delay;
-        if (!s->cfg->reconnection ||
-            (s->cfg->reconnection_attempts && ++s->attempts > s->cfg->reconnection_attempts)) {
+        if (!s->p.reconnection ||
+            (s->p.reconnection_attempts && ++s->attempts > s->p.reconnection_attempts)) {
             set_state(s, SESSION_FAILED, "%s; not reconnecting", reason);
             return;
         }
@@ -1088,14 +1266,14 @@ static void connect_socket(struct session *s)
         .port = s->url.port,
         .tls = s->url.tls,
         .path = (const char *)s->handshake_path.data,
-        .connect_timeout_ms = s->cfg->connect_timeout_ms,
-        .max_message_size = (size_t)s->cfg->max_frame + 4096,
-        /* maxQueueBytes for our own traffic, and the answers' headroom */
-        .send_queue_limit = (size_t)s->cfg->max_queue_bytes + s->cfg->max_queue_bytes / 4,
+        .connect_timeout_ms = s->p.connect_timeout_ms,
+        .max_message_size = (size_t)s->p.max_message + 4096,
+        /* the queue limit for our own traffic, and the answers' headroom */
+        .send_queue_limit = (size_t)s->p.max_upstream_queue + s->p.max_upstream_queue / 4,
     };
     int rc;
 
-    s->answer_headroom = s->cfg->max_queue_bytes / 4;
+    s->answer_headroom = s->p.max_upstream_queue / 4;
     set_state(s, SESSION_CONNECTING, "connecting to %s://%s:%u%s", s->url.tls ? "wss" : "ws",
               s->url.host, s->url.port, s->nsp);
     rc = ws_connect(s->transport, &o, &cb, s, &s->conn);
@@ -1106,7 +1284,7 @@ static void connect_socket(struct session *s)
         return;
     }
     /* ws covers DNS..upgrade; this covers the rest up to the namespace CONNECT. */
-    uv_timer_start(&s->phase_timer, on_phase_timeout, s->cfg->connect_timeout_ms, 0);
+    uv_timer_start(&s->phase_timer, on_phase_timeout, s->p.connect_timeout_ms, 0);
 }
 
 static void on_phase_timeout(uv_timer_t *t)
@@ -1115,12 +1293,12 @@ static void on_phase_timeout(uv_timer_t *t)
 
     switch (s->state) {
     case SESSION_CONNECTING:
-        drop_link(s, "no namespace connection within %u ms", s->cfg->connect_timeout_ms);
+        drop_link(s, "no namespace connection within %u ms", s->p.connect_timeout_ms);
         return;
     case SESSION_REGISTERING:
         report_error(s, PROTO_E_SOCKET_REGISTRATION_FAILED,
-                     "no answer to daemon:register within %u ms", s->cfg->command_timeout_ms);
-        drop_link(s, "no answer to daemon:register within %u ms", s->cfg->command_timeout_ms);
+                     "no answer to daemon:register within %u ms", s->p.registration_timeout_ms);
+        drop_link(s, "no answer to daemon:register within %u ms", s->p.registration_timeout_ms);
         return;
     case SESSION_BACKOFF:
         begin_attempt(s);
@@ -1132,6 +1310,43 @@ static void on_phase_timeout(uv_timer_t *t)
 
 /* ---- enrollment ---- */
 
+static void credentials_unsaved(struct session *s, const char *err);
+
+/* Credentials held only in memory: retried with a backoff of its own
+ * (1 s doubling to 5 min) until they are on disk. */
+static void on_cred_retry(uv_timer_t *t)
+{
+    struct session *s = t->data;
+    struct credentials c = {
+        .team_cluster_id = s->team_cluster_id,
+        .daemon_password = s->daemon_password,
+        .enrolled_at = s->enrolled_at,
+    };
+    char err[256];
+
+    if (!s->cred_unsaved || !s->store)
+        return;
+    if (credstore_store(s->store, &c, err, sizeof(err)) == 0) {
+        s->cred_unsaved = false;
+        s->cred_error[0] = '\0';
+        log_info("upstream: the enrolled credentials are now stored in %s",
+                 credstore_path(s->store));
+        return;
+    }
+    credentials_unsaved(s, err);
+}
+
+static void credentials_unsaved(struct session *s, const char *err)
+{
+    uint32_t delay = backoff_duration(&s->cred_backoff);
+
+    if (strcmp(s->cred_error, err) != 0)
+        log_warn("upstream: cannot store the credentials: %s; retrying in %u ms", err, delay);
+    s->cred_unsaved = true;
+    snprintf(s->cred_error, sizeof(s->cred_error), "%s", err);
+    uv_timer_start(&s->cred_timer, on_cred_retry, delay, 0);
+}
+
 static void on_enrolled(struct enroll *e, struct enroll_result *res, void *ud)
 {
     struct session *s = ud;
@@ -1140,20 +1355,24 @@ static void on_enrolled(struct enroll *e, struct enroll_result *res, void *ud)
     (void)e;
     s->enroll = NULL;
     if (res->outcome == ENROLL_OK) {
-        if (credstore_store(s->store, &res->credentials, err, sizeof(err)) < 0) {
-            report_error(s, PROTO_E_ENROLLMENT_FAILED,
-                         "enrolled, but cannot store the credentials: %s", err);
-            set_state(s, SESSION_FAILED, "cannot persist enrolled credentials: %s", err);
-            return;
-        }
         free(s->team_cluster_id);
         secret_free(s->daemon_password);
         s->team_cluster_id = strdup(res->credentials.team_cluster_id);
-        s->daemon_password =
-            res->credentials.daemon_password ? strdup(res->credentials.daemon_password) : NULL;
+        s->daemon_password = secret_dup(res->credentials.daemon_password);
+        s->enrolled_at = res->credentials.enrolled_at;
         s->need_enrollment = false;
-        log_info("upstream: enrolled as %s%s; credentials stored in %s", s->team_cluster_id,
-                 res->password_rotated ? " (password rotated)" : "", credstore_path(s->store));
+        if (credstore_store(s->store, &res->credentials, err, sizeof(err)) < 0) {
+            /* The server has spent the token and may have rotated the
+             * password: the new one is the only one that works now. Keep
+             * it, use it, and keep trying to write it down. */
+            log_error("upstream: enrolled as %s%s, but the credentials cannot be stored (%s): "
+                      "using them from memory and retrying the write",
+                      s->team_cluster_id, res->password_rotated ? " (password rotated)" : "", err);
+            credentials_unsaved(s, err);
+        } else {
+            log_info("upstream: enrolled as %s%s; credentials stored in %s", s->team_cluster_id,
+                     res->password_rotated ? " (password rotated)" : "", credstore_path(s->store));
+        }
         connect_socket(s);
         return;
     }
@@ -1174,17 +1393,17 @@ static void begin_attempt(struct session *s)
         return;
     }
     struct enroll_config ec = {
-        .server_url = s->cfg->server_url,
+        .server_url = s->p.server_url,
         .team_cluster_id = s->team_cluster_id,
-        .enrollment_token = s->cfg->enrollment_token,
+        .enrollment_token = s->p.enrollment_token,
         .daemon_password = s->daemon_password,
         .hostname = s->hostname,
         .version = VOLT_VERSION,
-        .ca_file = s->cfg->ca_file,
-        .tls_insecure = s->cfg->tls_insecure,
-        .timeout_ms = s->cfg->connect_timeout_ms,
+        .ca_file = s->p.ca_file,
+        .tls_insecure = s->p.tls_insecure,
+        .timeout_ms = s->p.connect_timeout_ms,
     };
-    set_state(s, SESSION_ENROLLING, "enrolling at %s", s->cfg->server_url);
+    set_state(s, SESSION_ENROLLING, "enrolling at %s", s->p.server_url);
     if (enroll_start(s->http, &ec, on_enrolled, s, &s->enroll) < 0) {
         s->enroll = NULL;
         uint32_t delay = backoff_duration(&s->backoff);
@@ -1201,8 +1420,8 @@ static void load_credentials(struct session *s, const char **fatal)
     char err[256];
     int rc = 1;
 
-    s->team_cluster_id = strdup(s->cfg->team_cluster_id ? s->cfg->team_cluster_id : "");
-    s->daemon_password = s->cfg->daemon_password ? strdup(s->cfg->daemon_password) : NULL;
+    s->team_cluster_id = strdup(s->p.team_cluster_id ? s->p.team_cluster_id : "");
+    s->daemon_password = s->p.daemon_password ? strdup(s->p.daemon_password) : NULL;
     if (s->store)
         rc = credstore_load(s->store, &stored, err, sizeof(err));
     if (rc == 0) {
@@ -1220,7 +1439,7 @@ static void load_credentials(struct session *s, const char **fatal)
         *fatal = "the stored credentials cannot be read";
         return;
     }
-    if (s->cfg->enrollment_token && s->cfg->server_url) {
+    if (s->p.enrollment_token && s->p.server_url) {
         s->need_enrollment = true;
         return;
     }
@@ -1228,7 +1447,43 @@ static void load_credentials(struct session *s, const char **fatal)
         *fatal = "no daemonPassword, no stored credentials and no enrollmentToken";
 }
 
-struct session *session_new(uv_loop_t *loop, const struct broker_config *cfg,
+/* The params with every string copied, secrets with secret_dup(). 0 or -ENOMEM. */
+static int params_copy(struct session_params *dst, const struct session_params *src)
+{
+    *dst = *src;
+    dst->server_url = src->server_url ? strdup(src->server_url) : NULL;
+    dst->control_socket_url = strdup(src->control_socket_url ? src->control_socket_url : "");
+    dst->engineio_path = strdup(src->engineio_path ? src->engineio_path : "/socket.io/");
+    dst->hostname = src->hostname ? strdup(src->hostname) : NULL;
+    dst->ca_file = src->ca_file ? strdup(src->ca_file) : NULL;
+    dst->state_dir = src->state_dir ? strdup(src->state_dir) : NULL;
+    dst->team_cluster_id = src->team_cluster_id ? strdup(src->team_cluster_id) : NULL;
+    dst->daemon_password = secret_dup(src->daemon_password);
+    dst->enrollment_token = secret_dup(src->enrollment_token);
+    if ((src->server_url && !dst->server_url) || !dst->control_socket_url || !dst->engineio_path ||
+        (src->hostname && !dst->hostname) || (src->ca_file && !dst->ca_file) ||
+        (src->state_dir && !dst->state_dir) || (src->team_cluster_id && !dst->team_cluster_id) ||
+        (src->daemon_password && !dst->daemon_password) ||
+        (src->enrollment_token && !dst->enrollment_token))
+        return -ENOMEM;
+    return 0;
+}
+
+static void params_free(struct session_params *p)
+{
+    free((char *)p->server_url);
+    free((char *)p->control_socket_url);
+    free((char *)p->engineio_path);
+    free((char *)p->hostname);
+    free((char *)p->ca_file);
+    free((char *)p->state_dir);
+    free((char *)p->team_cluster_id);
+    secret_free((char *)p->daemon_password);
+    secret_free((char *)p->enrollment_token);
+    memset(p, 0, sizeof(*p));
+}
+
+struct session *session_new(uv_loop_t *loop, const struct session_params *params,
                             const struct session_events *events)
 {
     struct session *s = calloc(1, sizeof(*s));
@@ -1239,53 +1494,64 @@ struct session *session_new(uv_loop_t *loop, const struct broker_config *cfg,
     if (!s)
         return NULL;
     s->loop = loop;
-    s->cfg = cfg;
+    if (params_copy(&s->p, params) < 0) {
+        log_error("out of memory");
+        goto fail;
+    }
     s->ev = *events;
     s->state = SESSION_IDLE;
     s->since = s->started = uv_now(loop);
     s->next_ack_id = 0;
     snprintf(s->reason, sizeof(s->reason), "not started");
-    if (url_parse(cfg->control_socket_url, &s->url, &why) < 0) {
+    if (url_parse(s->p.control_socket_url, &s->url, &why) < 0) {
         log_error("controlSocketUrl: %s", why);
-        free(s);
-        return NULL;
+        goto fail;
     }
     s->nsp = s->url.path;
-    if (cfg->hostname)
-        snprintf(s->hostname, sizeof(s->hostname), "%s", cfg->hostname);
+    if (s->p.hostname)
+        snprintf(s->hostname, sizeof(s->hostname), "%s", s->p.hostname);
     else if (gethostname(s->hostname, sizeof(s->hostname) - 1) < 0)
         snprintf(s->hostname, sizeof(s->hostname), "unknown");
     proto_buf_init(&s->handshake_path);
-    if (eio_handshake_path(&s->handshake_path, cfg->engineio_path) < 0) {
-        log_error("socket.path: '%s' is not a usable Engine.IO path", cfg->engineio_path);
-        free(s);
-        return NULL;
+    if (eio_handshake_path(&s->handshake_path, s->p.engineio_path) < 0) {
+        log_error("socket.path: '%s' is not a usable Engine.IO path", s->p.engineio_path);
+        goto fail;
     }
-    lim.max_attachment_bytes = cfg->max_frame;
+    lim.max_attachment_bytes = s->p.max_message;
     lim.max_attachments = MAX_ATTACHMENTS;
     sio_assembler_init(&s->sio, &lim);
     proto_json_doc_init(&s->doc);
-    bo.min_ms = cfg->reconnection_delay_ms;
-    bo.max_ms = cfg->reconnection_delay_max_ms;
+    bo.min_ms = s->p.reconnection_delay_ms;
+    bo.max_ms = s->p.reconnection_delay_max_ms;
     bo.factor = 2.0;
-    bo.jitter = cfg->randomization_factor;
+    bo.jitter = s->p.randomization_factor;
     backoff_init(&s->backoff, &bo);
+    bo.min_ms = 1000;
+    bo.max_ms = 300000;
+    bo.jitter = 0;
+    backoff_init(&s->cred_backoff, &bo);
     return s;
+
+fail:
+    proto_buf_free(&s->handshake_path);
+    params_free(&s->p);
+    free(s);
+    return NULL;
 }
 
 int session_start(struct session *s)
 {
     const char *fatal = NULL;
     struct ws_transport_options wo = {
-        .ca_file = s->cfg->ca_file,
-        .insecure = s->cfg->tls_insecure,
+        .ca_file = s->p.ca_file,
+        .insecure = s->p.tls_insecure,
         .plain_only = !s->url.tls,
     };
     int rc;
 
-    if (s->cfg->state_dir && credstore_new(&s->store, s->cfg->state_dir) < 0)
+    if (s->p.state_dir && credstore_new(&s->store, s->p.state_dir) < 0)
         s->store = NULL;
-    rc = idtable_new(&s->pending, s->cfg->max_pending);
+    rc = idtable_new(&s->pending, s->p.max_pending);
     if (rc == 0)
         rc = timer_queue_new(&s->deadlines, s->loop, on_request_timeout, s);
     if (rc == 0)
@@ -1297,8 +1563,9 @@ int session_start(struct session *s)
     uv_timer_init(s->loop, &s->phase_timer);
     uv_timer_init(s->loop, &s->ping_timer);
     uv_timer_init(s->loop, &s->heartbeat_timer);
-    s->phase_timer.data = s->ping_timer.data = s->heartbeat_timer.data = s;
-    s->handles_open = 3;
+    uv_timer_init(s->loop, &s->cred_timer);
+    s->phase_timer.data = s->ping_timer.data = s->heartbeat_timer.data = s->cred_timer.data = s;
+    s->handles_open = 4;
     load_credentials(s, &fatal);
     if (fatal) {
         report_error(s, PROTO_E_SOCKET_CONNECTION_FAILED, "%s", fatal);
@@ -1358,7 +1625,12 @@ void session_stop(struct session *s, void (*done)(void *ud), void *ud)
         uv_close((uv_handle_t *)&s->phase_timer, on_handle_closed);
         uv_close((uv_handle_t *)&s->ping_timer, on_handle_closed);
         uv_close((uv_handle_t *)&s->heartbeat_timer, on_handle_closed);
+        uv_close((uv_handle_t *)&s->cred_timer, on_handle_closed);
     }
+    if (s->cred_unsaved)
+        log_error("upstream: stopping with the enrolled credentials still not stored (%s): the "
+                  "daemon password in force is lost",
+                  s->cred_error);
     timer_queue_close(s->deadlines);
     s->deadlines = NULL;
     http_client_close(s->http);
@@ -1395,6 +1667,7 @@ void session_free(struct session *s)
     proto_buf_free(&s->scratch2);
     free(s->team_cluster_id);
     secret_free(s->daemon_password);
+    params_free(&s->p);
     free(s);
 }
 
@@ -1413,6 +1686,17 @@ uint64_t session_since(const struct session *s)
     return s->since;
 }
 
+const char *session_credentials_unsaved(const struct session *s)
+{
+    return s->cred_unsaved ? s->cred_error : NULL;
+}
+
+int session_last_error(const struct session *s, const char **message)
+{
+    *message = s->last_error_code ? s->last_error : NULL;
+    return s->last_error_code;
+}
+
 bool session_is_ready(const struct session *s)
 {
     return s->state == SESSION_READY;
@@ -1420,7 +1704,9 @@ bool session_is_ready(const struct session *s)
 
 const char *session_team_cluster_id(const struct session *s)
 {
-    return s->team_cluster_id ? s->team_cluster_id : s->cfg->team_cluster_id;
+    return s->team_cluster_id     ? s->team_cluster_id
+           : s->p.team_cluster_id ? s->p.team_cluster_id
+                                  : "";
 }
 
 const char *session_daemon_password(const struct session *s)

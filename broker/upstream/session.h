@@ -28,8 +28,38 @@
 #include "proto/buf.h"
 #include "proto/msgpack.h"
 
-struct broker_config;
 struct session;
+
+/* What the session needs to know, copied by session_new() (strings too:
+ * the caller's may go away). Times in ms. */
+struct session_params {
+    /* Where the server is. */
+    const char *server_url;         /* enrollment; NULL: none */
+    const char *control_socket_url; /* required */
+    const char *engineio_path;      /* e.g. "/socket.io/" */
+    const char *hostname;           /* announced; NULL: gethostname() */
+    const char *ca_file;            /* NULL: the system's trust store */
+    bool tls_insecure;
+    const char *state_dir; /* enrolled credentials; NULL: not kept */
+    /* Who we are (secrets: wiped when the session is freed). */
+    const char *team_cluster_id;
+    const char *daemon_password;
+    const char *enrollment_token;
+    /* Timing. */
+    uint32_t connect_timeout_ms;
+    uint32_t registration_timeout_ms;
+    uint32_t heartbeat_interval_ms;
+    uint32_t heartbeat_timeout_ms;
+    bool reconnection;
+    uint32_t reconnection_attempts; /* 0: forever */
+    uint32_t reconnection_delay_ms;
+    uint32_t reconnection_delay_max_ms;
+    double randomization_factor;
+    /* Sizes. */
+    uint32_t max_pending;        /* outbound requests waiting for the server */
+    uint32_t max_message;        /* largest message accepted from the server */
+    uint32_t max_upstream_queue; /* bytes waiting to be written (answers: +1/4) */
+};
 
 enum session_state {
     SESSION_IDLE,        /* not started, or no server configured */
@@ -68,6 +98,12 @@ struct session_events {
     void (*inbound_message)(void *ud, const struct proto_span *type, const struct proto_span *data);
     /* Appends the current handler names (a msgpack array of str) to out. */
     int (*handler_list)(void *ud, struct proto_buf *out);
+    /* The handler list does not fit in a packet within the server's
+     * maxPayload (it lowered it, or a check was missed): drop names until
+     * their JSON takes at most `room` bytes. Called before the packet is
+     * built again; never leaves the session looping on a list it cannot
+     * send. */
+    void (*handler_trim)(void *ud, size_t room);
     /* Monitoring: every WebSocket message sent (out = true) or received,
      * while enabled with session_set_tap(). May be NULL. */
     void (*tap)(void *ud, bool out, const void *data, size_t len, bool binary);
@@ -76,8 +112,8 @@ struct session_events {
 };
 
 /* Creates an idle session; nothing happens before session_start(). The
- * config must outlive the session. NULL on out of memory. */
-struct session *session_new(uv_loop_t *loop, const struct broker_config *cfg,
+ * params are copied. NULL on out of memory or an unusable URL/path (logged). */
+struct session *session_new(uv_loop_t *loop, const struct session_params *params,
                             const struct session_events *events);
 /* Starts enrolling/connecting. 0 or negative errno. */
 int session_start(struct session *s);
@@ -94,14 +130,30 @@ const char *session_reason(const struct session *s);
 /* Milliseconds (uv_now) at which the current state began. */
 uint64_t session_since(const struct session *s);
 bool session_is_ready(const struct session *s);
+/* The last error reported (SocketConnectionFailed, SocketRegistrationFailed,
+ * EnrollmentFailed, ...) since the session was last ready, with its message
+ * in *message; 0 and NULL when there was none. */
+int session_last_error(const struct session *s, const char **message);
+/* Why enrolled credentials are held in memory only (the store failed and
+ * is being retried), or NULL when they are stored (or none were enrolled). */
+const char *session_credentials_unsaved(const struct session *s);
 
-/* Sends daemon:request. timeout_ms 0 = commandTimeout. Returns 0 (the
- * callback will follow exactly once, never from inside this call), or an
- * error answered by the caller: PROTO_E_SOCKET_NOT_READY, PROTO_E_NOT_JSON,
- * PROTO_E_PAYLOAD_TOO_LARGE, PROTO_E_LIMIT_EXCEEDED. *why is set on error. */
+/* A request waiting for the server, until its callback or session_cancel(). */
+struct session_pending;
+
+/* Sends daemon:request with a timeout (> 0). Returns 0 (the
+ * callback will follow exactly once, never from inside this call, unless
+ * the request is cancelled first; *handle identifies it until then; handle
+ * may be NULL), or an error answered by the caller:
+ * PROTO_E_SOCKET_NOT_READY, PROTO_E_NOT_JSON, PROTO_E_PAYLOAD_TOO_LARGE,
+ * PROTO_E_LIMIT_EXCEEDED. *why is set on error. */
 int session_request(struct session *s, const struct proto_span *command,
                     const struct proto_span *payload, uint64_t timeout_ms, session_result_cb cb,
-                    void *ctx, const char **why);
+                    void *ctx, struct session_pending **handle, const char **why);
+/* Forgets a pending request: its callback will not run, its slot is free;
+ * an answer from the server arriving later is dropped and counted
+ * (late_responses). The handle must be one whose callback has not run. */
+void session_cancel(struct session *s, struct session_pending *handle);
 
 /* Answers an inbound request exactly once. ok: data (may be empty) is the
  * handler's result; !ok: code names the error (HandlerError, NoHandler,
@@ -122,6 +174,10 @@ void session_set_tap(struct session *s, bool on);
 
 /* The handler list changed: announce it (daemon:handlers) if ready. */
 void session_handlers_changed(struct session *s);
+/* Bytes the handler list's JSON may take so that daemon:register fits in
+ * one packet within the server's maxPayload (its default before the first
+ * handshake). */
+size_t session_handler_room(const struct session *s);
 
 /* Credentials as currently in force (after rotation). Never log them. */
 const char *session_team_cluster_id(const struct session *s);
@@ -129,7 +185,8 @@ const char *session_daemon_password(const struct session *s);
 
 struct session_counters {
     uint64_t requests, responses_ok, rejected, timeouts, not_ready;
-    uint64_t inbound, messages_in, messages_out, reconnects, late_responses;
+    uint64_t inbound, messages_in, messages_out, reconnects, late_responses, cancelled;
+    uint64_t undeliverable; /* server answers/requests that could not be made local frames */
     uint64_t pending;
 };
 void session_get_counters(const struct session *s, struct session_counters *out);

@@ -279,6 +279,29 @@ out:
     return r;
 }
 
+/* The state directory must be ours or root's, and no one else may write
+ * to it (who may write there may replace the credentials file): the same
+ * rule as the socket's directory. */
+static int check_dir(int dfd, const char *dir, char *errbuf, size_t errlen)
+{
+    struct stat st;
+
+    if (fstat(dfd, &st) < 0)
+        return -errno;
+    if (st.st_uid != geteuid() && st.st_uid != 0) {
+        set_error(errbuf, errlen, "state directory %s belongs to uid %lu, not to us or root", dir,
+                  (unsigned long)st.st_uid);
+        return -EPERM;
+    }
+    if (st.st_mode & (S_IWGRP | S_IWOTH)) {
+        set_error(errbuf, errlen, "state directory %s is writable by %s (mode %04o)", dir,
+                  (st.st_mode & S_IWOTH) ? "every user" : "its group",
+                  (unsigned)(st.st_mode & 07777));
+        return -EPERM;
+    }
+    return 0;
+}
+
 int credstore_load(struct credstore *cs, struct credentials *out, char *errbuf, size_t errlen)
 {
     char *text = NULL;
@@ -287,6 +310,13 @@ int credstore_load(struct credstore *cs, struct credentials *out, char *errbuf, 
     int fd, r;
 
     memset(out, 0, sizeof(*out));
+    int dfd = open(cs->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd >= 0) {
+        r = check_dir(dfd, cs->dir, errbuf, errlen);
+        close(dfd);
+        if (r < 0)
+            return r;
+    }
     fd = open(cs->path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY | O_NONBLOCK);
     if (fd < 0) {
         r = -errno;
@@ -361,7 +391,7 @@ static int write_all(int fd, const char *buf, size_t len)
     return 0;
 }
 
-static int open_state_dir(const char *dir)
+static int open_state_dir(const char *dir, char *errbuf, size_t errlen)
 {
     int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 
@@ -370,7 +400,14 @@ static int open_state_dir(const char *dir)
             return -errno;
         dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     }
-    return dfd < 0 ? -errno : dfd;
+    if (dfd < 0)
+        return -errno;
+    int r = check_dir(dfd, dir, errbuf, errlen);
+    if (r < 0) {
+        close(dfd);
+        return r;
+    }
+    return dfd;
 }
 
 /* O_EXCL on a fresh random name: never reuses or follows what another
@@ -416,7 +453,11 @@ int credstore_store(struct credstore *cs, const struct credentials *creds, char 
     len = strlen(text);
 
     step = "open state directory";
-    dfd = open_state_dir(cs->dir);
+    dfd = open_state_dir(cs->dir, errbuf, errlen);
+    if (dfd == -EPERM) {
+        r = dfd;
+        goto out; /* errbuf says why */
+    }
     if (dfd < 0) {
         r = dfd;
         goto fail;

@@ -3,6 +3,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+char *secret_dup(const char *s)
+{
+    return s ? strdup(s) : NULL;
+}
+
 void secret_free(char *s)
 {
     if (!s)

@@ -5,6 +5,9 @@
 
 #include <cjson/cJSON.h>
 
+/* A copy of a secret, to be freed with secret_free(). NULL for NULL (and
+ * on out of memory: compare with the argument). */
+char *secret_dup(const char *s);
 /* Wipes a NUL-terminated string and frees it. NULL is fine. */
 void secret_free(char *s);
 /* cJSON keeps its own copies of strings: wipes every string value in the

@@ -336,6 +336,34 @@ static void test_failed_store_keeps_old_file(void **state)
     assert_int_equal(count_entries(f->dir), 1);
 }
 
+/* Who may write to the state directory may replace the credentials: a
+ * directory others may write to is refused on load and on store, with
+ * the reason and no secret in the message. */
+static void test_refuses_writable_state_dir(void **state)
+{
+    struct fixture *f = *state;
+    struct credentials got;
+    char err[256] = "";
+
+    store_sample(f, "c-1", "p-dir-s3cret", 0);
+    assert_int_equal(chmod(f->dir, 0770), 0);
+    assert_int_equal(credstore_load(f->cs, &got, err, sizeof(err)), -EPERM);
+    assert_non_null(strstr(err, "is writable by its group (mode 0770)"));
+    struct credentials c = {.team_cluster_id = "c-2", .daemon_password = "p-dir-new"};
+    err[0] = '\0';
+    assert_int_equal(credstore_store(f->cs, &c, err, sizeof(err)), -EPERM);
+    assert_non_null(strstr(err, "writable by its group"));
+    assert_null(strstr(err, "s3cret"));
+    assert_int_equal(chmod(f->dir, 0703), 0);
+    err[0] = '\0';
+    assert_int_equal(credstore_load(f->cs, &got, err, sizeof(err)), -EPERM);
+    assert_non_null(strstr(err, "every user"));
+    assert_int_equal(chmod(f->dir, 0700), 0);
+    assert_int_equal(credstore_load(f->cs, &got, err, sizeof(err)), 0);
+    assert_string_equal(got.daemon_password, "p-dir-s3cret");
+    credentials_clear(&got);
+}
+
 static void test_copy_and_clear(void **state)
 {
     struct credentials src = {.team_cluster_id = "id", .daemon_password = "pw", .enrolled_at = 5};
@@ -375,6 +403,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_store_creates_missing_dir, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store_rejects_bad_values, setup, teardown),
         cmocka_unit_test_setup_teardown(test_failed_store_keeps_old_file, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_refuses_writable_state_dir, setup, teardown),
         cmocka_unit_test(test_copy_and_clear),
         cmocka_unit_test(test_new_rejects_bad_dir),
     };

@@ -5,8 +5,12 @@
 #      with the broker under valgrind;
 #   2. clang build with AddressSanitizer + UndefinedBehaviorSanitizer, all
 #      ctest tests;
-#   3. every libFuzzer target for a short bounded run on its seed corpus;
-#   4. clang-format check of every C file.
+#   3. clang build with ThreadSanitizer of the libvoltclient tests (a handler's
+#      answer from a worker thread), ctest on those;
+#   4. every libFuzzer target for a short bounded run on its seed corpus;
+#   5. clang-format check of every C file.
+# The gcc ctest includes client-lib-abi: the built libvoltclient against its
+# committed ABI baseline (abidiff).
 # Usage: contrib/ci/test-all.sh    (FUZZ_SECONDS=N to change the fuzz time)
 set -euo pipefail
 
@@ -64,6 +68,20 @@ if ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1
   summary+=("asan+ubsan ctest: ok")
 else
   status=1; summary+=("asan+ubsan ctest: FAILED")
+fi
+
+step "clang build with ThreadSanitizer: the libvoltclient tests (answers from worker threads)"
+cmake -S . -B build-ci-tsan -DCMAKE_C_COMPILER=clang -DVOLT_WERROR=ON \
+  -DVOLT_SANITIZE=thread -DCMAKE_BUILD_TYPE=Debug >/dev/null
+tsan_tests=(test-client-threads test-client test-client-libuv test-adapter-libuv
+            test-adapter-libevent test-adapter-sdevent)
+cmake --build build-ci-tsan -j"$jobs" --target "${tsan_tests[@]}"
+if TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
+    run_ctest build-ci-tsan tsan -j"$jobs" --timeout 300 \
+    -R "^($(IFS='|'; echo "${tsan_tests[*]}"))\$"; then
+  summary+=("tsan ctest (client-lib): ok")
+else
+  status=1; summary+=("tsan ctest (client-lib): FAILED")
 fi
 
 step "libFuzzer targets, ${fuzz_seconds}s each"

@@ -11,6 +11,9 @@ packages=(
   libuv1-dev libwebsockets-dev libcurl4-openssl-dev libmsgpack-dev libcjson-dev libcmocka-dev
   libssl-dev libclang-rt-14-dev valgrind clang-format curl
   systemd  # systemd-analyze, to verify the units as systemd reads them
+  # The package test (contrib/ci/test-package.sh): build the .debs, lint
+  # them, make a clean Debian root and boot it with systemd.
+  debhelper dpkg-dev lintian mmdebstrap systemd-container
 )
 
 as_root() {

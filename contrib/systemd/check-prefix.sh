@@ -3,7 +3,10 @@
 # apart: the unit's ExecStart and configuration path, the example
 # configuration (in /etc for the prefix /usr, PREFIX/etc otherwise, never
 # over an existing one), and voltclient.pc, which still finds the headers
-# and the library after the tree is moved elsewhere.
+# and the library after the tree is moved elsewhere. Directories the build
+# set as absolute paths (as Debian's does: /etc, /lib/systemd/system) stay
+# where they are, and a .pc made with VOLT_PC_RELOCATABLE=OFF names the
+# configured prefix plainly.
 #   check-prefix.sh BUILD_DIR
 set -eu
 build=$1
@@ -12,6 +15,15 @@ trap 'rm -rf "$tmp"' EXIT
 fail() {
   echo "check-prefix: $*" >&2
   exit 1
+}
+cached() { sed -n "s/^$1:[A-Z]*=//p" "$build/CMakeCache.txt"; }
+# full PREFIX DIR [sysconf]: where DIR lands for PREFIX, the way
+# unit-paths.cmake and GNUInstallDirs place it.
+full() {
+  case $2 in
+    /*) echo "$2" ;;
+    *) if [ -n "${3:-}" ] && { [ "$1" = /usr ] || [ "$1" = / ]; }; then echo "/$2"; else echo "$1/$2"; fi ;;
+  esac
 }
 # expect_line FILE LINE: FILE has exactly that line.
 expect_line() {
@@ -22,31 +34,47 @@ install_to() { # DESTDIR PREFIX
   DESTDIR=$1 cmake --install "$build" --prefix "$2" >"$tmp/install.log" 2>&1 ||
     fail "cmake --install --prefix $2: $(cat "$tmp/install.log")"
 }
+bindir=$(cached CMAKE_INSTALL_BINDIR)
+sysconfdir=$(cached CMAKE_INSTALL_SYSCONFDIR)
+unitdir=$(cached VOLT_SYSTEMD_UNITDIR)
+sysusersdir=$(cached VOLT_SYSUSERSDIR)
+docdir=$(cached CMAKE_INSTALL_DOCDIR)
+# GNUInstallDirs leaves DOCDIR empty in the cache when it is the default.
+[ -n "$docdir" ] || docdir=$(cached CMAKE_INSTALL_DATAROOTDIR)/doc/volt-broker
 
-install_to "$tmp/a" /opt/volt-test
-root=$tmp/a/opt/volt-test
-unit=$root/lib/systemd/system/volt-broker.service
-[ -f "$unit" ] || fail "no unit at $unit"
-expect_line "$unit" "ExecStart=/opt/volt-test/bin/volt-broker --config /opt/volt-test/etc/volt/broker.json"
-expect_line "$unit" "LoadCredential=daemon-password:/opt/volt-test/etc/volt/daemon-password"
-for f in bin/volt-broker etc/volt/broker.json lib/systemd/system/volt-broker.socket \
-         lib/sysusers.d/volt-broker.conf share/doc/volt-broker/PROTOCOL.md; do
-  [ -e "$root/$f" ] || fail "not installed: $root/$f"
+for prefix in /opt/volt-test /usr; do
+  dest=$tmp/dest$(echo "$prefix" | tr / -)
+  install_to "$dest" "$prefix"
+  unit=$dest$(full "$prefix" "$unitdir")/volt-broker.service
+  confdir=$(full "$prefix" "$sysconfdir" sysconf)/volt
+  [ -f "$unit" ] || fail "--prefix $prefix: no unit at $unit"
+  expect_line "$unit" "ExecStart=$(full "$prefix" "$bindir")/volt-broker --config $confdir/broker.json"
+  expect_line "$unit" "LoadCredential=daemon-password:$confdir/daemon-password"
+  for f in "$(full "$prefix" "$bindir")/volt-broker" "$confdir/broker.json" \
+           "$(full "$prefix" "$unitdir")/volt-broker.socket" \
+           "$(full "$prefix" "$sysusersdir")/volt-broker.conf" \
+           "$(full "$prefix" "$docdir")/PROTOCOL.md"; do
+    [ -e "$dest$f" ] || fail "--prefix $prefix: not installed: $dest$f"
+  done
+  echo "ok: --prefix $prefix: ExecStart $(full "$prefix" "$bindir")/volt-broker, configuration in $confdir"
 done
-echo "ok: --prefix /opt/volt-test: ExecStart and the configuration follow it"
 
-install_to "$tmp/b" /usr
-expect_line "$tmp/b/usr/lib/systemd/system/volt-broker.service" \
-  "ExecStart=/usr/bin/volt-broker --config /etc/volt/broker.json"
-[ -f "$tmp/b/etc/volt/broker.json" ] || fail "--prefix /usr: no $tmp/b/etc/volt/broker.json"
-echo '{"broker": {"logLevel": "debug"}}' >"$tmp/b/etc/volt/broker.json"
-install_to "$tmp/b" /usr
-grep -q debug "$tmp/b/etc/volt/broker.json" || fail "a second install replaced an edited broker.json"
-echo "ok: --prefix /usr: configuration in /etc, an edited one kept"
+# An edited configuration survives another install.
+echo '{"broker": {"logLevel": "debug"}}' >"$dest$confdir/broker.json"
+install_to "$dest" /usr
+grep -q debug "$dest$confdir/broker.json" || fail "a second install replaced an edited broker.json"
+echo "ok: an edited $confdir/broker.json is kept"
 
-mv "$root" "$tmp/moved"
-pc=$(find "$tmp/moved" -name voltclient.pc)
+dest=$tmp/dest-opt-volt-test
+pc=$(find "$dest" -name voltclient.pc)
 [ -n "$pc" ] || fail "voltclient.pc not installed"
+if [ "$(cached VOLT_PC_RELOCATABLE)" = OFF ]; then
+  expect_line "$pc" "prefix=$(cached CMAKE_INSTALL_PREFIX)"
+  echo "ok: voltclient.pc names the configured prefix (VOLT_PC_RELOCATABLE=OFF)"
+  exit 0
+fi
+mv "$dest" "$tmp/moved"
+pc=$(find "$tmp/moved" -name voltclient.pc)
 for v in includedir libdir; do
   dir=$(PKG_CONFIG_PATH= pkg-config --with-path="$(dirname "$pc")" --variable=$v voltclient)
   [ -d "$dir" ] || fail "voltclient.pc: $v $dir is not a directory after the move"

@@ -210,7 +210,7 @@ static int build_status(struct broker *b, struct proto_buf *o)
     err |= put_kv_str(o, "credentials", cred);
 
     err |= proto_mp_put_cstr(o, "counters");
-    err |= proto_mp_put_map(o, 17);
+    err |= proto_mp_put_map(o, 21);
     err |= put_kv_uint(o, "requests", sc.requests);
     err |= put_kv_uint(o, "responses_ok", sc.responses_ok);
     err |= put_kv_uint(o, "rejected", sc.rejected);
@@ -225,6 +225,10 @@ static int build_status(struct broker *b, struct proto_buf *o)
     err |= put_kv_uint(o, "drops", sc.late_responses + rc.late_replies);
     err |= put_kv_uint(o, "released", rc.requests_released);
     err |= put_kv_uint(o, "memory_cuts", quota_memory_cuts(b->quota));
+    err |= put_kv_uint(o, "undeliverable", sc.undeliverable);
+    err |= put_kv_uint(o, "recovered", sc.recovered);
+    err |= put_kv_uint(o, "emits_kept", rc.emits_kept);
+    err |= put_kv_uint(o, "emits_kept_dropped", rc.emits_kept_dropped);
     err |= put_kv_uint(o, "slow_consumers", rc.slow_consumers);
     err |= put_kv_uint(o, "reconnects", sc.reconnects);
     err |= put_kv_uint(o, "pending", sc.pending);
@@ -266,6 +270,8 @@ static void handle_hello(struct broker *b, struct peer *p, const struct proto_ms
     }
     peer_set_flags(p, peer_flags(p) | PEER_SAID_HELLO);
     peer_clear_deadline(p);
+    if (b->session)
+        session_local_activity(b->session);
     log_info("client %llu hello: name=%s pid=%d uid=%u version=%llu",
              (unsigned long long)peer_id(p), peer_name(p), (int)peer_pid(p), (unsigned)peer_uid(p),
              (unsigned long long)hi);
@@ -534,6 +540,7 @@ static void on_session_state(void *ud, enum session_state st, const char *reason
     if (st == SESSION_READY) {
         b->last_state = st;
         router_broadcast(b->router, connected_event(b, &ev));
+        router_upstream_ready(b->router);
         return;
     } else if (b->last_state == SESSION_READY) {
         ev.fields = PROTO_F_EVENT | PROTO_F_STATE | PROTO_F_REASON;
@@ -627,6 +634,7 @@ static void router_params_from(const struct broker_config *c, struct router_para
     p->max_subscriptions_per_client = c->max_subscriptions_per_client;
     p->max_in_flight_per_client = c->max_in_flight_per_client;
     p->max_pending = c->max_pending;
+    p->max_emit_buffer = c->max_emit_buffer;
 }
 
 static void quota_limits_from(const struct broker_config *c, struct quota_limits *l)
@@ -665,6 +673,7 @@ static void session_params_from(const struct broker_config *c, struct session_pa
     p->reconnection_delay_ms = c->reconnection_delay_ms;
     p->reconnection_delay_max_ms = c->reconnection_delay_max_ms;
     p->randomization_factor = c->randomization_factor;
+    p->announce_delay_ms = c->announce_delay_ms;
     p->max_pending = c->max_pending;
     p->max_message = c->max_frame;
     p->max_upstream_queue = c->max_upstream_queue_bytes;

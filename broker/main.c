@@ -1,5 +1,6 @@
 /* volt-broker: command line, signals, systemd notification, the loop. */
 #include <errno.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -276,6 +277,13 @@ int main(int argc, char **argv)
     /* No core dumps and no ptrace by other processes of our user: the
      * daemon password lives in this process's memory. */
     prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+    /* Large buffers (a client's 16 MiB frame, a queue behind a slow
+     * reader) must go back to the system when freed, or the memory budget
+     * bounds what is held but not what the process keeps: glibc raises its
+     * mmap threshold after each large free (up to 32 MiB), after which such
+     * buffers come from the heap and stay. A fixed threshold keeps them
+     * mmap'd (docs/SECURITY.md has the figures). */
+    mallopt(M_MMAP_THRESHOLD, 256 * 1024);
     if (!d.config_path)
         d.config_path = getenv("VOLT_CONFIG");
     problems = load_config(&d, &d.cfg, errors, sizeof(errors), &check_only, &print_only);

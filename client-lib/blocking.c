@@ -4,14 +4,14 @@
  * checked between rounds, and every round dispatches whatever arrived, so
  * callbacks keep running while a *_sync call waits. Deadlines come from the
  * core (volt_client_timeout_ms), so a wait never oversleeps a request
- * timeout or a reconnect. volt_client_stop() wakes the loop through an
- * eventfd, which makes it usable from a signal handler.
+ * timeout or a reconnect. The client's eventfd (volt_client_wakeup_fd) is
+ * always polled too: volt_client_stop() (from a signal handler or another
+ * thread) and answers made by other threads write to it.
  */
 #include <errno.h>
 #include <poll.h>
 #include <stdint.h>
 #include <string.h>
-#include <sys/eventfd.h>
 #include <unistd.h>
 
 #include "client-internal.h"
@@ -31,12 +31,10 @@ static void poll_once(volt_client *c, int64_t until)
         pfd[n].revents = 0;
         n++;
     }
-    if (c->wake_fd >= 0) {
-        pfd[n].fd = c->wake_fd;
-        pfd[n].events = POLLIN;
-        pfd[n].revents = 0;
-        n++;
-    }
+    pfd[n].fd = c->wake_fd;
+    pfd[n].events = POLLIN;
+    pfd[n].revents = 0;
+    n++;
     int64_t timeout = volt_client_timeout_ms(c);
     if (until >= 0) {
         int64_t left = until - volt__now_ms();
@@ -52,9 +50,8 @@ static void poll_once(volt_client *c, int64_t until)
     if (rc > 0) {
         for (int i = 0; i < n; i++) {
             if (pfd[i].fd == c->wake_fd) {
-                uint64_t v;
                 if (pfd[i].revents & POLLIN)
-                    (void)!read(c->wake_fd, &v, sizeof v);
+                    events |= VOLT_EV_WAKEUP; /* drained by the core */
                 continue;
             }
             if (pfd[i].revents & (POLLIN | POLLERR | POLLHUP))
@@ -78,31 +75,20 @@ int volt__wait(volt_client *c, const bool *done, int64_t deadline)
     return 0;
 }
 
-static void ensure_wake_fd(volt_client *c)
-{
-    if (c->wake_fd < 0)
-        c->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-}
-
 void volt_client_stop(volt_client *c)
 {
     int saved = errno; /* a signal handler must not change errno */
-    c->stop_requested = 1;
-    if (c->wake_fd >= 0) {
-        uint64_t one = 1;
-        (void)!write(c->wake_fd, &one, sizeof one);
-    }
+    atomic_store(&c->stop_requested, 1);
+    uint64_t one = 1;
+    (void)!write(c->wake_fd, &one, sizeof one);
     errno = saved;
 }
 
 static int run_until(volt_client *c, int64_t until)
 {
-    ensure_wake_fd(c);
     for (;;) {
-        if (c->stop_requested) {
-            c->stop_requested = 0;
+        if (atomic_exchange(&c->stop_requested, 0))
             return 0;
-        }
         if (!volt__alive(c))
             return 0;
         if (c->state == VOLT__IDLE)
@@ -136,70 +122,12 @@ static int64_t deadline_of(int timeout_ms)
 
 int volt_client_connect_blocking(volt_client *c, int timeout_ms)
 {
-    if (!volt__alive(c))
-        return VOLT_E_BROKER_GONE;
-    int64_t until = deadline_of(timeout_ms);
-    int rc = volt_client_connect(c);
-    if (rc < 0)
-        return rc;
-    volt__enter(c);
-    for (;;) {
-        if (!volt__alive(c)) {
-            rc = VOLT_E_BROKER_GONE;
-            break;
-        }
-        if (c->state == VOLT__SESSION) {
-            rc = 0;
-            break;
-        }
-        if (c->state == VOLT__IDLE) {
-            rc = (c->flags & VOLT__FATAL) ? VOLT_E_VERSION_MISMATCH : VOLT_E_BROKER_GONE;
-            break;
-        }
-        if (until >= 0 && volt__now_ms() >= until) {
-            /* Connected but not welcomed is a timeout; a failing connect is
-             * a missing broker (errstr says why). */
-            rc = c->state == VOLT__BACKOFF ? VOLT_E_BROKER_GONE : VOLT_E_TIMEOUT;
-            if (rc == VOLT_E_TIMEOUT)
-                volt__set_error(c, "no welcome from the broker within %d ms", timeout_ms);
-            break;
-        }
-        poll_once(c, until);
-    }
-    return volt__leave(c, rc);
+    return volt__connect_wait(c, timeout_ms, c->opts.wait_upstream);
 }
 
 int volt_client_wait_ready(volt_client *c, int timeout_ms)
 {
-    if (!volt__alive(c))
-        return VOLT_E_BROKER_GONE;
-    int64_t until = deadline_of(timeout_ms);
-    int rc = volt_client_connect_blocking(c, timeout_ms);
-    if (rc < 0 || !volt__alive(c))
-        return rc < 0 ? rc : VOLT_E_BROKER_GONE;
-    volt__enter(c);
-    for (;;) {
-        if (!volt__alive(c)) {
-            rc = VOLT_E_BROKER_GONE;
-            break;
-        }
-        if (volt_client_is_ready(c)) {
-            rc = 0;
-            break;
-        }
-        if (c->state == VOLT__IDLE) {
-            rc = (c->flags & VOLT__FATAL) ? VOLT_E_VERSION_MISMATCH : VOLT_E_BROKER_GONE;
-            break;
-        }
-        if (until >= 0 && volt__now_ms() >= until) {
-            rc = VOLT_E_TIMEOUT;
-            volt__set_error(c, "upstream not ready within %d ms (state %s)", timeout_ms,
-                            c->state == VOLT__SESSION ? c->upstream_state : "no broker");
-            break;
-        }
-        poll_once(c, until);
-    }
-    return volt__leave(c, rc);
+    return volt__connect_wait(c, timeout_ms, true);
 }
 
 int volt_client_flush(volt_client *c, int timeout_ms)

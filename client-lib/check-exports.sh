@@ -12,6 +12,12 @@ if [ -n "$bad$internal" ]; then
 fi
 count=$(nm -D --defined-only "$lib" | awk '{print $3}' | grep -c '^volt_[a-z]')
 [ "$count" -ge 50 ] || { echo "only $count volt_* symbols exported" >&2; exit 1; }
+# Every symbol carries a version node of the map (VOLTCLIENT_1.0, later 1.N).
+unversioned=$(nm -D --defined-only "$lib" | awk '$3 ~ /^volt_/ && $3 !~ /@@?VOLTCLIENT_1\.[0-9]+$/ {print $3}')
+if [ -n "$unversioned" ]; then
+    echo "symbols without a VOLTCLIENT_1.x version:" $unversioned >&2
+    exit 1
+fi
 soname=$(objdump -p "$lib" | awk '/SONAME/ {print $2}')
 [ "$soname" = "libvoltclient.so.0" ] || { echo "SONAME is '$soname'" >&2; exit 1; }
-echo "ok: $count volt_* symbols, SONAME $soname"
+echo "ok: $count volt_* symbols, all versioned, SONAME $soname"

@@ -12,9 +12,11 @@
 #ifndef VOLT_CLIENT_INTERNAL_H
 #define VOLT_CLIENT_INTERNAL_H
 
-#include <signal.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/un.h>
 
 #include "proto/buf.h"
 #include "proto/json.h"
@@ -47,7 +49,21 @@ enum volt__kind {
 };
 
 enum volt__req_flag {
-    VOLT__R_JSON = 1u << 0, /* fill volt_result.json */
+    VOLT__R_JSON = 1u << 0,           /* fill volt_result.json */
+    VOLT__R_BROKER_TIMEOUT = 1u << 1, /* a command on the broker's commandTimeout */
+};
+
+/* What the client shares with the calls it delivered and with the threads
+ * that answer them: a call outlives its client, and a worker may answer
+ * while the client's thread frees it. Reference counted (the client and
+ * each call hold one), everything in it under `lock`. */
+struct volt__xanswer;
+struct volt__hub {
+    pthread_mutex_t lock;
+    int refs;
+    bool client_gone;                  /* the client was freed */
+    int wake_fd;                       /* the client's eventfd; -1 once gone */
+    struct volt__xanswer *head, *tail; /* answers queued by other threads */
 };
 
 struct volt__handler {
@@ -67,12 +83,17 @@ struct volt__sub {
 };
 
 struct volt_call {
-    volt_client *client; /* NULL once detached */
+    /* NULL once detached. Written by the client's thread only, under the
+     * hub's lock; other threads read it under the lock. */
+    volt_client *client;
+    struct volt__hub *hub; /* fixed for the call's life */
+    pthread_t thread;      /* the thread that delivered it */
     struct volt_call *prev, *next;
     uint64_t id;
     uint32_t timeout_ms;
-    int refs; /* the user's answer + a dispatch in progress */
-    bool answered;
+    int refs;               /* the user's answer + a dispatch in progress; under the hub's lock */
+    bool answered;          /* under the hub's lock */
+    bool abandoned;         /* a worker could not queue its answer (no memory); under the lock */
     const uint8_t *payload; /* into `storage`; NULL when absent */
     uint32_t payload_len;
     char *payload_json;
@@ -90,9 +111,8 @@ struct volt__wait {
 };
 
 struct volt_client {
-    struct volt_options opts;
-    char *socket_path;
-    char *name;
+    struct volt_options opts; /* the whole current struct; name owned, socket_path = below */
+    char socket_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 
     enum volt__state state;
     unsigned flags;
@@ -131,7 +151,26 @@ struct volt_client {
     /* Upstream view of the current session. */
     bool ready;
     char upstream_state[24];
+    char upstream_reason[256];
     char broker_name[64];
+    char team_cluster_id[256];
+    uint32_t broker_timeout_ms;     /* welcome timeout_ms */
+    uint32_t broker_max_timeout_ms; /* welcome max_timeout_ms (v2) */
+    bool connected_seen;            /* a `connected` event in this session */
+    int upstream_code;              /* last upstream error since ready, 0 none */
+    char upstream_message[512];
+
+    /* A connect waiting for completion (volt_client_connect_async and the
+     * blocking connects built on it). */
+    struct {
+        bool active;
+        bool upstream; /* complete when the upstream is ready, not at welcome */
+        bool recheck;  /* check from the loop as soon as possible */
+        int64_t deadline;
+        int timeout_ms;
+        volt_connect_cb *cb;
+        void *privdata;
+    } cw;
 
     volt_connected_cb *on_connected;
     void *on_connected_data;
@@ -147,14 +186,22 @@ struct volt_client {
     bool hook_read, hook_write;
     int64_t hook_timer; /* absolute deadline armed, or -1 */
 
-    int wake_fd; /* eventfd for volt_client_stop; -1 until the first run */
-    volatile sig_atomic_t stop_requested;
+    int wake_fd; /* eventfd: stop and answers from other threads */
+    atomic_int stop_requested;
+    struct volt__hub *hub;
 
     struct proto_json_doc jdoc; /* scratch for JSON input */
     struct proto_buf jbuf;      /* scratch for JSON->msgpack */
     uint64_t rng;
-    char errstr[256];
+    char errstr[640];
 };
+
+/* The broker's commandTimeout as its welcome said (30 s, the seed's
+ * default, from a broker that did not say). */
+static inline uint32_t volt__broker_timeout(const volt_client *c)
+{
+    return c->broker_timeout_ms ? c->broker_timeout_ms : 30000u;
+}
 
 /* Monotonic milliseconds. */
 int64_t volt__now_ms(void);
@@ -197,6 +244,17 @@ void volt__cancel(volt_client *c, uint64_t id);
 void volt__expire(volt_client *c, int64_t now);
 /* Fails every request in flight with code (broker gone, client freed). */
 void volt__fail_all(volt_client *c, int code, const char *message);
+
+/* Connect waiter: runs its callback when its condition holds (or fails);
+ * called after anything that changes the session or the upstream view. */
+void volt__connect_check(volt_client *c);
+void volt__connect_complete(volt_client *c, int code, const char *message);
+/* The blocking connects: waits for a waiter (upstream or welcome). */
+int volt__connect_wait(volt_client *c, int timeout_ms, bool upstream);
+
+/* Threads: drains the answers queued by other threads (client's thread). */
+void volt__drain_answers(volt_client *c);
+void volt__hub_unref(struct volt__hub *hub);
 
 /* Dispatch of one frame from the broker. */
 void volt__dispatch(volt_client *c, const struct proto_span *frame);

@@ -37,6 +37,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <time.h>
@@ -87,33 +88,46 @@ void volt__emit_error(volt_client *c, int code, const char *fmt, ...)
 /* Options and lifecycle                                               */
 /* ------------------------------------------------------------------ */
 
-void volt_options_init(struct volt_options *opts)
+static void options_defaults(struct volt_options *o)
 {
-    memset(opts, 0, sizeof *opts);
-    opts->connect_timeout_ms = DEFAULT_CONNECT_TIMEOUT_MS;
-    opts->reconnect = 1;
-    opts->reconnect_min_ms = DEFAULT_RECONNECT_MIN_MS;
-    opts->reconnect_max_ms = DEFAULT_RECONNECT_MAX_MS;
-    opts->max_frame = PROTO_DEFAULT_MAX_FRAME;
-    opts->command_timeout_ms = DEFAULT_COMMAND_TIMEOUT_MS;
-    opts->timeout_grace_ms = DEFAULT_GRACE_MS;
-    opts->local_timeout_ms = DEFAULT_LOCAL_TIMEOUT_MS;
-    opts->max_output_bytes = DEFAULT_MAX_OUTPUT;
+    memset(o, 0, sizeof *o);
+    o->size = sizeof *o;
+    o->connect_timeout_ms = DEFAULT_CONNECT_TIMEOUT_MS;
+    o->reconnect = 1;
+    o->reconnect_min_ms = DEFAULT_RECONNECT_MIN_MS;
+    o->reconnect_max_ms = DEFAULT_RECONNECT_MAX_MS;
+    o->max_frame = PROTO_DEFAULT_MAX_FRAME;
+    o->command_timeout_ms = 0; /* the broker's commandTimeout */
+    o->timeout_grace_ms = DEFAULT_GRACE_MS;
+    o->local_timeout_ms = DEFAULT_LOCAL_TIMEOUT_MS;
+    o->max_output_bytes = DEFAULT_MAX_OUTPUT;
+    o->wait_upstream = 1;
 }
 
-char *volt_default_socket_path(void)
+/* The 1.0 struct ends with wait_upstream. */
+#define OPTIONS_SIZE_1_0 (offsetof(struct volt_options, wait_upstream) + sizeof(int))
+
+void volt_options_init_size(struct volt_options *opts, size_t size)
 {
-    const char *env = getenv("VOLT_BROKER_SOCKET");
-    if (env && *env)
-        return strdup(env);
-    char path[PATH_MAX];
-    if (proto_default_socket_path(path, sizeof(path)) < 0)
-        return NULL;
-    return strdup(path);
+    struct volt_options d;
+    options_defaults(&d);
+    /* A newer program's struct is longer: its extra fields are zeroed, a
+     * later library fills them. An older one's is shorter: only what fits. */
+    memset(opts, 0, size);
+    memcpy(opts, &d, size < sizeof d ? size : sizeof d);
+    opts->size = size;
 }
 
-static void sanitize_options(struct volt_options *o)
+/* The caller's options over the defaults; false when they are unusable. */
+static bool options_take(struct volt_options *o, const struct volt_options *in)
 {
+    options_defaults(o);
+    if (!in)
+        return true;
+    if (in->size < OPTIONS_SIZE_1_0)
+        return false; /* not filled by volt_options_init() */
+    memcpy(o, in, in->size < sizeof *o ? in->size : sizeof *o);
+    o->size = sizeof *o;
     if (!o->connect_timeout_ms)
         o->connect_timeout_ms = DEFAULT_CONNECT_TIMEOUT_MS;
     if (!o->reconnect_min_ms)
@@ -121,7 +135,7 @@ static void sanitize_options(struct volt_options *o)
     if (!o->reconnect_max_ms)
         o->reconnect_max_ms = DEFAULT_RECONNECT_MAX_MS;
     if (o->reconnect_max_ms < o->reconnect_min_ms)
-        o->reconnect_max_ms = o->reconnect_min_ms;
+        return false;
     if (!o->max_frame)
         o->max_frame = PROTO_DEFAULT_MAX_FRAME;
     if (o->max_frame > PROTO_HARD_MAX_FRAME)
@@ -130,6 +144,15 @@ static void sanitize_options(struct volt_options *o)
         o->local_timeout_ms = DEFAULT_LOCAL_TIMEOUT_MS;
     if (!o->max_output_bytes)
         o->max_output_bytes = DEFAULT_MAX_OUTPUT;
+    return true;
+}
+
+char *volt_default_socket_path(void)
+{
+    char path[PATH_MAX];
+    if (proto_client_socket_path(path, sizeof(path)) < 0)
+        return NULL;
+    return strdup(path);
 }
 
 static struct proto_reader *new_reader(const volt_client *c)
@@ -140,20 +163,46 @@ static struct proto_reader *new_reader(const volt_client *c)
     return proto_reader_new(&limits);
 }
 
+static struct volt__hub *hub_new(int wake_fd)
+{
+    struct volt__hub *hub = calloc(1, sizeof *hub);
+    if (!hub)
+        return NULL;
+    if (pthread_mutex_init(&hub->lock, NULL) != 0) {
+        free(hub);
+        return NULL;
+    }
+    hub->refs = 1;
+    hub->wake_fd = wake_fd;
+    return hub;
+}
+
+void volt__hub_unref(struct volt__hub *hub)
+{
+    pthread_mutex_lock(&hub->lock);
+    bool last = --hub->refs == 0;
+    pthread_mutex_unlock(&hub->lock);
+    if (!last)
+        return;
+    pthread_mutex_destroy(&hub->lock);
+    free(hub);
+}
+
 volt_client *volt_client_new(const struct volt_options *opts)
 {
     volt_client *c = calloc(1, sizeof *c);
     if (!c)
         return NULL;
-    if (opts)
-        c->opts = *opts;
-    else
-        volt_options_init(&c->opts);
-    sanitize_options(&c->opts);
+    if (!options_take(&c->opts, opts)) {
+        free(c);
+        return NULL;
+    }
+    const char *path = c->opts.socket_path, *name = c->opts.name;
+    c->opts.socket_path = NULL;
+    c->opts.name = NULL;
     c->fd = -1;
     c->hook_fd = -1;
     c->hook_timer = -1;
-    c->wake_fd = -1;
     c->next_id = 1;
     c->next_sub_id = 1;
     c->send_max_frame = PROTO_DEFAULT_MAX_FRAME;
@@ -165,22 +214,33 @@ volt_client *volt_client_new(const struct volt_options *opts)
     proto_json_doc_init(&c->jdoc);
     c->rng = (uint64_t)volt__now_ms() ^ ((uint64_t)getpid() << 32) ^ (uint64_t)(uintptr_t)c;
 
-    c->socket_path =
-        opts && opts->socket_path ? strdup(opts->socket_path) : volt_default_socket_path();
-    c->name = strdup(opts && opts->name ? opts->name : program_invocation_short_name);
-    c->reader = new_reader(c);
-    struct sockaddr_un sa;
-    if (!c->socket_path || !c->name || !c->reader || !*c->socket_path ||
-        strlen(c->socket_path) >= sizeof sa.sun_path)
-        goto fail;
+    /* The default path is taken once: a client does not wander between
+     * brokers as sockets come and go. */
+    int rc = 0;
+    if (path)
+        rc = strlen(path) < sizeof c->socket_path ? 0 : -1;
+    if (path && rc == 0)
+        memcpy(c->socket_path, path, strlen(path) + 1);
+    else if (!path)
+        rc = proto_client_socket_path(c->socket_path, sizeof c->socket_path);
+    char *name_copy = strdup(name ? name : program_invocation_short_name);
+    c->opts.name = name_copy;
     c->opts.socket_path = c->socket_path;
-    c->opts.name = c->name;
+    c->reader = new_reader(c);
+    c->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (c->wake_fd >= 0)
+        c->hub = hub_new(c->wake_fd);
+    if (rc < 0 || !c->socket_path[0] || !c->opts.name || !c->reader || !c->hub)
+        goto fail;
     return c;
 
 fail:
+    if (c->hub)
+        volt__hub_unref(c->hub);
+    if (c->wake_fd >= 0)
+        close(c->wake_fd);
     proto_reader_free(c->reader);
-    free(c->socket_path);
-    free(c->name);
+    free(name_copy);
     free(c);
     return NULL;
 }
@@ -213,11 +273,21 @@ static void free_now(volt_client *c)
     c->busy++; /* nothing below may recurse into a free */
     volt__detach_calls(c);
     volt__fail_all(c, VOLT_E_BROKER_GONE, "client freed");
+    if (c->cw.active)
+        volt__connect_complete(c, VOLT_E_BROKER_GONE, "client freed");
     close_socket(c);
     if (c->flags & VOLT__ATTACHED)
         c->hooks.cleanup(c->hooks.data);
-    if (c->wake_fd >= 0)
-        close(c->wake_fd);
+    /* Answers queued by workers are dropped with their calls (detached:
+     * the broker answers them HandlerError); from now on a worker's answer
+     * sees client_gone and never touches the eventfd again. */
+    volt__drain_answers(c);
+    pthread_mutex_lock(&c->hub->lock);
+    c->hub->client_gone = true;
+    c->hub->wake_fd = -1;
+    pthread_mutex_unlock(&c->hub->lock);
+    volt__hub_unref(c->hub);
+    close(c->wake_fd);
     volt__free_tables(c);
     volt__reqs_destroy(&c->reqs);
     proto_reader_free(c->reader);
@@ -225,8 +295,7 @@ static void free_now(volt_client *c)
     proto_buf_free(&c->out);
     proto_buf_free(&c->jbuf);
     proto_json_doc_free(&c->jdoc);
-    free(c->socket_path);
-    free(c->name);
+    free((char *)c->opts.name);
     free(c);
 }
 
@@ -294,9 +363,44 @@ const char *volt_client_broker_name(const volt_client *c)
     return c->state == VOLT__SESSION ? c->broker_name : "";
 }
 
+const char *volt_client_upstream_reason(const volt_client *c)
+{
+    return c->state == VOLT__SESSION ? c->upstream_reason : "";
+}
+
+int volt_client_upstream_error(const volt_client *c, const char **message)
+{
+    int code = c->state == VOLT__SESSION ? c->upstream_code : 0;
+    if (message)
+        *message = code ? c->upstream_message : "";
+    return code;
+}
+
+const char *volt_client_team_cluster_id(const volt_client *c)
+{
+    /* Kept across a lost session: it is the broker's configuration, and a
+     * program asking between two sessions wants the last known value. */
+    return c->team_cluster_id;
+}
+
+uint32_t volt_client_command_timeout_ms(const volt_client *c)
+{
+    return c->broker_timeout_ms;
+}
+
+uint32_t volt_client_max_timeout_ms(const volt_client *c)
+{
+    return c->broker_max_timeout_ms;
+}
+
 const char *volt_client_socket_path(const volt_client *c)
 {
     return c->socket_path;
+}
+
+int volt_client_wakeup_fd(const volt_client *c)
+{
+    return c->wake_fd;
 }
 
 const char *volt_client_errstr(const volt_client *c)
@@ -334,6 +438,10 @@ int64_t volt__next_deadline(const volt_client *c)
         d = c->conn_deadline;
     if (c->state == VOLT__BACKOFF && c->backoff_deadline < d)
         d = c->backoff_deadline;
+    if (c->cw.active && c->cw.recheck)
+        return 0;
+    if (c->cw.active && c->cw.deadline < d)
+        d = c->cw.deadline;
     return d;
 }
 
@@ -387,14 +495,24 @@ static void sync_hooks(volt_client *c)
     }
 }
 
+/* The size of the 1.0 struct: every hook up to cleanup. */
+#define HOOKS_SIZE_1_0 (offsetof(struct volt_loop_hooks, cleanup) + sizeof(void (*)(void *)))
+
 int volt_client_attach(volt_client *c, const struct volt_loop_hooks *hooks)
 {
-    if (!hooks || !hooks->add_read || !hooks->del_read || !hooks->add_write || !hooks->del_write ||
-        !hooks->close_fd || !hooks->set_timer || !hooks->cleanup)
+    if (!hooks || hooks->size < HOOKS_SIZE_1_0)
+        return VOLT_E_BAD_REQUEST;
+    /* A newer caller's struct may be longer: take what this version knows;
+     * an older one's shorter (in later versions): the rest stays NULL. */
+    struct volt_loop_hooks h;
+    memset(&h, 0, sizeof h);
+    memcpy(&h, hooks, hooks->size < sizeof h ? hooks->size : sizeof h);
+    if (!h.add_read || !h.del_read || !h.add_write || !h.del_write || !h.close_fd || !h.set_timer ||
+        !h.cleanup)
         return VOLT_E_BAD_REQUEST;
     if (c->flags & (VOLT__ATTACHED | VOLT__FREEING))
         return VOLT_E_BAD_REQUEST;
-    c->hooks = *hooks;
+    c->hooks = h;
     c->flags |= VOLT__ATTACHED;
     c->hook_fd = -1;
     c->hook_timer = -1;
@@ -452,7 +570,7 @@ static int queue_hello(volt_client *c)
     m.fields = PROTO_F_MIN_VERSION | PROTO_F_MAX_VERSION | PROTO_F_NAME;
     m.min_version = PROTO_VERSION_MIN;
     m.max_version = PROTO_VERSION_MAX;
-    m.name = proto_span_str(c->name, (uint32_t)strlen(c->name));
+    m.name = proto_span_str(c->opts.name, (uint32_t)strlen(c->opts.name));
     return volt__send(c, &m);
 }
 
@@ -467,6 +585,15 @@ static void retire_reader(volt_client *c, struct proto_reader *r)
     if (c->n_retired == (int)(sizeof c->retired / sizeof c->retired[0]))
         proto_reader_free(c->retired[--c->n_retired]); /* reconnect storm inside one callback */
     c->retired[c->n_retired++] = r;
+}
+
+/* Nothing listens at the path (no file, or a socket nobody accepts on):
+ * the words of the issue, since "connection lost" sent people looking in
+ * the wrong place. */
+static void set_no_broker(volt_client *c)
+{
+    volt__set_error(c, "no broker at %s: is volt-broker running? set VOLT_BROKER_SOCKET",
+                    c->socket_path);
 }
 
 /* Opens a socket and starts connecting. 0 when under way (or a retry is
@@ -509,7 +636,11 @@ int volt__start_connect(volt_client *c)
     c->send_max_frame = PROTO_DEFAULT_MAX_FRAME;
     c->ready = false;
     c->upstream_state[0] = '\0';
+    c->upstream_reason[0] = '\0';
     c->broker_name[0] = '\0';
+    c->upstream_code = 0;
+    c->upstream_message[0] = '\0';
+    c->connected_seen = false;
     c->conn_deadline = volt__now_ms() + c->opts.connect_timeout_ms;
     c->state = in_progress ? VOLT__CONNECTING : VOLT__HELLO;
     int rc = queue_hello(c);
@@ -522,7 +653,10 @@ int volt__start_connect(volt_client *c)
     return 0;
 
 fail:
-    volt__set_error(c, "%s %s: %s", what, c->socket_path, strerror(errno));
+    if (fd >= 0 && (errno == ENOENT || errno == ECONNREFUSED))
+        set_no_broker(c);
+    else
+        volt__set_error(c, "%s %s: %s", what, c->socket_path, strerror(errno));
     if (fd >= 0)
         close(fd);
     return schedule_retry(c) ? 0 : VOLT_E_BROKER_GONE;
@@ -561,20 +695,173 @@ void volt__connection_lost(volt_client *c, int code, const char *why)
      * disconnect the program asked for; a lost session or giving up is. */
     if ((was_session || !retry) && !c->quiet_loss)
         volt__emit_error(c, code, "%s", why);
+    if (!retry && volt__alive(c) && c->cw.active)
+        volt__connect_complete(c, (c->flags & VOLT__FATAL) ? VOLT_E_VERSION_MISMATCH : code, why);
+}
+
+/* volt_client_connect() inside the library. */
+static int connect_start(volt_client *c)
+{
+    if (volt__has_socket(c) || (c->state == VOLT__BACKOFF && c->want_connected))
+        return 0;
+    c->want_connected = true;
+    c->flags &= ~(unsigned)VOLT__FATAL;
+    c->backoff_attempt = 0;
+    c->errstr[0] = '\0';
+    return volt__start_connect(c);
 }
 
 int volt_client_connect(volt_client *c)
 {
     if (!volt__alive(c))
         return VOLT_E_BROKER_GONE;
-    if (volt__has_socket(c) || (c->state == VOLT__BACKOFF && c->want_connected))
-        return 0;
     volt__enter(c);
-    c->want_connected = true;
-    c->flags &= ~(unsigned)VOLT__FATAL;
-    c->backoff_attempt = 0;
-    c->errstr[0] = '\0';
-    int rc = volt__start_connect(c);
+    return volt__leave(c, connect_start(c));
+}
+
+/* ------------------------------------------------------------------ */
+/* Connecting that waits (the seed's `await connect()`)                */
+/* ------------------------------------------------------------------ */
+
+/* The waiter completes once, from the client's loop:
+ *   - at the welcome, when it waits for the broker only;
+ *   - when the upstream is ready: the `connected` event of this session
+ *     (the broker sends one right after a welcome that says ready);
+ *   - early, when the upstream's state is "failed" (final: e.g. a refused
+ *     enrollment token), with the upstream's own code and message;
+ *   - at its deadline: with the upstream's last error when it reported
+ *     one (SocketRegistrationFailed and the server's reason beat a bare
+ *     Timeout: they say what to fix), else Timeout; without a broker
+ *     session, BrokerGone ("no broker at ...") or Timeout (connected, no
+ *     welcome);
+ *   - when the broker connection is given up, the client disconnected or
+ *     freed: BrokerGone.
+ * A broker that goes away meanwhile is not an end: the client reconnects
+ * and the waiter keeps waiting for the next session's upstream. */
+
+void volt__connect_complete(volt_client *c, int code, const char *message)
+{
+    if (!c->cw.active)
+        return;
+    volt_connect_cb *cb = c->cw.cb;
+    void *privdata = c->cw.privdata;
+    memset(&c->cw, 0, sizeof c->cw);
+    if (!message)
+        message = "";
+    if (code && message != c->errstr)
+        volt__set_error(c, "%s", message);
+    cb(c, code, code ? c->errstr : "", privdata);
+}
+
+void volt__connect_check(volt_client *c)
+{
+    if (!c->cw.active || !volt__alive(c))
+        return;
+    c->cw.recheck = false;
+    char msg[sizeof c->errstr];
+    if (c->state == VOLT__SESSION) {
+        if (!c->cw.upstream || (c->ready && c->connected_seen)) {
+            volt__connect_complete(c, 0, NULL);
+            return;
+        }
+        if (strcmp(c->upstream_state, "failed") == 0) {
+            int code = c->upstream_code ? c->upstream_code : VOLT_E_SOCKET_CONNECTION_FAILED;
+            snprintf(msg, sizeof msg, "upstream failed: %.500s",
+                     c->upstream_code        ? c->upstream_message
+                     : c->upstream_reason[0] ? c->upstream_reason
+                                             : "no reason given");
+            volt__connect_complete(c, code, msg);
+            return;
+        }
+    }
+    if (volt__now_ms() < c->cw.deadline)
+        return;
+    int code;
+    switch (c->state) {
+    case VOLT__SESSION:
+        code = c->upstream_code ? c->upstream_code : VOLT_E_TIMEOUT;
+        if (c->upstream_code)
+            snprintf(msg, sizeof msg, "upstream not ready within %d ms: %.500s", c->cw.timeout_ms,
+                     c->upstream_message);
+        else
+            snprintf(msg, sizeof msg, "upstream not ready within %d ms (state %s%s%.300s)",
+                     c->cw.timeout_ms, c->upstream_state, c->upstream_reason[0] ? ": " : "",
+                     c->upstream_reason);
+        break;
+    case VOLT__CONNECTING:
+    case VOLT__HELLO:
+        code = VOLT_E_TIMEOUT;
+        snprintf(msg, sizeof msg, "no welcome from the broker at %s within %d ms", c->socket_path,
+                 c->cw.timeout_ms);
+        break;
+    default:
+        /* Between attempts: errstr holds why the last one failed. */
+        code = VOLT_E_BROKER_GONE;
+        snprintf(msg, sizeof msg, "%s", c->errstr[0] ? c->errstr : "not connected to the broker");
+        break;
+    }
+    volt__connect_complete(c, code, msg);
+}
+
+/* Starts a waiter (and the connection, if needed). */
+static int waiter_start(volt_client *c, int timeout_ms, bool upstream, volt_connect_cb *cb,
+                        void *privdata)
+{
+    if (!cb || c->cw.active) {
+        volt__set_error(c, "%s", cb ? "a connect is already waiting" : "no callback given");
+        return VOLT_E_BAD_REQUEST;
+    }
+    int rc = connect_start(c);
+    if (rc < 0)
+        return rc;
+    c->cw.active = true;
+    c->cw.upstream = upstream;
+    c->cw.timeout_ms = timeout_ms;
+    c->cw.deadline = timeout_ms < 0 ? VOLT__NO_DEADLINE : volt__now_ms() + timeout_ms;
+    c->cw.cb = cb;
+    c->cw.privdata = privdata;
+    /* The condition may hold already (connected and ready): checked from
+     * the loop, since a callback never runs inside the call that asked. */
+    c->cw.recheck = true;
+    return 0;
+}
+
+int volt_client_connect_async(volt_client *c, int timeout_ms, volt_connect_cb *cb, void *privdata)
+{
+    if (!volt__alive(c))
+        return VOLT_E_BROKER_GONE;
+    volt__enter(c);
+    return volt__leave(c, waiter_start(c, timeout_ms, c->opts.wait_upstream, cb, privdata));
+}
+
+struct blocking_wait {
+    bool done;
+    int code;
+};
+
+static void blocking_done(volt_client *c, int code, const char *message, void *privdata)
+{
+    struct blocking_wait *w = privdata;
+    (void)c;
+    (void)message;
+    w->done = true;
+    w->code = code;
+}
+
+int volt__connect_wait(volt_client *c, int timeout_ms, bool upstream)
+{
+    if (!volt__alive(c))
+        return VOLT_E_BROKER_GONE;
+    volt__enter(c);
+    struct blocking_wait w = {false, 0};
+    int rc = waiter_start(c, timeout_ms, upstream, blocking_done, &w);
+    if (rc == 0) {
+        /* The waiter has the deadline; this only ends early when the
+         * client is freed under us (then the free completes it). */
+        rc = volt__wait(c, &w.done, -1);
+        if (w.done)
+            rc = w.code;
+    }
     return volt__leave(c, rc);
 }
 
@@ -586,6 +873,8 @@ void volt_client_disconnect(volt_client *c)
     c->want_connected = false;
     if (c->state == VOLT__BACKOFF)
         c->state = VOLT__IDLE;
+    if (c->cw.active)
+        volt__connect_complete(c, VOLT_E_BROKER_GONE, "disconnected by the client");
     c->quiet_loss = true;
     volt__connection_lost(c, VOLT_E_BROKER_GONE, "disconnected by the client");
     c->quiet_loss = false;
@@ -720,7 +1009,12 @@ static void finish_connect(volt_client *c)
         err = errno;
     if (err) {
         char why[200];
-        snprintf(why, sizeof why, "connect %s: %s", c->socket_path, strerror(err));
+        if (err == ENOENT || err == ECONNREFUSED)
+            snprintf(why, sizeof why,
+                     "no broker at %s: is volt-broker running? set VOLT_BROKER_SOCKET",
+                     c->socket_path);
+        else
+            snprintf(why, sizeof why, "connect %s: %s", c->socket_path, strerror(err));
         volt__connection_lost(c, VOLT_E_BROKER_GONE, why);
         return;
     }
@@ -742,6 +1036,8 @@ static void run_timers(volt_client *c)
     if (c->state == VOLT__BACKOFF && now >= c->backoff_deadline)
         volt__start_connect(c);
     volt__expire(c, now);
+    if (volt__alive(c) && c->cw.active && (c->cw.recheck || now >= c->cw.deadline))
+        volt__connect_check(c);
 }
 
 int volt__process(volt_client *c, int events)
@@ -757,7 +1053,17 @@ int volt__process(volt_client *c, int events)
     }
     if (!volt__alive(c))
         return VOLT_E_BROKER_GONE;
-    if (c->state == VOLT__CONNECTING && events)
+    if (events & VOLT_EV_WAKEUP) {
+        uint64_t n;
+        (void)!read(c->wake_fd, &n, sizeof n);
+    }
+    /* Cheap when nothing is queued (one uncontended lock); done on every
+     * call so a loop that coalesced the wakeup with other events, or an
+     * own loop that does not watch the wakeup fd, still sends them. */
+    volt__drain_answers(c);
+    if (!volt__alive(c))
+        return VOLT_E_BROKER_GONE;
+    if (c->state == VOLT__CONNECTING && (events & (VOLT_EV_READ | VOLT_EV_WRITE)))
         finish_connect(c);
     if (volt__alive(c) && c->state != VOLT__CONNECTING && volt__has_socket(c) &&
         (events & VOLT_EV_READ)) {
@@ -791,6 +1097,7 @@ int volt_client_process(volt_client *c, int events)
      * has passed, the timer is spent: sync_hooks() arms it again if needed. */
     if (events == 0)
         c->hook_timer = -1;
+    events &= VOLT_EV_READ | VOLT_EV_WRITE | VOLT_EV_WAKEUP;
     int rc = volt__process(c, events);
     return volt__leave(c, rc);
 }

@@ -16,16 +16,33 @@
  * NULL) instead of freeing them: the user may still hold one, and its
  * answer must then be refused, never sent into a later session where the
  * broker's call ids mean other calls.
+ *
+ * Answers from other threads. A handler may hand its call to a worker
+ * thread; the worker must not touch the client (one thread at a time), so
+ * its answer goes through the hub the client shares with its calls: under
+ * the hub's lock the worker marks the call answered, checks it is still
+ * attached, appends the encoded answer to a queue and writes the client's
+ * eventfd; the client's thread drains the queue on its next
+ * volt_client_process() and sends each answer exactly as an answer made in
+ * the handler would be. Which path an answer takes is decided by the
+ * thread: the one that delivered the call answers directly (no lock held
+ * across the send, no extra loop round), any other queues. Everything a
+ * worker may see of a call (answered, client, refs) is read and written
+ * under the hub's lock; the hub itself is reference counted by the client
+ * and every live call, so a worker answering after the client was freed
+ * finds client_gone and returns BrokerGone without touching freed memory.
  */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "client-internal.h"
 #include "proto/errors.h"
 #include "proto/limits.h"
 #include "proto/msgpack.h"
+#include "proto/text.h"
 
 /* ------------------------------------------------------------------ */
 /* Small string arena                                                  */
@@ -389,11 +406,17 @@ static void compact_subs(volt_client *c)
 /* Calls                                                               */
 /* ------------------------------------------------------------------ */
 
-static void call_unlink(struct volt_call *call)
+/* Takes the call off its client's list (client's thread). Under the hub's
+ * lock: a worker may be reading call->client. Returns true when a worker
+ * gave up on the call (abandoned): the list's reference is then the
+ * last one, for the caller to drop. */
+static bool call_unlink(struct volt_call *call)
 {
     volt_client *c = call->client;
     if (!c)
-        return;
+        return false;
+    pthread_mutex_lock(&call->hub->lock);
+    bool abandoned = call->abandoned;
     if (call->prev)
         call->prev->next = call->next;
     else
@@ -402,23 +425,33 @@ static void call_unlink(struct volt_call *call)
         call->next->prev = call->prev;
     call->prev = call->next = NULL;
     call->client = NULL;
+    pthread_mutex_unlock(&call->hub->lock);
+    return abandoned;
 }
 
 static void call_unref(struct volt_call *call)
 {
-    if (--call->refs > 0)
+    struct volt__hub *hub = call->hub;
+    pthread_mutex_lock(&hub->lock);
+    bool last = --call->refs == 0;
+    pthread_mutex_unlock(&hub->lock);
+    if (!last)
         return;
     free(call->payload_json);
     free(call);
+    volt__hub_unref(hub);
 }
 
 void volt__detach_calls(volt_client *c)
 {
-    while (c->calls)
-        call_unlink(c->calls);
+    while (c->calls) {
+        struct volt_call *call = c->calls;
+        if (call_unlink(call))
+            call_unref(call);
+    }
 }
 
-static int send_reply_fail(volt_client *c, uint64_t id, int code, const char *message)
+static int send_reply_fail_name(volt_client *c, uint64_t id, const char *name, const char *message)
 {
     struct proto_msg m;
     memset(&m, 0, sizeof m);
@@ -426,7 +459,6 @@ static int send_reply_fail(volt_client *c, uint64_t id, int code, const char *me
     m.fields = PROTO_F_ID | PROTO_F_OK | PROTO_F_CODE;
     m.id = id;
     m.ok = false;
-    const char *name = volt_err_name(code);
     m.code = proto_span_str(name, (uint32_t)strlen(name));
     if (message) {
         m.fields |= PROTO_F_MESSAGE;
@@ -434,6 +466,11 @@ static int send_reply_fail(volt_client *c, uint64_t id, int code, const char *me
         m.message = proto_span_str(message, (uint32_t)n);
     }
     return volt__send(c, &m);
+}
+
+static int send_reply_fail(volt_client *c, uint64_t id, int code, const char *message)
+{
+    return send_reply_fail_name(c, id, volt_err_name(code), message);
 }
 
 static int send_reply_ok(volt_client *c, uint64_t id, const struct proto_span *data)
@@ -451,48 +488,264 @@ static int send_reply_ok(volt_client *c, uint64_t id, const struct proto_span *d
     return volt__send(c, &m);
 }
 
+/* An answer, ready to send: ok with msgpack data (ptr NULL: none), or a
+ * failure with a wire code name and a message. */
+struct answer_out {
+    bool ok;
+    struct proto_span data;
+    const char *code_name;
+    const char *message;
+};
+
+/* Sends one answer on the client's thread; when it cannot be sent (data
+ * too large for a frame, output full) a HandlerError goes out in its place
+ * so the server still gets exactly one. Returns the first error. */
+static int send_answer(volt_client *c, uint64_t id, const struct answer_out *a)
+{
+    int rc = a->ok ? send_reply_ok(c, id, &a->data)
+                   : send_reply_fail_name(c, id, a->code_name, a->message);
+    if (rc < 0 && rc != VOLT_E_BROKER_GONE) {
+        char why[400];
+        snprintf(why, sizeof why, "handler reply could not be sent: %s (%.300s)", volt_strerror(rc),
+                 c->errstr);
+        send_reply_fail(c, id, VOLT_E_HANDLER_ERROR, why);
+    }
+    return rc;
+}
+
+/* An answer queued by another thread: one allocation, data and strings
+ * after the struct. */
+struct volt__xanswer {
+    struct volt__xanswer *next;
+    struct volt_call *call;
+    bool ok;
+    uint32_t data_len;
+    char *code_name; /* !ok */
+    char *message;   /* may be NULL */
+    uint8_t data[];
+};
+
+static struct volt__xanswer *xanswer_new(struct volt_call *call, const struct answer_out *a)
+{
+    size_t dn = a->ok && a->data.ptr ? a->data.len : 0;
+    size_t cn = a->ok ? 0 : strlen(a->code_name) + 1;
+    size_t mn = !a->ok && a->message ? strnlen(a->message, 4096) + 1 : 0;
+    struct volt__xanswer *x = malloc(sizeof *x + dn + cn + mn);
+    if (!x)
+        return NULL;
+    memset(x, 0, sizeof *x);
+    x->call = call;
+    x->ok = a->ok;
+    x->data_len = (uint32_t)dn;
+    char *p = (char *)x->data + dn;
+    if (dn)
+        memcpy(x->data, a->data.ptr, dn);
+    if (cn) {
+        memcpy(p, a->code_name, cn);
+        x->code_name = p;
+        p += cn;
+    }
+    if (mn) {
+        memcpy(p, a->message, mn - 1);
+        p[mn - 1] = '\0';
+        x->message = p;
+    }
+    return x;
+}
+
+void volt__drain_answers(volt_client *c)
+{
+    struct volt__hub *hub = c->hub;
+    pthread_mutex_lock(&hub->lock);
+    struct volt__xanswer *x = hub->head;
+    hub->head = hub->tail = NULL;
+    pthread_mutex_unlock(&hub->lock);
+    while (x) {
+        struct volt__xanswer *next = x->next;
+        struct volt_call *call = x->call;
+        /* Detached since it was queued (session lost, client freed): the
+         * broker has answered the server already. */
+        if (call->client == c && volt__alive(c) && volt__has_socket(c)) {
+            volt__enter(c);
+            call_unlink(call);
+            struct answer_out a = {
+                x->ok, {x->data_len ? x->data : NULL, x->data_len}, x->code_name, x->message};
+            int rc = send_answer(c, call->id, &a);
+            if (rc < 0 && rc != VOLT_E_BROKER_GONE)
+                volt__emit_error(c, rc, "answer to call %llu (%s) from another thread: %s",
+                                 (unsigned long long)call->id, call->command, c->errstr);
+            volt__leave(c, 0);
+        } else {
+            call_unlink(call);
+        }
+        call_unref(call);
+        free(x);
+        x = next;
+    }
+}
+
 enum answer_kind { ANSWER_DATA, ANSWER_JSON, ANSWER_FAIL };
+
+/* Turns what the user gave into an answer. Errors (bad data, bad code)
+ * become a HandlerError answer saying why, and are returned: the call is
+ * answered either way. jdoc/jbuf: scratch (the client's on its thread, a
+ * local one on another). */
+static int prepare_answer(enum answer_kind kind, const void *data, size_t len, const char *json,
+                          const char *code_name, const char *message, struct proto_json_doc *jdoc,
+                          struct proto_buf *jbuf, struct answer_out *a, char *why, size_t why_size)
+{
+    memset(a, 0, sizeof *a);
+    int rc = 0;
+    why[0] = '\0';
+    switch (kind) {
+    case ANSWER_FAIL:
+        a->code_name = code_name;
+        a->message = message;
+        return 0;
+    case ANSWER_JSON:
+        a->ok = true;
+        if (!json)
+            return 0;
+        {
+            struct proto_json_opts opts;
+            memset(&opts, 0, sizeof opts);
+            opts.bin = PROTO_JSON_BIN_MARKER;
+            struct proto_json_error err;
+            memset(&err, 0, sizeof err);
+            proto_buf_reset(jbuf);
+            rc = proto_json_to_msgpack(jdoc, json, strlen(json), jbuf, &opts, &err);
+            if (rc == 0) {
+                a->data = (struct proto_span){jbuf->data, (uint32_t)jbuf->len};
+                return 0;
+            }
+            snprintf(why, why_size, "invalid JSON: %s", err.text[0] ? err.text : volt_strerror(rc));
+            rc = rc == PROTO_E_BAD_FRAME ? VOLT_E_BAD_REQUEST : rc;
+        }
+        break;
+    case ANSWER_DATA:
+        a->ok = true;
+        if (!data || !len)
+            return 0;
+        if (len > PROTO_HARD_MAX_FRAME) {
+            snprintf(why, why_size, "value of %zu bytes is larger than any frame", len);
+            rc = VOLT_E_FRAME_TOO_LARGE;
+            break;
+        }
+        {
+            struct proto_limits limits;
+            proto_limits_default(&limits);
+            size_t used = 0;
+            const char *bad = NULL;
+            if (proto_mp_validate(data, len, &limits, &used, &bad) < 0) {
+                snprintf(why, why_size, "payload is not valid msgpack: %s", bad ? bad : "?");
+                rc = VOLT_E_BAD_REQUEST;
+            } else if (used != len) {
+                snprintf(why, why_size, "payload has %zu bytes after its msgpack value",
+                         len - used);
+                rc = VOLT_E_BAD_REQUEST;
+            } else {
+                a->data = (struct proto_span){data, (uint32_t)len};
+                return 0;
+            }
+        }
+        break;
+    }
+    /* The server must still get exactly one answer. */
+    a->ok = false;
+    a->code_name = volt_err_name(VOLT_E_HANDLER_ERROR);
+    a->message = why;
+    return rc;
+}
+
+/* Marks the call answered (once); false when it already was. */
+static bool claim(struct volt_call *call, volt_client **client, bool *gone)
+{
+    pthread_mutex_lock(&call->hub->lock);
+    bool first = !call->answered;
+    call->answered = true;
+    *client = call->client;
+    *gone = call->hub->client_gone;
+    pthread_mutex_unlock(&call->hub->lock);
+    return first;
+}
+
+/* The answer from a thread other than the call's: encode here, queue for
+ * the client's thread, wake it. */
+static int answer_queued(volt_call *call, enum answer_kind kind, const void *data, size_t len,
+                         const char *json, const char *code_name, const char *message)
+{
+    struct proto_json_doc jdoc;
+    struct proto_buf jbuf = PROTO_BUF_INIT;
+    proto_json_doc_init(&jdoc);
+    struct answer_out a;
+    char why[300];
+    int rc = prepare_answer(kind, data, len, json, code_name, message, &jdoc, &jbuf, &a, why,
+                            sizeof why);
+    struct volt__xanswer *x = xanswer_new(call, &a);
+    proto_json_doc_free(&jdoc);
+    proto_buf_free(&jbuf);
+
+    struct volt__hub *hub = call->hub;
+    pthread_mutex_lock(&hub->lock);
+    bool attached = call->client && !hub->client_gone;
+    if (attached && x) {
+        x->next = NULL;
+        if (hub->tail)
+            hub->tail->next = x;
+        else
+            hub->head = x;
+        hub->tail = x;
+        uint64_t one = 1;
+        (void)!write(hub->wake_fd, &one, sizeof one);
+    }
+    pthread_mutex_unlock(&hub->lock);
+    if (attached && x)
+        return rc; /* the queue owns the call's last reference now */
+    free(x);
+    if (attached) {
+        /* Out of memory: the call stays on the client's list, the broker
+         * answers HandlerTimeout in the end, and the client drops it when
+         * it detaches its calls. */
+        pthread_mutex_lock(&hub->lock);
+        call->abandoned = true;
+        pthread_mutex_unlock(&hub->lock);
+        return VOLT_E_NOMEM;
+    }
+    call_unref(call);
+    return VOLT_E_BROKER_GONE;
+}
 
 /* The one path of every answer: exactly one reply goes out (or none when
  * detached), the call is consumed. */
 static int call_answer(volt_call *call, enum answer_kind kind, const void *data, size_t len,
-                       const char *json, int code, const char *message)
+                       const char *json, const char *code_name, const char *message)
 {
     if (!call)
         return VOLT_E_BAD_REQUEST;
-    if (call->answered)
+    volt_client *c;
+    bool gone;
+    if (!claim(call, &c, &gone))
         return VOLT_E_BAD_REQUEST; /* only visible while the handler still runs */
-    call->answered = true;
-    volt_client *c = call->client;
+    if (!pthread_equal(pthread_self(), call->thread)) {
+        if (!c || gone) {
+            call_unref(call);
+            return VOLT_E_BROKER_GONE;
+        }
+        return answer_queued(call, kind, data, len, json, code_name, message);
+    }
     int rc = VOLT_E_BROKER_GONE;
     if (c && volt__alive(c) && volt__has_socket(c)) {
         volt__enter(c);
         call_unlink(call);
-        struct proto_span span = {data, (uint32_t)len};
-        switch (kind) {
-        case ANSWER_JSON:
-            rc = json ? volt__json_in(c, json, &span) : 0;
-            if (!json)
-                span.ptr = NULL;
-            break;
-        case ANSWER_DATA:
-            rc = (data && len) ? volt__check_msgpack(c, data, len) : 0;
-            break;
-        case ANSWER_FAIL:
-            rc = 0;
-            break;
-        }
-        if (rc == 0) {
-            rc = kind == ANSWER_FAIL ? send_reply_fail(c, call->id, code, message)
-                                     : send_reply_ok(c, call->id, &span);
-        }
-        if (rc < 0 && rc != VOLT_E_BROKER_GONE) {
-            /* The server must still get exactly one answer. */
-            char why[400];
-            snprintf(why, sizeof why, "handler reply could not be sent: %s (%s)", volt_strerror(rc),
-                     c->errstr);
-            send_reply_fail(c, call->id, VOLT_E_HANDLER_ERROR, why);
-        }
+        struct answer_out a;
+        char why[300];
+        rc = prepare_answer(kind, data, len, json, code_name, message, &c->jdoc, &c->jbuf, &a, why,
+                            sizeof why);
+        if (rc < 0)
+            volt__set_error(c, "%s", why);
+        int src = send_answer(c, call->id, &a);
+        if (rc == 0)
+            rc = src;
         volt__leave(c, 0);
     } else {
         call_unlink(call);
@@ -503,19 +756,33 @@ static int call_answer(volt_call *call, enum answer_kind kind, const void *data,
 
 int volt_call_reply(volt_call *call, const void *data, size_t len)
 {
-    return call_answer(call, ANSWER_DATA, data, len, NULL, 0, NULL);
+    return call_answer(call, ANSWER_DATA, data, len, NULL, NULL, NULL);
 }
 
 int volt_call_reply_json(volt_call *call, const char *json_data)
 {
-    return call_answer(call, ANSWER_JSON, NULL, 0, json_data, 0, NULL);
+    return call_answer(call, ANSWER_JSON, NULL, 0, json_data, NULL, NULL);
 }
 
 int volt_call_fail(volt_call *call, int code, const char *message)
 {
     if (code >= 0)
         code = VOLT_E_HANDLER_ERROR;
-    return call_answer(call, ANSWER_FAIL, NULL, 0, NULL, code, message);
+    return call_answer(call, ANSWER_FAIL, NULL, 0, NULL, volt_err_name(code), message);
+}
+
+int volt_call_fail_code(volt_call *call, const char *code, const char *message)
+{
+    if (code && proto_name_valid((const uint8_t *)code, strlen(code), 64))
+        return call_answer(call, ANSWER_FAIL, NULL, 0, NULL, code, message);
+    /* The call is consumed all the same, with a HandlerError that says why. */
+    char why[300];
+    snprintf(why, sizeof why, "handler failed with an unusable error code (%s)%s%.200s",
+             code ? "not 1..64 bytes of UTF-8 without control characters" : "none",
+             message ? ": " : "", message ? message : "");
+    int rc =
+        call_answer(call, ANSWER_FAIL, NULL, 0, NULL, volt_err_name(VOLT_E_HANDLER_ERROR), why);
+    return rc == VOLT_E_BAD_REQUEST || rc == 0 ? VOLT_E_BAD_REQUEST : rc;
 }
 
 const char *volt_call_command(const volt_call *call)
@@ -584,12 +851,17 @@ static void on_call(volt_client *c, const struct proto_msg *m)
     if (m->command.len)
         memcpy(call->command, m->command.ptr, m->command.len);
     call->command[m->command.len] = '\0';
+    call->thread = pthread_self();
+    call->hub = c->hub;
+    pthread_mutex_lock(&c->hub->lock);
+    c->hub->refs++;
     call->refs = 2;
     call->client = c;
     call->next = c->calls;
     if (c->calls)
         c->calls->prev = call;
     c->calls = call;
+    pthread_mutex_unlock(&c->hub->lock);
 
     volt_handler_cb *cb = h->cb;
     void *privdata = h->privdata;
@@ -631,28 +903,31 @@ static void on_result(volt_client *c, const struct proto_msg *m)
     strs_free(&s);
 }
 
+/* An error frame never completes a request (PROTOCOL.md, "Results and
+ * errors"): a problem with a request comes back as its result. The frame
+ * is about something that has no result (a reply, an emit without id, a
+ * frame the broker could not read): it goes to the error callback, with
+ * the op and id it is about when the broker says. */
 static void on_error_frame(volt_client *c, const struct proto_msg *m)
 {
     struct strs s;
     strs_init(&s);
     const char *name = strs_put(&s, &m->code);
     const char *message = strs_put(&s, &m->message);
+    const char *about = strs_field(&s, m, PROTO_F_ABOUT, &m->about);
     int code = proto_error_from_name(name, strlen(name));
-    struct volt__req *r = proto_msg_has(m, PROTO_F_ID) ? volt__reqs_take(&c->reqs, m->id) : NULL;
-    if (r) {
-        struct answer a;
-        memset(&a, 0, sizeof a);
-        a.code = code < 0 ? code : VOLT_E_INTERNAL;
-        a.code_name = name;
-        a.message = message;
-        complete(c, r, &a);
-    } else if (code == VOLT_E_VERSION_MISMATCH && c->state == VOLT__HELLO) {
+    char where[96] = "";
+    if (about && proto_msg_has(m, PROTO_F_ID))
+        snprintf(where, sizeof where, " (about %s %llu)", about, (unsigned long long)m->id);
+    else if (about)
+        snprintf(where, sizeof where, " (about %s)", about);
+    if (code == VOLT_E_VERSION_MISMATCH && c->state == VOLT__HELLO) {
         c->flags |= VOLT__FATAL;
         volt__connection_lost(c, code, message);
     } else if (code < 0) {
-        volt__emit_error(c, code, "%s", message);
+        volt__emit_error(c, code, "%s%s", message, where);
     } else {
-        volt__emit_error(c, VOLT_E_INTERNAL, "%s: %s", name, message);
+        volt__emit_error(c, VOLT_E_INTERNAL, "%s: %s%s", name, message, where);
     }
     strs_free(&s);
 }
@@ -666,6 +941,42 @@ static void set_state(volt_client *c, const struct proto_msg *m)
     if (n)
         memcpy(c->upstream_state, m->state.ptr, n);
     c->upstream_state[n] = '\0';
+}
+
+/* Copies a span into a fixed buffer, cut to fit. */
+static void copy_span(char *dst, size_t size, const struct proto_span *sp)
+{
+    size_t n = sp->len < size - 1 ? sp->len : size - 1;
+    if (n)
+        memcpy(dst, sp->ptr, n);
+    dst[n] = '\0';
+}
+
+/* Records the upstream's latest error (welcome code/message, event error). */
+static void set_upstream_error(volt_client *c, const struct proto_msg *m)
+{
+    if (!proto_msg_has(m, PROTO_F_CODE))
+        return;
+    char name[64];
+    copy_span(name, sizeof name, &m->code);
+    int code = proto_error_from_name(name, strlen(name));
+    c->upstream_code = code < 0 ? code : VOLT_E_INTERNAL;
+    if (proto_msg_has(m, PROTO_F_MESSAGE))
+        copy_span(c->upstream_message, sizeof c->upstream_message, &m->message);
+    else
+        snprintf(c->upstream_message, sizeof c->upstream_message, "%s", volt_strerror(code));
+}
+
+struct rearm {
+    volt_client *c;
+    int64_t deadline;
+};
+
+static void rearm_one(struct volt__req *r, void *arg)
+{
+    struct rearm *a = arg;
+    if ((r->flags & VOLT__R_BROKER_TIMEOUT) && r->deadline == VOLT__NO_DEADLINE)
+        volt__reqs_set_deadline(&a->c->reqs, r, a->deadline);
 }
 
 static void on_welcome(volt_client *c, const struct proto_msg *m)
@@ -689,13 +1000,33 @@ static void on_welcome(volt_client *c, const struct proto_msg *m)
     c->broker_name[n] = '\0';
     set_state(c, m);
     c->ready = strcmp(c->upstream_state, "ready") == 0;
+    if (proto_msg_has(m, PROTO_F_REASON))
+        copy_span(c->upstream_reason, sizeof c->upstream_reason, &m->reason);
+    if (proto_msg_has(m, PROTO_F_TEAM_CLUSTER_ID))
+        copy_span(c->team_cluster_id, sizeof c->team_cluster_id, &m->team_cluster_id);
+    set_upstream_error(c, m);
+    c->broker_timeout_ms =
+        proto_msg_has(m, PROTO_F_TIMEOUT_MS) && m->timeout_ms && m->timeout_ms <= UINT32_MAX
+            ? (uint32_t)m->timeout_ms
+            : 0;
+    c->broker_max_timeout_ms =
+        proto_msg_has(m, PROTO_F_MAX_TIMEOUT_MS) && m->max_timeout_ms <= UINT32_MAX
+            ? (uint32_t)m->max_timeout_ms
+            : 0;
     c->state = VOLT__SESSION;
     c->conn_deadline = VOLT__NO_DEADLINE;
     c->backoff_attempt = 0;
     c->errstr[0] = '\0';
+    /* Commands sent before the welcome on the broker's commandTimeout get
+     * their local deadline now: the broker reads them after this hello, so
+     * its clock for them starts no earlier than ours does here. */
+    struct rearm a = {c, volt__now_ms() + volt__broker_timeout(c) + c->opts.timeout_grace_ms};
+    volt__reqs_each(&c->reqs, rearm_one, &a);
     volt__session_started(c);
     if (volt__alive(c) && c->state == VOLT__SESSION && c->on_broker)
         c->on_broker(c, 1, c->on_broker_data);
+    if (volt__alive(c) && c->state == VOLT__SESSION)
+        volt__connect_check(c);
 }
 
 static void on_event(volt_client *c, const struct proto_msg *m)
@@ -704,19 +1035,29 @@ static void on_event(volt_client *c, const struct proto_msg *m)
     struct strs s;
     strs_init(&s);
     const char *event = strs_put(&s, &m->event);
+    uint64_t gen = c->conn_gen;
     if (strcmp(event, "connected") == 0) {
         c->ready = true;
+        c->connected_seen = true;
+        c->upstream_code = 0;
+        c->upstream_message[0] = '\0';
+        c->upstream_reason[0] = '\0';
+        if (proto_msg_has(m, PROTO_F_TEAM_CLUSTER_ID))
+            copy_span(c->team_cluster_id, sizeof c->team_cluster_id, &m->team_cluster_id);
         if (c->on_connected)
             c->on_connected(c, c->on_connected_data);
     } else if (strcmp(event, "disconnected") == 0) {
         c->ready = false;
+        c->connected_seen = false;
         const char *reason = strs_field(&s, m, PROTO_F_REASON, &m->reason);
+        snprintf(c->upstream_reason, sizeof c->upstream_reason, "%s", reason ? reason : "");
         if (c->on_disconnected)
             c->on_disconnected(c, reason ? reason : "", c->on_disconnected_data);
     } else if (strcmp(event, "error") == 0) {
         const char *name = strs_field(&s, m, PROTO_F_CODE, &m->code);
         const char *message = strs_field(&s, m, PROTO_F_MESSAGE, &m->message);
         int code = name ? proto_error_from_name(name, strlen(name)) : 0;
+        set_upstream_error(c, m);
         if (code < 0)
             volt__emit_error(c, code, "%s", message ? message : volt_strerror(code));
         else
@@ -725,6 +1066,8 @@ static void on_event(volt_client *c, const struct proto_msg *m)
     }
     /* Unknown events come from a newer broker: ignored. */
     strs_free(&s);
+    if (volt__alive(c) && gen == c->conn_gen && c->state == VOLT__SESSION)
+        volt__connect_check(c);
 }
 
 static void on_message(volt_client *c, const struct proto_msg *m)

@@ -247,6 +247,30 @@ void fb_welcome(struct fb *fb, const char *state)
     fb_send(fb, &w);
 }
 
+void fb_welcome_msg(struct fb *fb, struct proto_msg *w)
+{
+    w->op = PROTO_OP_WELCOME;
+    if (!proto_msg_has(w, PROTO_F_VERSION)) {
+        w->fields |= PROTO_F_VERSION;
+        w->version = 2;
+    }
+    if (!proto_msg_has(w, PROTO_F_MAX_FRAME)) {
+        w->fields |= PROTO_F_MAX_FRAME;
+        w->max_frame = PROTO_DEFAULT_MAX_FRAME;
+    }
+    if (!proto_msg_has(w, PROTO_F_NAME)) {
+        w->fields |= PROTO_F_NAME;
+        w->name = proto_span_str("fake-broker/0.0.2", 17);
+    }
+    fb_send(fb, w);
+}
+
+void fb_event_msg(struct fb *fb, struct proto_msg *e)
+{
+    e->op = PROTO_OP_EVENT;
+    fb_send(fb, e);
+}
+
 void fb_handshake(struct fb *fb, const char *state)
 {
     if (!fb_accept(fb, 3000))

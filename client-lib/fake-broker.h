@@ -55,6 +55,12 @@ void fb_encode(struct proto_buf *out, const struct proto_msg *m);
 /* accept + expect hello (checks the versions) + welcome with `state`. */
 void fb_handshake(struct fb *fb, const char *state);
 void fb_welcome(struct fb *fb, const char *state);
+/* A welcome with what the test set in *w (v2 fields: timeout_ms,
+ * team_cluster_id, code/message, ...); version, max_frame and name are
+ * filled in when absent. */
+void fb_welcome_msg(struct fb *fb, struct proto_msg *w);
+/* An `event` with whatever fields the test set in *e (op is set here). */
+void fb_event_msg(struct fb *fb, struct proto_msg *e);
 /* Answers request `id` with ok and raw data (NULL: none). */
 void fb_result_ok(struct fb *fb, uint64_t id, const void *data, size_t len);
 void fb_result_err(struct fb *fb, uint64_t id, const char *code, const char *message);

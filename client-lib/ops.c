@@ -91,6 +91,16 @@ static int command_impl(volt_client *c, const char *command, const struct proto_
                         void *privdata, uint64_t *id)
 {
     uint32_t t = timeout_ms ? timeout_ms : c->opts.command_timeout_ms;
+    int64_t local = 0;
+    if (t) {
+        local = (int64_t)t + c->opts.timeout_grace_ms;
+    } else {
+        /* No timeout: the broker's commandTimeout applies, and our deadline
+         * follows it (set at the welcome when it is not known yet). */
+        flags |= VOLT__R_BROKER_TIMEOUT;
+        if (c->state == VOLT__SESSION)
+            local = (int64_t)volt__broker_timeout(c) + c->opts.timeout_grace_ms;
+    }
     struct proto_msg m;
     memset(&m, 0, sizeof m);
     m.op = PROTO_OP_REQUEST;
@@ -104,7 +114,6 @@ static int command_impl(volt_client *c, const char *command, const struct proto_
         m.fields |= PROTO_F_TIMEOUT_MS;
         m.timeout_ms = t;
     }
-    int64_t local = t ? (int64_t)t + c->opts.timeout_grace_ms : 0;
     return volt__request(c, &m, kind, flags, local, cb, privdata, id);
 }
 
@@ -199,7 +208,7 @@ int volt_send_command_json_sync(volt_client *c, const char *command, const char 
 /* ------------------------------------------------------------------ */
 
 static int emit_impl(volt_client *c, const char *type, const struct proto_span *data,
-                     volt_result_cb *cb, void *privdata, bool acked)
+                     unsigned flags, volt_result_cb *cb, void *privdata, bool acked)
 {
     struct proto_msg m;
     memset(&m, 0, sizeof m);
@@ -210,6 +219,10 @@ static int emit_impl(volt_client *c, const char *type, const struct proto_span *
         m.fields |= PROTO_F_DATA;
         m.data = *data;
     }
+    if (flags & VOLT_EMIT_VOLATILE) {
+        m.fields |= PROTO_F_VOLATILE;
+        m.is_volatile = true;
+    }
     if (!acked)
         return volt__send(c, &m);
     return volt__request(c, &m, VOLT__K_RESULT, 0, c->opts.local_timeout_ms, (void (*)(void))cb,
@@ -217,8 +230,8 @@ static int emit_impl(volt_client *c, const char *type, const struct proto_span *
 }
 
 static int emit_common(volt_client *c, const char *type, const void *data, size_t len,
-                       const char *json, bool is_json, volt_result_cb *cb, void *privdata,
-                       bool acked)
+                       const char *json, bool is_json, unsigned flags, volt_result_cb *cb,
+                       void *privdata, bool acked)
 {
     if (!volt__alive(c))
         return VOLT_E_BROKER_GONE;
@@ -228,28 +241,43 @@ static int emit_common(volt_client *c, const char *type, const void *data, size_
     if (!valid_str(type)) {
         volt__set_error(c, "message type must be a non-empty string");
         rc = VOLT_E_BAD_REQUEST;
+    } else if (flags & ~VOLT_EMIT_VOLATILE) {
+        volt__set_error(c, "unknown emit flags 0x%x", flags & ~VOLT_EMIT_VOLATILE);
+        rc = VOLT_E_BAD_REQUEST;
     }
     if (rc == 0)
         rc = is_json ? json_span(c, json, &sp) : payload_span(c, data, len, &sp);
     if (rc == 0)
-        rc = emit_impl(c, type, &sp, cb, privdata, acked);
+        rc = emit_impl(c, type, &sp, flags, cb, privdata, acked);
     return volt__leave(c, rc);
 }
 
 int volt_emit(volt_client *c, const char *type, const void *data, size_t len)
 {
-    return emit_common(c, type, data, len, NULL, false, NULL, NULL, false);
+    return emit_common(c, type, data, len, NULL, false, 0, NULL, NULL, false);
 }
 
 int volt_emit_json(volt_client *c, const char *type, const char *json_data)
 {
-    return emit_common(c, type, NULL, 0, json_data, true, NULL, NULL, false);
+    return emit_common(c, type, NULL, 0, json_data, true, 0, NULL, NULL, false);
 }
 
 int volt_emit_acked(volt_client *c, const char *type, const void *data, size_t len,
                     volt_result_cb *cb, void *privdata)
 {
-    return emit_common(c, type, data, len, NULL, false, cb, privdata, true);
+    return emit_common(c, type, data, len, NULL, false, 0, cb, privdata, true);
+}
+
+int volt_emit_ex(volt_client *c, const char *type, const void *data, size_t len, unsigned flags,
+                 volt_result_cb *cb, void *privdata)
+{
+    return emit_common(c, type, data, len, NULL, false, flags, cb, privdata, cb != NULL);
+}
+
+int volt_emit_json_ex(volt_client *c, const char *type, const char *json_data, unsigned flags,
+                      volt_result_cb *cb, void *privdata)
+{
+    return emit_common(c, type, NULL, 0, json_data, true, flags, cb, privdata, cb != NULL);
 }
 
 /* ------------------------------------------------------------------ */

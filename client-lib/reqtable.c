@@ -242,6 +242,26 @@ int64_t volt__reqs_next_deadline(const struct volt__reqs *t)
     return t->heap_len ? t->heap[0]->deadline : VOLT__NO_DEADLINE;
 }
 
+int volt__reqs_set_deadline(struct volt__reqs *t, struct volt__req *r, int64_t deadline)
+{
+    heap_remove(t, r);
+    r->deadline = deadline;
+    if (deadline == VOLT__NO_DEADLINE)
+        return 0;
+    if (heap_push(t, r) < 0) {
+        r->deadline = VOLT__NO_DEADLINE;
+        return -ENOMEM;
+    }
+    return 0;
+}
+
+void volt__reqs_each(struct volt__reqs *t, void (*fn)(struct volt__req *r, void *arg), void *arg)
+{
+    for (size_t i = 0; t->slots && i <= t->mask; i++)
+        if (t->slots[i])
+            fn(t->slots[i], arg);
+}
+
 static int by_id(const void *a, const void *b)
 {
     const struct volt__req *x = *(struct volt__req *const *)a;

@@ -57,6 +57,12 @@ struct volt__req *volt__reqs_take(struct volt__reqs *t, uint64_t id);
 struct volt__req *volt__reqs_take_expired(struct volt__reqs *t, int64_t now);
 /* Earliest deadline, VOLT__NO_DEADLINE when none. */
 int64_t volt__reqs_next_deadline(const struct volt__reqs *t);
+/* Gives r (in the table) a new deadline (VOLT__NO_DEADLINE: none).
+ * 0, or -ENOMEM (r is then left without a deadline). */
+int volt__reqs_set_deadline(struct volt__reqs *t, struct volt__req *r, int64_t deadline);
+/* Calls fn for every request in the table, in no particular order. fn may
+ * change deadlines but must not insert or take requests. */
+void volt__reqs_each(struct volt__reqs *t, void (*fn)(struct volt__req *r, void *arg), void *arg);
 /* Empties the table; returns its requests linked by `next` in id order. */
 struct volt__req *volt__reqs_take_all(struct volt__reqs *t);
 static inline size_t volt__reqs_count(const struct volt__reqs *t)

@@ -50,9 +50,17 @@ int volt_err_from_name(const char *name)
     return name ? proto_error_from_name(name, strlen(name)) : 0;
 }
 
+/* The header is the one source of the version: CMake reads the
+ * library's VERSION (libvoltclient.so.1.0.0), the .pc and the package
+ * config version from it. */
 const char *volt_version(void)
 {
-    return VOLT_CLIENT_VERSION;
+    return VOLT_VERSION_STRING;
+}
+
+int volt_version_number(void)
+{
+    return VOLT_VERSION_NUMBER;
 }
 
 void volt_free(void *p)

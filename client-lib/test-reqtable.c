@@ -71,6 +71,44 @@ static void test_deadline_order(void **state)
     volt__reqs_destroy(&t);
 }
 
+static void set_later(struct volt__req *r, void *arg)
+{
+    struct volt__reqs *t = arg;
+    if (r->id % 2 == 0)
+        assert_int_equal(volt__reqs_set_deadline(t, r, 2000 + (int64_t)r->id), 0);
+}
+
+/* Deadlines given later (the broker's default timeout, known at welcome). */
+static void test_set_deadline(void **state)
+{
+    struct volt__reqs t;
+    volt__reqs_init(&t);
+    for (uint64_t id = 1; id <= 50; id++)
+        add(&t, id, id % 2 ? (int64_t)id : VOLT__NO_DEADLINE);
+    volt__reqs_each(&t, set_later, &t);
+    /* Odd ids keep theirs, even ids now expire after every odd one. */
+    int64_t last = -1;
+    uint64_t n = 0;
+    struct volt__req *r;
+    while ((r = volt__reqs_take_expired(&t, 5000))) {
+        assert_true(r->deadline >= last);
+        assert_int_equal(r->deadline, r->id % 2 ? (int64_t)r->id : 2000 + (int64_t)r->id);
+        if (n < 25)
+            assert_int_equal(r->id % 2, 1);
+        last = r->deadline;
+        n++;
+        volt__reqs_release(&t, r);
+    }
+    assert_int_equal(n, 50);
+    /* And taken away again. */
+    r = add(&t, 77, 10);
+    assert_int_equal(volt__reqs_set_deadline(&t, r, VOLT__NO_DEADLINE), 0);
+    assert_int_equal(volt__reqs_next_deadline(&t), VOLT__NO_DEADLINE);
+    assert_ptr_equal(volt__reqs_take(&t, 77), r);
+    volt__reqs_release(&t, r);
+    volt__reqs_destroy(&t);
+}
+
 static void test_remove_middle_keeps_heap(void **state)
 {
     struct volt__reqs t;
@@ -156,6 +194,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_take_any_order),
         cmocka_unit_test(test_deadline_order),
+        cmocka_unit_test(test_set_deadline),
         cmocka_unit_test(test_remove_middle_keeps_heap),
         cmocka_unit_test(test_take_all_in_id_order),
         cmocka_unit_test(test_recycles_and_collisions),

@@ -82,9 +82,13 @@ static int make_room(struct proto_reader *r, size_t need)
         snprintf(r->err, sizeof r->err, "out of memory growing the read buffer");
         return set_fatal(r, PROTO_E_NOMEM);
     }
-    size_t cap = r->cap ? r->cap : READER_MIN_SPACE;
-    while (cap - r->end < need)
-        cap *= 2;
+    /* Double while small; past READER_IDLE_MAX take exactly what is
+     * asked: a big frame (see proto_reader_space) gets a buffer of its
+     * own size plus one read, not the next power of two (a 16 MiB frame
+     * would otherwise hold 32, and that is what its client is charged). */
+    size_t cap = r->cap ? r->cap * 2 : READER_MIN_SPACE;
+    if (r->cap >= READER_IDLE_MAX || cap - r->end < need || cap < r->end)
+        cap = r->end + need;
     uint8_t *p = realloc(r->buf, cap);
     if (!p) {
         snprintf(r->err, sizeof r->err, "out of memory growing the read buffer to %zu bytes", cap);
@@ -115,6 +119,16 @@ int proto_reader_space(struct proto_reader *r, size_t hint, void **ptr, size_t *
         return r->fatal;
     if (hint == 0)
         hint = READER_MIN_SPACE;
+    /* Inside a frame whose length is known: room for all of its rest at
+     * once (one allocation, and nothing beyond the frame). */
+    size_t avail = r->end - r->start;
+    if (avail >= PROTO_LENGTH_PREFIX) {
+        const uint8_t *p = r->buf + r->start;
+        uint32_t n = (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+        size_t total = (size_t)PROTO_LENGTH_PREFIX + n;
+        if (n <= r->limits.max_frame && avail < total && total - avail > hint)
+            hint = total - avail;
+    }
     int rc = make_room(r, hint);
     if (rc < 0)
         return rc;

@@ -174,6 +174,48 @@ static void test_every_pair_of_split_points(void **state)
 }
 
 /* Zero-copy feeding with space/commit, in uneven reads. */
+/* A big frame read in socket-sized pieces: the buffer grows once to the
+ * frame's own size, never to the next power of two (a 16 MiB frame must
+ * not hold 32 MiB while it arrives: that is what a client is charged). */
+static void test_big_frame_buffer_is_frame_sized(void **state)
+{
+    (void)state;
+    const uint32_t body = 16u * 1024 * 1024 - 64;
+    struct proto_limits lim = {.max_frame = 16u * 1024 * 1024};
+    struct proto_reader *r = proto_reader_new(&lim);
+    /* {"op": bin32(body - 9)} */
+    uint8_t head[] = {(uint8_t)(body >> 24), (uint8_t)(body >> 16), (uint8_t)(body >> 8),
+                      (uint8_t)body, 0x81, 0xa2, 'o', 'p', 0xc6, 0, 0, 0, 0};
+    uint32_t bin = body - 9;
+    head[9] = (uint8_t)(bin >> 24);
+    head[10] = (uint8_t)(bin >> 16);
+    head[11] = (uint8_t)(bin >> 8);
+    head[12] = (uint8_t)bin;
+    size_t total = 4 + body, pos = 0, max_cap = 0;
+    struct proto_span f;
+    while (pos < total) {
+        void *p;
+        size_t room;
+        assert_int_equal(proto_reader_space(r, 65536, &p, &room), 0);
+        size_t n = room < 65536 ? room : 65536;
+        if (n > total - pos)
+            n = total - pos;
+        for (size_t i = 0; i < n; i++)
+            ((uint8_t *)p)[i] = pos + i < sizeof(head) ? head[pos + i] : 0x5a;
+        proto_reader_commit(r, n);
+        pos += n;
+        if (proto_reader_capacity(r) > max_cap)
+            max_cap = proto_reader_capacity(r);
+        if (pos < total)
+            assert_int_equal(proto_reader_next(r, &f), 0);
+    }
+    assert_int_equal(proto_reader_next(r, &f), 1);
+    assert_int_equal(f.len, body);
+    if (max_cap > total + 65536)
+        fail_msg("the buffer grew to %zu bytes for a frame of %zu", max_cap, total);
+    proto_reader_free(r);
+}
+
 static void test_space_commit(void **state)
 {
     struct proto_buf s = PROTO_BUF_INIT;
@@ -427,6 +469,7 @@ int main(void)
         cmocka_unit_test(test_every_split_point),
         cmocka_unit_test(test_every_pair_of_split_points),
         cmocka_unit_test(test_space_commit),
+        cmocka_unit_test(test_big_frame_buffer_is_frame_sized),
         cmocka_unit_test(test_compaction_reuses_buffer),
         cmocka_unit_test(test_max_frame),
         cmocka_unit_test(test_limits_depth_elements),

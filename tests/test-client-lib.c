@@ -1,6 +1,10 @@
 /* libvoltclient end to end: the TypeScript client's API in C, against a
  * real volt-broker and the real socket.io dev server. Includes the broker
- * restarting under a connected client. */
+ * restarting under a connected client, the README's first program against
+ * a broker that has just started, connect returning the upstream's own
+ * error, the broker's commandTimeout, answers from worker threads, and
+ * each loop adapter (libuv, libevent, sd-event). */
+#include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -13,6 +17,9 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <volt/adapters/libevent.h>
+#include <volt/adapters/libuv.h>
+#include <volt/adapters/sd-event.h>
 #include <volt/client.h>
 
 #include "harness.h"
@@ -31,7 +38,15 @@ static int setup(void **state)
     (void)state;
     if (h_server_start(&server, NULL) < 0 || h_broker_start(&broker, &server, config, NULL) < 0)
         return -1;
-    return h_wait_state(broker.sock, "ready", 15000);
+    return h_wait_state(broker.sock, "ready", h_slack_ms(15000));
+}
+
+/* The dev server only: the test starts the broker itself. */
+static int setup_server(void **state)
+{
+    (void)state;
+    memset(&broker, 0, sizeof broker);
+    return h_server_start(&server, NULL);
 }
 
 static int teardown(void **state)
@@ -77,6 +92,9 @@ static void test_connect_and_send_command(void **state)
     assert_int_equal(volt_client_is_ready(c), 1);
     assert_non_null(strstr(volt_client_broker_name(c), "volt-broker/"));
     assert_string_equal(volt_client_upstream_state(c), "ready");
+    /* Protocol v2: known from welcome/connected, no round trip. */
+    assert_string_equal(volt_client_team_cluster_id(c), "cluster-dev");
+    assert_int_equal(volt_client_command_timeout_ms(c), 30000);
 
     assert_int_equal(volt_send_command_json_sync(c, "echo", "{\"n\":9007199254740991}", 5000, &r),
                      0);
@@ -355,6 +373,327 @@ static void test_broker_restart(void **state)
     volt_client_free(c);
 }
 
+/* ---- the README's first program, against a broker that has just started ---- */
+
+static bool wait_stdout(struct h_proc *p, const char *needle, int ms)
+{
+    return h_proc_wait_stdout(p, needle, ms) == 0;
+}
+
+static void test_readme_first_program(void **state)
+{
+    (void)state;
+    /* The first registration is refused: the upstream needs a retry (the
+     * broker's reconnectionDelay) before it is ready, so a program that
+     * sent at the welcome would meet SOCKET_NOT_READY. */
+    assert_int_equal(h_http(&server, "POST", "/_dev/behavior", "{\"registerRefuse\":1}", NULL),
+                     200);
+    assert_int_equal(h_broker_start(&broker, &server, config, NULL), 0);
+    char env_sock[H_PATH + 32];
+    snprintf(env_sock, sizeof env_sock, "VOLT_BROKER_SOCKET=%s", broker.sock);
+    const char *const env[] = {env_sock, NULL};
+    const char *const argv[] = {"volt-example-first", NULL};
+    struct h_proc p;
+    memset(&p, 0, sizeof p);
+    assert_int_equal(h_proc_start(&p, argv, env, NULL), 0);
+
+    bool ok = wait_stdout(&p, "status: {\"server\":\"volt-dev-server\"}", h_slack_ms(20000));
+    if (!ok)
+        h_broker_dump_log(&broker);
+    assert_true(ok);
+    /* The refusal really happened before the program's command went out. */
+    assert_true(h_server_counter(&server, "registrationsRefused") >= 1);
+
+    /* Its handler answers the server. */
+    cJSON *x = h_http_json(&server, "POST", "/_dev/server-request", "{\"command\":\"list-files\"}");
+    assert_non_null(x);
+    assert_string_equal(h_json_str(x, "response.data.1"), "b.txt");
+    cJSON_Delete(x);
+
+    assert_int_equal(h_proc_stop(&p, SIGTERM, 10000), 0);
+    h_proc_cleanup(&p);
+}
+
+static void test_no_broker_message(void **state)
+{
+    (void)state;
+    char path[H_PATH];
+    snprintf(path, sizeof path, "%s/nobody-here.sock", server.dir);
+    struct volt_options o;
+    volt_options_init(&o);
+    o.socket_path = path;
+    volt_client *c = volt_client_new(&o);
+    assert_non_null(c);
+    assert_int_equal(volt_client_connect_blocking(c, 200), VOLT_E_BROKER_GONE);
+    char want[H_PATH + 80];
+    snprintf(want, sizeof want, "no broker at %s: is volt-broker running? set VOLT_BROKER_SOCKET",
+             path);
+    assert_string_equal(volt_client_errstr(c), want);
+    volt_client_free(c);
+}
+
+/* ---- connect gives the upstream's own error, not a bare Timeout ---- */
+
+static void test_connect_returns_upstream_error(void **state)
+{
+    (void)state;
+    assert_int_equal(h_http(&server, "POST", "/_dev/behavior", "{\"registerRefuse\":100000}", NULL),
+                     200);
+    assert_int_equal(h_http(&server, "POST", "/_dev/disconnect", "{\"mode\":\"transport\"}", NULL),
+                     200);
+    /* Until the broker has seen a refusal, its last error may be another. */
+    assert_int_equal(h_broker_wait_log(&broker, "registration refused", h_slack_ms(10000)), 0);
+
+    volt_client *c = new_client("t-refused");
+    int rc = volt_client_connect_blocking(c, 1000);
+    assert_int_equal(rc, VOLT_E_SOCKET_REGISTRATION_FAILED);
+    assert_non_null(strstr(volt_client_errstr(c), "registration refused"));
+    assert_non_null(strstr(volt_client_errstr(c), "RegistrationRefused"));
+    /* The broker session is up; only the upstream is not. */
+    assert_int_equal(volt_client_is_connected(c), 1);
+
+    /* The server accepts again: the wait ends with the upstream ready. */
+    assert_int_equal(h_http(&server, "POST", "/_dev/reset", NULL, NULL), 200);
+    assert_int_equal(volt_client_wait_ready(c, h_slack_ms(15000)), 0);
+    volt_client_free(c);
+}
+
+/* ---- no timeout given: the broker's commandTimeout ---- */
+
+static const char *const config_short_timeout =
+    "{\"controlSocketUrl\":\"ws://127.0.0.1:%PORT%/control\","
+    "\"credentials\":{\"teamClusterId\":\"cluster-dev\",\"daemonPassword\":\"dev-password\"},"
+    "\"commandTimeout\":400,"
+    "\"socket\":{\"reconnectionDelay\":100,\"reconnectionDelayMax\":300},"
+    "\"broker\":{\"listen\":\"%SOCK%\",\"stateDir\":\"%STATE%\",\"logLevel\":\"debug\"}}";
+
+static void test_command_timeout_is_the_brokers(void **state)
+{
+    (void)state;
+    assert_int_equal(h_broker_start(&broker, &server, config_short_timeout, NULL), 0);
+    volt_client *c = new_client("t-timeout");
+    assert_int_equal(volt_client_connect_blocking(c, h_slack_ms(15000)), 0);
+    assert_int_equal(volt_client_command_timeout_ms(c), 400);
+    volt_result *r = NULL;
+    uint64_t t0 = h_now_ms();
+    assert_int_equal(volt_send_command_json_sync(c, "never", NULL, 0, &r), VOLT_E_COMMAND_TIMEOUT);
+    uint64_t took = h_now_ms() - t0;
+    /* The broker's 400 ms, answered by the broker (COMMAND_TIMEOUT), not
+     * a library default of 30 s nor our own local Timeout. */
+    assert_string_equal(r->code_name, "COMMAND_TIMEOUT");
+    assert_true(took >= 350 && took < (uint64_t)h_slack_ms(5000));
+    volt_result_free(r);
+    volt_client_free(c);
+}
+
+/* ---- answers from worker threads; a handler's own error code ---- */
+
+static void *worker_reply(void *arg)
+{
+    volt_call *call = arg;
+    usleep(30 * 1000); /* the client's loop is idle meanwhile */
+    const char *json = volt_call_payload_json(call);
+    if (json && strstr(json, "missing"))
+        return (void *)(intptr_t)volt_call_fail_code(call, "NOT_FOUND", "no such container");
+    return (void *)(intptr_t)volt_call_reply_json(call, "{\"by\":\"worker\"}");
+}
+
+static pthread_t workers[8];
+static int n_workers;
+
+static void to_worker(volt_client *c, volt_call *call, void *priv)
+{
+    (void)c;
+    (void)priv;
+    assert_true(n_workers < 8);
+    assert_int_equal(pthread_create(&workers[n_workers++], NULL, worker_reply, call), 0);
+}
+
+static void join_workers(void)
+{
+    for (int i = 0; i < n_workers; i++) {
+        void *rc;
+        pthread_join(workers[i], &rc);
+        assert_int_equal((intptr_t)rc, 0);
+    }
+    n_workers = 0;
+}
+
+static void test_worker_thread_answers(void **state)
+{
+    (void)state;
+    volt_client *c = new_client("t-workers");
+    n_workers = 0;
+    assert_int_equal(volt_register_handler(c, "inspect", to_worker, NULL), 0);
+    assert_int_equal(volt_client_connect_blocking(c, h_slack_ms(10000)), 0);
+    for (int i = 0; i < 100 && !server_has_handler("inspect"); i++)
+        volt_client_run_for(c, 20);
+    pid_t a = server_request_child("{\"command\":\"inspect\",\"payload\":{\"id\":\"c-1\"}}",
+                                   "response.data.by", "worker");
+    pid_t b = server_request_child("{\"command\":\"inspect\",\"payload\":{\"id\":\"missing\"}}",
+                                   "response.error.code", "NOT_FOUND");
+    int st_a = -1, st_b = -1;
+    uint64_t end = h_now_ms() + 10000;
+    while ((st_a < 0 || st_b < 0) && h_now_ms() < end) {
+        volt_client_run_for(c, 20);
+        int st;
+        if (st_a < 0 && waitpid(a, &st, WNOHANG) == a)
+            st_a = WIFEXITED(st) ? WEXITSTATUS(st) : 99;
+        if (st_b < 0 && waitpid(b, &st, WNOHANG) == b)
+            st_b = WIFEXITED(st) ? WEXITSTATUS(st) : 99;
+    }
+    assert_int_equal(st_a, 0);
+    assert_int_equal(st_b, 0);
+    join_workers();
+    volt_client_free(c);
+}
+
+/* ---- each loop adapter against the real broker ---- */
+
+struct adapter_run {
+    int connected, connect_code;
+    int results, result_code;
+    char json[128];
+};
+
+static void adapter_connected(volt_client *c, int code, const char *message, void *priv)
+{
+    struct adapter_run *a = priv;
+    (void)c;
+    (void)message;
+    a->connected++;
+    a->connect_code = code;
+}
+
+static void adapter_result(volt_client *c, const volt_result *r, void *priv)
+{
+    struct adapter_run *a = priv;
+    (void)c;
+    a->results++;
+    a->result_code = r->code;
+    snprintf(a->json, sizeof a->json, "%s", r->json ? r->json : "");
+}
+
+enum loop_kind { LOOP_LIBUV, LOOP_LIBEVENT, LOOP_SDEVENT };
+
+struct loop {
+    enum loop_kind kind;
+    uv_loop_t uv;
+    struct event_base *ev;
+    sd_event *sd;
+};
+
+static void loop_init(struct loop *l, enum loop_kind kind)
+{
+    memset(l, 0, sizeof *l);
+    l->kind = kind;
+    if (kind == LOOP_LIBUV)
+        assert_int_equal(uv_loop_init(&l->uv), 0);
+    else if (kind == LOOP_LIBEVENT)
+        assert_non_null(l->ev = event_base_new());
+    else
+        assert_int_equal(sd_event_new(&l->sd), 0);
+}
+
+static int loop_attach(struct loop *l, volt_client *c)
+{
+    if (l->kind == LOOP_LIBUV)
+        return volt_libuv_attach(c, &l->uv);
+    if (l->kind == LOOP_LIBEVENT)
+        return volt_libevent_attach(c, l->ev);
+    return volt_sdevent_attach(c, l->sd);
+}
+
+/* One turn of the loop, waiting up to about 10 ms. */
+static void loop_turn(struct loop *l)
+{
+    if (l->kind == LOOP_LIBUV) {
+        uv_run(&l->uv, UV_RUN_NOWAIT);
+    } else if (l->kind == LOOP_LIBEVENT) {
+        event_base_loop(l->ev, EVLOOP_NONBLOCK);
+    } else {
+        assert_true(sd_event_run(l->sd, 0) >= 0);
+    }
+    h_sleep_ms(2);
+}
+
+static void loop_close(struct loop *l)
+{
+    if (l->kind == LOOP_LIBUV) {
+        uv_run(&l->uv, UV_RUN_NOWAIT);
+        assert_int_equal(uv_loop_close(&l->uv), 0); /* every handle closed */
+    } else if (l->kind == LOOP_LIBEVENT) {
+        assert_int_equal(event_base_get_num_events(l->ev, EVENT_BASE_COUNT_ADDED), 0);
+        event_base_free(l->ev);
+    } else {
+        assert_int_equal(sd_event_run(l->sd, 0), 0);
+        sd_event_unref(l->sd);
+    }
+}
+
+#define TURN_UNTIL(l, cond, ms)                                                                    \
+    do {                                                                                           \
+        uint64_t end_ = h_now_ms() + (uint64_t)(ms);                                               \
+        while (!(cond) && h_now_ms() < end_)                                                       \
+            loop_turn(l);                                                                          \
+    } while (0)
+
+static void adapter_exchange(enum loop_kind kind, const char *command)
+{
+    struct loop l;
+    loop_init(&l, kind);
+    volt_client *c = new_client(command);
+    n_workers = 0;
+    assert_int_equal(volt_register_handler(c, command, to_worker, NULL), 0);
+    assert_int_equal(loop_attach(&l, c), 0);
+    struct adapter_run a;
+    memset(&a, 0, sizeof a);
+    assert_int_equal(volt_client_connect_async(c, h_slack_ms(10000), adapter_connected, &a), 0);
+    TURN_UNTIL(&l, a.connected, h_slack_ms(12000));
+    assert_int_equal(a.connected, 1);
+    assert_int_equal(a.connect_code, 0);
+
+    assert_int_equal(
+        volt_send_command_json(c, "echo", "{\"via\":\"adapter\"}", 0, adapter_result, &a), 0);
+    TURN_UNTIL(&l, a.results, 5000);
+    assert_int_equal(a.result_code, 0);
+    assert_string_equal(a.json, "{\"via\":\"adapter\"}");
+
+    TURN_UNTIL(&l, server_has_handler((void *)command), 5000);
+    char body[128];
+    snprintf(body, sizeof body, "{\"command\":\"%s\"}", command);
+    pid_t child = server_request_child(body, "response.data.by", "worker");
+    int st = -1;
+    uint64_t end = h_now_ms() + 10000;
+    while (h_now_ms() < end) {
+        loop_turn(&l);
+        if (waitpid(child, &st, WNOHANG) == child)
+            break;
+    }
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    join_workers();
+    volt_client_free(c);
+    loop_close(&l);
+}
+
+static void test_adapter_libuv(void **state)
+{
+    (void)state;
+    adapter_exchange(LOOP_LIBUV, "via-libuv");
+}
+
+static void test_adapter_libevent(void **state)
+{
+    (void)state;
+    adapter_exchange(LOOP_LIBEVENT, "via-libevent");
+}
+
+static void test_adapter_sdevent(void **state)
+{
+    (void)state;
+    adapter_exchange(LOOP_SDEVENT, "via-sdevent");
+}
+
 int main(void)
 {
     h_apply_test_filter();
@@ -364,6 +703,15 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_handler_replies_later, setup, teardown),
         cmocka_unit_test_setup_teardown(test_messages_events_credentials, setup, teardown),
         cmocka_unit_test_setup_teardown(test_broker_restart, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_readme_first_program, setup_server, teardown),
+        cmocka_unit_test_setup_teardown(test_no_broker_message, setup_server, teardown),
+        cmocka_unit_test_setup_teardown(test_connect_returns_upstream_error, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_command_timeout_is_the_brokers, setup_server,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_worker_thread_answers, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_adapter_libuv, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_adapter_libevent, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_adapter_sdevent, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -343,6 +343,218 @@ static void test_handlers_and_server_requests(void **state)
     assert_int_equal(h_server_counter(&fx.server, "duplicateServerResponses"), 0);
 }
 
+/* ---- 9: nothing lost on a blip ---- */
+
+/* A reconnection delay long enough (3 s, no jitter) that the test acts
+ * while the broker is away, whatever the machine's load. */
+static const char *const blip_config =
+    "{\"controlSocketUrl\":\"ws://127.0.0.1:%PORT%/control\","
+    "\"socket\":{\"reconnectionDelay\":3000,\"reconnectionDelayMax\":3000,"
+    "\"randomizationFactor\":0},"
+    "\"broker\":{\"listen\":\"%SOCK%\",\"stateDir\":\"%STATE%\",\"logLevel\":\"debug\"},"
+    "\"credentials\":{\"teamClusterId\":\"cluster-dev\",\"daemonPassword\":\"dev-password\"}}";
+
+static int setup_recovery(void **state)
+{
+    static const char *const args[] = {"--recovery", "60000", NULL};
+    (void)state;
+    return start_all(args, blip_config);
+}
+
+static int setup_blip(void **state)
+{
+    (void)state;
+    return start_all(NULL, blip_config);
+}
+
+static bool upstream_in_backoff(void *arg)
+{
+    cJSON *st = h_status(arg);
+    const char *state = h_json_str(st, "upstream.state");
+    bool backoff = state && !strcmp(state, "backoff");
+    cJSON_Delete(st);
+    return backoff;
+}
+
+/* The server drops the transport (no DISCONNECT: an unexpected loss, the
+ * kind socket.io keeps a session for); returns once the broker is away. */
+static void drop_transport(void)
+{
+    assert_int_equal(
+        h_http(&fx.server, "POST", "/_dev/disconnect", "{\"mode\":\"transport\"}", NULL), 200);
+    assert_int_equal(h_wait_for(upstream_in_backoff, fx.broker.sock, h_slack_ms(5000)), 0);
+}
+
+/* The `recovered` flag of the n-th (from 0) registration the server saw. */
+static int registration_recovered(int n)
+{
+    cJSON *ev = h_http_json(&fx.server, "GET", "/_dev/events?since=0&kind=register", NULL);
+    cJSON *one = cJSON_GetArrayItem(cJSON_GetObjectItem(ev, "events"), n);
+    int recovered = one ? cJSON_IsTrue(cJSON_GetObjectItem(one, "recovered")) : -1;
+    cJSON_Delete(ev);
+    return recovered;
+}
+
+static struct h_conn *subscribed_handler(const char *name, const char *commands)
+{
+    struct h_conn *c = h_conn_hello(fx.broker.sock, name);
+    assert_non_null(c);
+    assert_int_equal(h_conn_send(c, "{\"op\":\"subscribe\",\"id\":100,\"match\":\"all\"}"), 0);
+    cJSON *r = h_conn_expect(c, "result", 100, 5000);
+    assert_ok(r);
+    cJSON_Delete(r);
+    register_commands(c, 101, commands);
+    return c;
+}
+
+static void expect_message(struct h_conn *c, const char *type)
+{
+    cJSON *m = h_conn_expect(c, "message", -1, h_slack_ms(10000));
+    assert_non_null(m);
+    assert_string_equal(h_json_str(m, "type"), type);
+    cJSON_Delete(m);
+}
+
+/* With connection state recovery on the server, what it sent while the
+ * broker was away (a message, a server:request) arrives after the
+ * reconnection: the broker resumes the session with its pid and offset. */
+static void test_recovery_replays_missed_packets(void **state)
+{
+    (void)state;
+    assert_int_equal(h_wait_state(fx.broker.sock, "ready", 15000), 0);
+    struct h_conn *c = subscribed_handler("t-recovery", "[\"during-blip\"]");
+    /* One event before the blip gives the broker an offset to resume from. */
+    assert_int_equal(
+        h_http(&fx.server, "POST", "/_dev/message", "{\"type\":\"before\",\"data\":1}", NULL), 200);
+    expect_message(c, "before");
+
+    drop_transport();
+    cJSON *sent = h_http_json(&fx.server, "POST", "/_dev/message",
+                              "{\"type\":\"during\",\"data\":{\"n\":2}}");
+    assert_int_equal((int)h_json_num(sent, "sent", -1), 1); /* to its room, stored */
+    cJSON_Delete(sent);
+    pid_t pid = fork();
+    if (pid == 0) {
+        cJSON *x = h_http_json(&fx.server, "POST", "/_dev/server-request",
+                               "{\"command\":\"during-blip\",\"timeoutMs\":30000}");
+        const char *got = x ? h_json_str(x, "response.data") : NULL;
+        _exit(got && !strcmp(got, "answered after the blip") ? 0 : 1);
+    }
+
+    assert_int_equal(h_wait_state(fx.broker.sock, "ready", h_slack_ms(15000)), 0);
+    expect_message(c, "during");
+    cJSON *call = h_conn_expect(c, "call", -1, h_slack_ms(10000));
+    assert_non_null(call);
+    assert_string_equal(h_json_str(call, "command"), "during-blip");
+    answer_call(c, call, "\"ok\":true,\"data\":\"answered after the blip\"");
+    expect_child_ok(pid);
+    assert_int_equal(registration_recovered(0), 0);
+    assert_int_equal(registration_recovered(1), 1);
+    assert_true(h_broker_log_contains(&fx.broker, "session recovered"));
+    assert_int_equal(h_server_counter(&fx.server, "duplicateServerResponses"), 0);
+    h_conn_close(c);
+}
+
+/* Without recovery on the server: a fresh session after the blip (no
+ * replay; the broker sends no pid), everything else as usual. */
+static void test_no_recovery_fresh_session(void **state)
+{
+    (void)state;
+    assert_int_equal(h_wait_state(fx.broker.sock, "ready", 15000), 0);
+    struct h_conn *c = subscribed_handler("t-no-recovery", "[\"x\"]");
+    assert_int_equal(
+        h_http(&fx.server, "POST", "/_dev/message", "{\"type\":\"before\",\"data\":1}", NULL), 200);
+    expect_message(c, "before");
+    drop_transport();
+    cJSON *sent = h_http_json(&fx.server, "POST", "/_dev/message", "{\"type\":\"lost\"}");
+    assert_int_equal((int)h_json_num(sent, "sent", -1), 0); /* nobody to send it to */
+    cJSON_Delete(sent);
+    assert_int_equal(h_wait_state(fx.broker.sock, "ready", h_slack_ms(15000)), 0);
+    assert_int_equal(
+        h_http(&fx.server, "POST", "/_dev/message", "{\"type\":\"after\",\"data\":1}", NULL), 200);
+    expect_message(c, "after");
+    assert_int_equal(registration_recovered(1), 0);
+    assert_false(h_broker_log_contains(&fx.broker, "session recovered"));
+    h_conn_close(c);
+}
+
+/* Emits made while the upstream is away are kept and sent, in order, once
+ * it is registered again; a volatile emit fails at once instead. */
+static void test_emits_kept_during_blip(void **state)
+{
+    (void)state;
+    assert_int_equal(h_wait_state(fx.broker.sock, "ready", 15000), 0);
+    struct h_conn *c = h_conn_hello(fx.broker.sock, "t-kept");
+    drop_transport();
+
+    assert_int_equal(
+        h_conn_send(c, "{\"op\":\"emit\",\"id\":1,\"type\":\"kept-1\",\"data\":{\"n\":1}}"), 0);
+    cJSON *r = h_conn_expect(c, "result", 1, 5000);
+    assert_ok(r);
+    cJSON_Delete(r);
+    assert_int_equal(h_conn_send(c, "{\"op\":\"emit\",\"type\":\"kept-2\",\"data\":[2]}"), 0);
+    assert_int_equal(h_conn_send(c, "{\"op\":\"emit\",\"id\":3,\"type\":\"gone\","
+                                    "\"volatile\":true}"),
+                     0);
+    r = h_conn_expect(c, "result", 3, 5000);
+    assert_code(r, "EmitFailed");
+    cJSON_Delete(r);
+    /* A value with no JSON form is refused now, not dropped later. */
+    assert_int_equal(h_conn_send(c, "{\"op\":\"emit\",\"id\":4,\"type\":\"kept-3\","
+                                    "\"data\":{\"$bin\":\"AQI=\"}}"),
+                     0);
+    r = h_conn_expect(c, "result", 4, 5000);
+    assert_ok(r); /* binary travels as an attachment: fine */
+    cJSON_Delete(r);
+    cJSON *st = h_status(fx.broker.sock);
+    assert_true(h_json_num(st, "counters.emits_kept", 0) == 3);
+    cJSON_Delete(st);
+
+    assert_int_equal(h_wait_state(fx.broker.sock, "ready", h_slack_ms(15000)), 0);
+    uint64_t end = h_now_ms() + (uint64_t)h_slack_ms(5000);
+    char *text = NULL;
+    for (;;) {
+        cJSON *ev = h_http_json(&fx.server, "GET", "/_dev/events?since=0&kind=message_in", NULL);
+        free(text);
+        text = cJSON_PrintUnformatted(ev);
+        cJSON_Delete(ev);
+        if ((text && strstr(text, "kept-3")) || h_now_ms() >= end)
+            break;
+        h_sleep_ms(50);
+    }
+    assert_non_null(text);
+    char *k1 = strstr(text, "kept-1"), *k2 = strstr(text, "kept-2"), *k3 = strstr(text, "kept-3");
+    if (!k1 || !k2 || !k3 || !(k1 < k2 && k2 < k3) || strstr(text, "gone")) {
+        fprintf(stderr, "server saw: %s\n", text);
+        fail();
+    }
+    free(text);
+    h_conn_close(c);
+}
+
+/* After a (re)start, the first registration waits for the local clients
+ * that come right away: the server's first daemon:register already has
+ * their handlers, so a server request in between does not get NoHandler.
+ * (With broker.announceDelay 0 this fails: the broker registers first.) */
+static void test_first_registration_waits_for_clients(void **state)
+{
+    (void)state;
+    /* h_broker_start returned as soon as the socket accepted: register at
+     * once, as a service reconnecting after a broker restart does. */
+    struct h_conn *c = h_conn_hello(fx.broker.sock, "t-early");
+    register_commands(c, 1, "[\"early-cmd\"]");
+    assert_int_equal(h_wait_state(fx.broker.sock, "ready", h_slack_ms(15000)), 0);
+    cJSON *ev = h_http_json(&fx.server, "GET", "/_dev/events?since=0&kind=register", NULL);
+    cJSON *first = cJSON_GetArrayItem(cJSON_GetObjectItem(ev, "events"), 0);
+    char *handlers = first ? cJSON_PrintUnformatted(cJSON_GetObjectItem(first, "handlers")) : NULL;
+    assert_non_null(handlers);
+    assert_string_equal(handlers, "[\"early-cmd\"]");
+    free(handlers);
+    cJSON_Delete(ev);
+    assert_true(h_broker_log_contains(&fx.broker, "holding the first registration"));
+    h_conn_close(c);
+}
+
 /* ---- 7, 8: messages and binary, both ways ---- */
 
 static void test_messages_and_binary(void **state)
@@ -1146,6 +1358,12 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_disconnect_fails_pending, setup_plain, teardown),
         cmocka_unit_test_setup_teardown(test_handlers_and_server_requests, setup_plain, teardown),
         cmocka_unit_test_setup_teardown(test_messages_and_binary, setup_plain, teardown),
+        cmocka_unit_test_setup_teardown(test_recovery_replays_missed_packets, setup_recovery,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_no_recovery_fresh_session, setup_blip, teardown),
+        cmocka_unit_test_setup_teardown(test_emits_kept_during_blip, setup_blip, teardown),
+        cmocka_unit_test_setup_teardown(test_first_registration_waits_for_clients, setup_plain,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_heartbeat, setup_heartbeat, teardown),
         cmocka_unit_test_setup_teardown(test_connect_error, setup_bad_password, teardown),
         cmocka_unit_test_setup_teardown(test_registration_refused_then_ready, setup_plain,

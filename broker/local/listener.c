@@ -37,11 +37,15 @@ static int check_parent_dir(const char *dir, char *why, size_t why_len)
                  (unsigned)st.st_uid);
         return -EPERM;
     }
-    if ((st.st_mode & (S_IWGRP | S_IWOTH)) && !(st.st_mode & S_ISVTX)) {
-        snprintf(
-            why, why_len,
-            "directory %s is writable by other users (mode %04o): refusing to put the socket there",
-            dir, (unsigned)(st.st_mode & 07777));
+    /* Sticky or not: in a directory others may create files in (/tmp),
+     * someone could plant the lock file first and hold it forever, or
+     * race the socket's name. A private subdirectory is the answer
+     * (/tmp/volt-UID/, the default there). */
+    if (st.st_mode & (S_IWGRP | S_IWOTH)) {
+        snprintf(why, why_len,
+                 "directory %s is writable by other users (mode %04o): refusing to put the socket "
+                 "there; use a private subdirectory (e.g. %s/volt-%u/)",
+                 dir, (unsigned)(st.st_mode & 07777), dir, (unsigned)geteuid());
         return -EPERM;
     }
     return 0;
@@ -83,7 +87,19 @@ static int take_lock(const char *path, int *lock_fd, char *why, size_t why_len)
     int fd;
 
     snprintf(lock_path, sizeof(lock_path), "%s.lock", path);
-    fd = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    /* Never through a symlink; and a lock file someone else made is not
+     * ours to trust (the directory check makes that unlikely, not
+     * impossible: root's files are fine). */
+    fd = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY, 0600);
+    if (fd >= 0) {
+        struct stat st;
+        if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) ||
+            (st.st_uid != geteuid() && st.st_uid != 0)) {
+            close(fd);
+            snprintf(why, why_len, "lock file %s is not a regular file of ours", lock_path);
+            return -EPERM;
+        }
+    }
     if (fd < 0) {
         int e = errno;
         snprintf(why, why_len, "cannot open lock file %s: %s", lock_path, strerror(e));

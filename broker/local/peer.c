@@ -86,6 +86,7 @@ struct peer {
     char deadline_message[128];
     bool evicting;
     struct peer *evict_next;
+    size_t held; /* what the owner holds for this peer (kept emits) */
     gid_t groups[PEER_MAX_GROUPS];
     uint32_t n_groups;
 };
@@ -313,7 +314,7 @@ static void peer_evict(struct peer *p, const char *reason)
 
 size_t peer_memory(const struct peer *p)
 {
-    return sizeof(*p) + proto_reader_capacity(p->reader) + p->writing.cap + p->queued.cap;
+    return sizeof(*p) + proto_reader_capacity(p->reader) + p->writing.cap + p->queued.cap + p->held;
 }
 
 /* Charges what p holds now to its quota and cuts whoever is over a limit:
@@ -375,6 +376,13 @@ void peer_set_deadline(struct peer *p, uint32_t timeout_ms, int code, const char
 void peer_clear_deadline(struct peer *p)
 {
     timer_queue_remove(p->list->flusher->timers, &p->deadline.node);
+}
+
+void peer_set_held(struct peer *p, size_t bytes)
+{
+    p->held = bytes;
+    if (!p->closing && !p->evicting)
+        account(p, false);
 }
 
 struct quota_client *peer_quota(struct peer *p)

@@ -137,6 +137,10 @@ bool peer_is_closing(const struct peer *p);
 bool peer_is_slow_consumer(const struct peer *p);
 /* Bytes the broker holds for this peer now (what its quota is charged). */
 size_t peer_memory(const struct peer *p);
+/* The owner holds `bytes` elsewhere on this peer's behalf (kept emits):
+ * charged with the rest; over a limit, the biggest holder is cut at the
+ * next prepare. */
+void peer_set_held(struct peer *p, size_t bytes);
 uint64_t peer_id(const struct peer *p);
 pid_t peer_pid(const struct peer *p);
 uid_t peer_uid(const struct peer *p);

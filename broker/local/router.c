@@ -5,9 +5,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "local/emitq.h"
 #include "local/peer.h"
 #include "local/quota.h"
 #include "proto/errors.h"
+#include "proto/json.h"
 #include "proto/msgpack.h"
 #include "proto/text.h"
 #include "util/idtable.h"
@@ -39,6 +41,7 @@ struct rclient {
     uint32_t n_subs, cap_subs;
     uint32_t in_flight; /* outbound requests waiting for the session */
     uint32_t open_calls;
+    size_t kept_bytes; /* of its emits kept for the upstream */
 };
 
 struct group {
@@ -81,6 +84,9 @@ struct router {
     struct idtable *calls;
     struct timer_queue *call_deadlines;
     uint64_t next_call_id;
+    struct emitq *kept;       /* emits waiting for the upstream */
+    uv_timer_t *kept_retry;   /* the send queue was full: try again soon */
+    struct proto_buf scratch; /* JSON form checks */
     struct router_counters counters;
 };
 
@@ -398,21 +404,138 @@ static void handle_request(struct router *r, struct rclient *c, const struct pro
     e->tag = (uint64_t)(uintptr_t)handle;
 }
 
-static void handle_emit(struct router *r, struct rclient *c, const struct proto_msg *m)
+static void emit_answer(struct rclient *c, const struct proto_msg *m, int rc, const char *why)
 {
-    const char *why = "the upstream session is not ready";
-    struct proto_span nil = {(const uint8_t *)"\xc0", 1};
-    int rc = PROTO_E_EMIT_FAILED;
-
-    if (r->session)
-        rc = session_emit(r->session, &m->type, proto_msg_has(m, PROTO_F_DATA) ? &m->data : &nil,
-                          &why);
     if (proto_msg_has(m, PROTO_F_ID)) {
         peer_send_result(c->peer, m->id, rc, why, NULL, NULL);
         return;
     }
     if (rc < 0)
-        peer_send_error(c->peer, rc, why, NULL);
+        peer_send_frame_error(c->peer, m, rc, why);
+}
+
+static void uncharge_kept(struct rclient *c, size_t size)
+{
+    if (!c)
+        return;
+    c->kept_bytes -= size;
+    peer_set_held(c->peer, c->kept_bytes);
+}
+
+static void on_kept_retry(uv_timer_t *t);
+
+/* Sends kept emits, oldest first, while the session takes them. */
+static void flush_kept(struct router *r)
+{
+    void *owner;
+    struct proto_span type, data;
+    const char *why = NULL;
+
+    while (r->session && session_is_ready(r->session) &&
+           emitq_peek(r->kept, &owner, &type, &data)) {
+        int rc = session_emit(r->session, &type, &data, &why);
+        if (rc == PROTO_E_EMIT_FAILED) {
+            /* Ready but its send queue is full: later, in order. */
+            uv_timer_start(r->kept_retry, on_kept_retry, 50, 0);
+            return;
+        }
+        if (rc < 0) {
+            r->counters.emits_kept_dropped++;
+            log_warn("kept emit of type '%.*s' dropped: %s", (int)type.len, type.ptr, why);
+        } else {
+            r->counters.emits_kept_sent++;
+        }
+        uncharge_kept(owner, emitq_record_size(&type, &data));
+        emitq_pop(r->kept);
+    }
+}
+
+static void on_kept_retry(uv_timer_t *t)
+{
+    flush_kept(t->data);
+}
+
+/* A value the server will take: it has a JSON form (checked now, when the
+ * client can still be told, not when a kept emit is finally sent). */
+static int check_json_form(struct router *r, const struct proto_span *v, const char **why)
+{
+    struct proto_span att[64];
+    struct proto_json_opts o = {
+        .bin = PROTO_JSON_BIN_PLACEHOLDER, .attachments = att, .max_attachments = 64};
+    struct proto_json_error err;
+
+    proto_buf_reset(&r->scratch);
+    int rc = proto_msgpack_to_json(v->ptr, v->len, &r->scratch, &o, &err);
+    if (rc < 0) {
+        *why = err.text[0] ? err.text : "the value has no JSON form";
+        return rc == PROTO_E_NOMEM || rc == PROTO_E_LIMIT_EXCEEDED ? rc : PROTO_E_NOT_JSON;
+    }
+    return 0;
+}
+
+static void handle_emit(struct router *r, struct rclient *c, const struct proto_msg *m)
+{
+    const char *why = "the upstream session is not ready";
+    struct proto_span nil = {(const uint8_t *)"\xc0", 1};
+    const struct proto_span *data = proto_msg_has(m, PROTO_F_DATA) ? &m->data : &nil;
+    bool is_volatile = proto_msg_has(m, PROTO_F_VOLATILE) && m->is_volatile;
+    int rc;
+
+    if (!valid_name(&m->type, TYPE_FILTER_MAX)) {
+        emit_answer(c, m, PROTO_E_BAD_REQUEST,
+                    "type must be 1..256 bytes of UTF-8 without control characters");
+        return;
+    }
+    if (!r->session) {
+        emit_answer(c, m, PROTO_E_EMIT_FAILED, "no upstream is configured");
+        return;
+    }
+    if (session_is_ready(r->session) && emitq_count(r->kept) == 0) {
+        rc = session_emit(r->session, &m->type, data, &why);
+        emit_answer(c, m, rc, why);
+        return;
+    }
+    if (is_volatile || r->p.max_emit_buffer == 0) {
+        emit_answer(c, m, PROTO_E_EMIT_FAILED,
+                    session_is_ready(r->session)
+                        ? "earlier emits are still waiting to be sent (volatile emit)"
+                        : "the upstream session is not ready");
+        return;
+    }
+    rc = check_json_form(r, data, &why);
+    if (rc < 0) {
+        emit_answer(c, m, rc, why);
+        return;
+    }
+    rc = emitq_push(r->kept, c, &m->type, data);
+    if (rc < 0) {
+        emit_answer(c, m, PROTO_E_EMIT_FAILED,
+                    rc == -ENOSPC ? "the upstream session is not ready and the emit buffer "
+                                    "(maxEmitBuffer) is full"
+                                  : "out of memory");
+        return;
+    }
+    r->counters.emits_kept++;
+    c->kept_bytes += emitq_record_size(&m->type, data);
+    emit_answer(c, m, 0, NULL);
+    /* Answered first: the charge may cut this very client (memory). */
+    peer_set_held(c->peer, c->kept_bytes);
+    flush_kept(r);
+}
+
+static void free_handle(uv_handle_t *h)
+{
+    free(h);
+}
+
+void router_upstream_ready(struct router *r)
+{
+    flush_kept(r);
+}
+
+size_t router_kept_emit_bytes(const struct router *r)
+{
+    return emitq_bytes(r->kept);
 }
 
 /* ---- handlers ---- */
@@ -580,6 +703,8 @@ static void handle_register(struct router *r, struct rclient *c, const struct pr
         if (g && client_has_group(c, g))
             changed |= group_leave(r, c, g);
     }
+    if (add && r->session)
+        session_local_activity(r->session);
     log_info("client %llu (%s) %s %u command%s", (unsigned long long)peer_id(c->peer),
              peer_name(c->peer), add ? "registered" : "unregistered", n_new, n_new == 1 ? "" : "s");
     peer_send_result(c->peer, m->id, 0, NULL, NULL, NULL);
@@ -764,6 +889,10 @@ void router_peer_leave(struct router *r, struct peer *p)
             request_forget(r, c, e);
         }
     }
+    /* Its kept emits are still sent (a notification outlives its sender),
+     * charged to nobody from now on. */
+    if (c->kept_bytes)
+        emitq_forget_owner(r->kept, c);
     while (c->n_handlers)
         changed |= group_leave(r, c, c->handlers[c->n_handlers - 1]);
     for (uint32_t i = 0; i < c->n_subs; i++)
@@ -943,7 +1072,15 @@ struct router *router_new(uv_loop_t *loop, const struct router_params *params, s
     r->loop = loop;
     r->p = *params;
     r->quota = quota;
-    if (idtable_new(&r->requests, params->max_pending) < 0 ||
+    r->kept_retry = malloc(sizeof(*r->kept_retry));
+    if (!r->kept_retry) {
+        free(r);
+        return NULL;
+    }
+    uv_timer_init(loop, r->kept_retry);
+    r->kept_retry->data = r;
+    if (emitq_new(&r->kept, params->max_emit_buffer) < 0 ||
+        idtable_new(&r->requests, params->max_pending) < 0 ||
         idtable_new(&r->calls, params->max_pending) < 0 ||
         timer_queue_new(&r->call_deadlines, loop, on_call_deadline, r) < 0) {
         router_free(r);
@@ -954,9 +1091,10 @@ struct router *router_new(uv_loop_t *loop, const struct router_params *params, s
 
 void router_set_params(struct router *r, const struct router_params *params)
 {
-    uint32_t max_pending = r->p.max_pending;
+    uint32_t max_pending = r->p.max_pending, max_emit_buffer = r->p.max_emit_buffer;
     r->p = *params;
     r->p.max_pending = max_pending;
+    r->p.max_emit_buffer = max_emit_buffer;
 }
 
 void router_set_session(struct router *r, struct session *s)
@@ -983,6 +1121,11 @@ void router_free(struct router *r)
     free(r->groups.slots);
     if (r->call_deadlines)
         timer_queue_close(r->call_deadlines);
+    if (r->kept && emitq_count(r->kept))
+        log_warn("stopping with %zu emits kept for the upstream: dropped", emitq_count(r->kept));
+    emitq_free(r->kept);
+    uv_close((uv_handle_t *)r->kept_retry, free_handle);
+    proto_buf_free(&r->scratch);
     idtable_free(r->calls);
     idtable_free(r->requests);
     free(r);

@@ -28,6 +28,11 @@
  * - Subscriptions are (match, type) filters per client; an inbound message
  *   goes once to each client with a matching filter.
  *
+ * - Emits made while the upstream is not ready are kept (emitq.h), in
+ *   order, charged to their client's memory, and sent once it is ready
+ *   again; while any are kept, new emits queue behind them. A volatile
+ *   emit is never kept: it fails at once instead.
+ *
  * - Events (connected / disconnected / error) go to every client that has
  *   said hello.
  */
@@ -56,11 +61,13 @@ struct router_params {
     uint32_t max_subscriptions_per_client;
     uint32_t max_in_flight_per_client;
     uint32_t max_pending;
+    uint32_t max_emit_buffer; /* bytes of emits kept while not ready; fixed at router_new */
 };
 
 struct router_counters {
     uint64_t inbound_no_handler, inbound_handler_error, inbound_timeout, inbound_answered;
     uint64_t late_replies, requests_released, slow_consumers;
+    uint64_t emits_kept, emits_kept_sent, emits_kept_dropped;
 };
 
 /* quota: the broker's (requests are charged to their user); NULL: none. */
@@ -94,6 +101,10 @@ int router_handler_list(struct router *r, struct proto_buf *out);
 void router_trim_handlers(struct router *r, size_t room);
 /* Sends an event frame to every joined client. */
 void router_broadcast(struct router *r, const struct proto_msg *m);
+/* The upstream is registered again: kept emits go out, in order. */
+void router_upstream_ready(struct router *r);
+/* Bytes and number of emits kept for the upstream. */
+size_t router_kept_emit_bytes(const struct router *r);
 
 /* Number of calls not yet answered (for draining on shutdown). */
 size_t router_open_calls(const struct router *r);

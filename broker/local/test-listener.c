@@ -188,14 +188,33 @@ static void test_foreign_or_open_directory_is_refused(void **state)
     assert_int_equal(create(f, f->path, 0660, NULL), -EPERM);
     assert_non_null(strstr(f->why, "writable by other users"));
     assert_false(exists(f->path));
-    /* the sticky bit (as /tmp has) makes it fine */
+    /* the sticky bit (as /tmp has) does not make it fine: someone could
+     * plant the lock file first; the message says what to do instead */
     assert_int_equal(chmod(dir, 01777), 0);
+    assert_int_equal(create(f, f->path, 0660, NULL), -EPERM);
+    assert_non_null(strstr(f->why, "use a private subdirectory"));
+    /* a group-writable one neither */
+    assert_int_equal(chmod(dir, 0775), 0);
+    assert_int_equal(create(f, f->path, 0660, NULL), -EPERM);
+    /* private: fine */
+    assert_int_equal(chmod(dir, 0755), 0);
     f->fd = create(f, f->path, 0660, NULL);
     assert_true(f->fd >= 0);
     listener_remove(f->path, f->lock_fd);
     f->lock_fd = -1;
     close(f->fd);
     f->fd = -1;
+
+    /* a lock file that is a symlink is not followed */
+    char lock[sizeof(f->path) + 8], target[sizeof(dir) + 16];
+    snprintf(lock, sizeof(lock), "%s.lock", f->path);
+    snprintf(target, sizeof(target), "%s/elsewhere", dir);
+    unlink(lock);
+    assert_int_equal(symlink(target, lock), 0);
+    assert_true(create(f, f->path, 0660, NULL) < 0);
+    assert_non_null(strstr(f->why, "lock"));
+    assert_false(exists(target));
+    unlink(lock);
     if (geteuid() != 0)
         return; /* giving a directory away needs root; CI runs as root */
     assert_int_equal(chmod(dir, 0755), 0);

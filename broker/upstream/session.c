@@ -94,7 +94,12 @@ struct session {
     struct sio_assembler sio;
     uint64_t next_ack_id;
     uint64_t register_ack_id;
-    uint32_t generation; /* bumped per connection: stale inbound answers are dropped */
+    uint32_t generation;   /* bumped per connection: stale inbound answers are dropped */
+    char recovery_pid[64]; /* the server's session id, when it keeps sessions */
+    bool ever_registered;  /* register_when_settled() holds only the first */
+    bool holding_register;
+    uint64_t last_local_activity;
+    char recovery_offset[64]; /* of the last event received in it */
 
     struct backoff backoff;
     uint32_t attempts;
@@ -599,7 +604,7 @@ void session_respond(struct session *s, struct session_inbound *in, bool ok,
     const char *why = NULL;
     int rc;
 
-    if (in->generation != s->generation || s->state != SESSION_READY) {
+    if (in->generation != s->generation || !s->conn || s->state == SESSION_STOPPING) {
         /* The server forgot this request with the connection it came on. */
         log_debug("upstream: answer to %s dropped: the connection it came on is gone", in->id);
         goto done;
@@ -872,6 +877,21 @@ static void salvage_event(struct session *s, const char *text, size_t len, const
     }
 }
 
+static void note_offset(struct session *s)
+{
+    uint32_t last = 1;
+    for (uint32_t i = 1; i < s->doc.tok[0].count; i++)
+        last = s->doc.tok[last].next;
+    if (last >= s->doc.n || s->doc.tok[last].type != PROTO_JSON_STRING)
+        return;
+    proto_buf_reset(&s->scratch2);
+    if (proto_json_string(&s->doc, last, &s->scratch2, NULL) == 0 &&
+        s->scratch2.len < sizeof(s->recovery_offset)) {
+        memcpy(s->recovery_offset, s->scratch2.data, s->scratch2.len);
+        s->recovery_offset[s->scratch2.len] = '\0';
+    }
+}
+
 static void on_event(struct session *s, const struct sio_message *msg)
 {
     const struct sio_packet *p = &msg->packet;
@@ -892,6 +912,10 @@ static void on_event(struct session *s, const struct sio_message *msg)
         return;
     }
     name_tok = 1;
+    /* With recovery on, the server appends the event's offset as a last,
+     * extra string argument: the position to resume from. */
+    if (s->recovery_pid[0] && s->doc.tok[0].count >= 3)
+        note_offset(s);
     obj = s->doc.tok[name_tok].next;
     if (obj >= s->doc.n || s->doc.tok[obj].type != PROTO_JSON_OBJECT || s->doc.tok[0].count < 2) {
         log_debug("upstream: event without an object argument ignored");
@@ -947,6 +971,30 @@ static void on_register_ack(struct session *s, const struct sio_packet *p)
     drop_link(s, "registration refused%s%s", code[0] ? ": " : "", code);
 }
 
+static void register_when_settled(struct session *s);
+
+/* The server's CONNECT: {"sid", "pid"} when it keeps sessions. The same
+ * pid as before means the session was recovered (and missed events are
+ * being replayed); a new one, or none, means a fresh session. */
+static void note_recovery(struct session *s, const struct sio_packet *p)
+{
+    char pid[sizeof(s->recovery_pid)] = "";
+
+    if (proto_json_parse(&s->doc, p->data, p->data_len, 0, NULL) == 0 && s->doc.n &&
+        s->doc.tok[0].type == PROTO_JSON_OBJECT &&
+        json_string_field(s, 0, "pid", &s->scratch2) == 0 && s->scratch2.len < sizeof(pid)) {
+        memcpy(pid, s->scratch2.data, s->scratch2.len);
+        pid[s->scratch2.len] = '\0';
+    }
+    if (pid[0] && !strcmp(pid, s->recovery_pid) && s->recovery_offset[0]) {
+        s->counters.recovered++;
+        log_info("upstream: session recovered: the server replays what it sent meanwhile");
+    } else {
+        s->recovery_offset[0] = '\0';
+    }
+    memcpy(s->recovery_pid, pid, sizeof(pid));
+}
+
 static void on_sio_packet(struct session *s, const struct sio_message *msg)
 {
     const struct sio_packet *p = &msg->packet;
@@ -957,8 +1005,10 @@ static void on_sio_packet(struct session *s, const struct sio_message *msg)
     }
     switch (p->type) {
     case SIO_CONNECT:
-        if (s->state == SESSION_CONNECTING)
-            send_register(s);
+        if (s->state == SESSION_CONNECTING && !s->holding_register) {
+            note_recovery(s, p);
+            register_when_settled(s);
+        }
         return;
     case SIO_CONNECT_ERROR: {
         const char *text = "refused";
@@ -977,7 +1027,12 @@ static void on_sio_packet(struct session *s, const struct sio_message *msg)
         return;
     case SIO_EVENT:
     case SIO_BINARY_EVENT:
-        if (s->state == SESSION_READY)
+        /* A recovered session's missed events are replayed as soon as the
+         * server restores it, before its CONNECT reaches us (socket.io
+         * writes them from the socket's constructor): taken while
+         * connecting when we asked for a recovery, and while registering. */
+        if (s->state == SESSION_READY || s->state == SESSION_REGISTERING ||
+            (s->state == SESSION_CONNECTING && s->recovery_offset[0]))
             on_event(s, msg);
         return;
     case SIO_ACK:
@@ -992,6 +1047,41 @@ static void on_sio_packet(struct session *s, const struct sio_message *msg)
 
 static void on_phase_timeout(uv_timer_t *t);
 static void begin_attempt(struct session *s);
+static void send_register(struct session *s);
+
+/* The first registration after the broker starts is held back a little
+ * (announceDelay, ending early once the local clients have gone quiet for
+ * a tenth of it): after a restart, the services that were connected come
+ * back and register their handlers within moments, and a server request
+ * arriving in between would otherwise get NoHandler for a command that is
+ * about to be served. Later registrations (reconnects) never wait: the
+ * handlers are all known then. */
+static void register_when_settled(struct session *s)
+{
+    uint64_t now = uv_now(s->loop);
+    uint64_t end = s->started + s->p.announce_delay_ms;
+    uint64_t quiet = s->p.announce_delay_ms / 10;
+    uint64_t last = s->last_local_activity > s->started ? s->last_local_activity : s->started;
+
+    if (!s->ever_registered && now < end && now < last + quiet) {
+        uint64_t until = last + quiet < end ? last + quiet : end;
+        if (!s->holding_register)
+            log_info("upstream: holding the first registration up to %u ms while local clients "
+                     "register their handlers",
+                     s->p.announce_delay_ms);
+        s->holding_register = true;
+        uv_timer_start(&s->phase_timer, on_phase_timeout, until - now, 0);
+        return;
+    }
+    s->holding_register = false;
+    s->ever_registered = true;
+    send_register(s);
+}
+
+void session_local_activity(struct session *s)
+{
+    s->last_local_activity = uv_now(s->loop);
+}
 
 size_t session_handler_room(const struct session *s)
 {
@@ -1131,6 +1221,15 @@ static void send_connect(struct session *s)
     rc |= proto_json_put_string(&s->out, s->daemon_password ? s->daemon_password : "",
                                 s->daemon_password ? strlen(s->daemon_password) : 0);
     size_t secret_end = s->out.len;
+    /* Connection state recovery (socket.io 4.6+): with the session id
+     * and the offset of the last event we got, a server that keeps
+     * sessions replays what it sent while we were away. */
+    if (s->recovery_pid[0] && s->recovery_offset[0]) {
+        rc |= put(s, ",\"pid\":");
+        rc |= proto_json_put_string(&s->out, s->recovery_pid, strlen(s->recovery_pid));
+        rc |= put(s, ",\"offset\":");
+        rc |= proto_json_put_string(&s->out, s->recovery_offset, strlen(s->recovery_offset));
+    }
     rc |= put(s, "}");
     /* Monitors see the packet with the password replaced. */
     s->tap_on = false;
@@ -1223,6 +1322,7 @@ static void on_ws_close(void *ud, const struct ws_close_info *info)
     snprintf(reason, sizeof(reason), "%s", why);
     s->conn = NULL;
     s->drop_reason[0] = '\0';
+    s->holding_register = false;
     s->generation++;
     s->got_open = false;
     sio_assembler_reset(&s->sio);
@@ -1293,6 +1393,10 @@ static void on_phase_timeout(uv_timer_t *t)
 
     switch (s->state) {
     case SESSION_CONNECTING:
+        if (s->holding_register) {
+            register_when_settled(s);
+            return;
+        }
         drop_link(s, "no namespace connection within %u ms", s->p.connect_timeout_ms);
         return;
     case SESSION_REGISTERING:

@@ -55,6 +55,7 @@ struct session_params {
     uint32_t reconnection_delay_ms;
     uint32_t reconnection_delay_max_ms;
     double randomization_factor;
+    uint32_t announce_delay_ms; /* hold of the first registration (see session.c) */
     /* Sizes. */
     uint32_t max_pending;        /* outbound requests waiting for the server */
     uint32_t max_message;        /* largest message accepted from the server */
@@ -172,6 +173,9 @@ int session_emit(struct session *s, const struct proto_span *type, const struct 
 /* Turns the tap on or off (off costs one branch per packet). */
 void session_set_tap(struct session *s, bool on);
 
+/* A local client said hello or registered: the first registration waits
+ * for the clients to settle (announceDelay). */
+void session_local_activity(struct session *s);
 /* The handler list changed: announce it (daemon:handlers) if ready. */
 void session_handlers_changed(struct session *s);
 /* Bytes the handler list's JSON may take so that daemon:register fits in
@@ -187,6 +191,7 @@ struct session_counters {
     uint64_t requests, responses_ok, rejected, timeouts, not_ready;
     uint64_t inbound, messages_in, messages_out, reconnects, late_responses, cancelled;
     uint64_t undeliverable; /* server answers/requests that could not be made local frames */
+    uint64_t recovered;     /* reconnections where the server restored the session */
     uint64_t pending;
 };
 void session_get_counters(const struct session *s, struct session_counters *out);

@@ -10,7 +10,10 @@ packages=(
   build-essential gcc clang cmake pkg-config git ca-certificates openssl
   libuv1-dev libwebsockets-dev libcurl4-openssl-dev libmsgpack-dev libcjson-dev libcmocka-dev
   libssl-dev libclang-rt-14-dev valgrind clang-format curl
+  libevent-dev libsystemd-dev  # libvoltclient loop adapters (libevent, sd-event) and their tests
+  abigail-tools  # abidw/abidiff: the libvoltclient ABI check (client-lib/abi)
   systemd  # systemd-analyze, to verify the units as systemd reads them
+  python3 python3-msgpack python3-pytest python3-mypy  # client-lib/python: runtime, tests, types
   # The package test (contrib/ci/test-package.sh): build the .debs, lint
   # them, make a clean Debian root and boot it with systemd.
   debhelper dpkg-dev lintian mmdebstrap systemd-container
@@ -35,12 +38,15 @@ if [ ${#missing[@]} -gt 0 ]; then
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
 
-# The dev server's packages, from its lockfile; redone only when it changed.
-server="$top/contrib/volt-dev-server"
-stamp="$server/node_modules/.volt-lock-stamp"
-if [ ! -f "$stamp" ] || ! cmp -s "$server/package-lock.json" "$stamp"; then
-  echo "setup: npm ci in contrib/volt-dev-server (node $(node --version))"
-  (cd "$server" && npm ci --no-audit --no-fund --loglevel=error)
-  cp "$server/package-lock.json" "$stamp"
-fi
+# The dev server's packages and the Node client's (@msgpack/msgpack, and
+# typescript for its type check), each from its lockfile; redone only when
+# the lockfile changed.
+for dir in contrib/volt-dev-server client-lib/node; do
+  stamp="$top/$dir/node_modules/.volt-lock-stamp"
+  if [ ! -f "$stamp" ] || ! cmp -s "$top/$dir/package-lock.json" "$stamp"; then
+    echo "setup: npm ci in $dir (node $(node --version))"
+    (cd "$top/$dir" && npm ci --no-audit --no-fund --loglevel=error)
+    cp "$top/$dir/package-lock.json" "$stamp"
+  fi
+done
 echo "setup: ok (gcc $(gcc -dumpversion), clang $(clang -dumpversion), cmake $(cmake --version | head -1 | awk '{print $3}'), node $(node --version))"

@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
 # Sets up a Debian 12 machine and runs every test of volt-broker:
 #   1. gcc build with -Werror, all ctest tests (unit + integration against
-#      the real socket.io dev server), then every integration test again
-#      with the broker under valgrind;
+#      the real socket.io dev server), the Node client's tests again with
+#      Debian 12's nodejs 18, then every integration test again with the
+#      broker under valgrind;
 #   2. clang build with AddressSanitizer + UndefinedBehaviorSanitizer, all
 #      ctest tests;
 #   3. clang build with ThreadSanitizer of the libvoltclient tests (a handler's
 #      answer from a worker thread), ctest on those;
 #   4. every libFuzzer target for a short bounded run on its seed corpus;
 #   5. clang-format check of every C file;
-#   6. the Debian packages: built, linted, installed into a clean Debian 12
+#   6. mypy --strict over the Python client (its tests run in ctest);
+#   7. the Debian packages: built, linted, installed into a clean Debian 12
 #      root booted with systemd, and used there (contrib/ci/test-package.sh).
 # The gcc ctest includes client-lib-abi: the built libvoltclient against its
 # committed ABI baseline (abidiff).
@@ -45,6 +47,16 @@ else
   summary+=("format: ok")
 fi
 
+step "python client: mypy --strict (package, tests, benchmark)"
+# The suite itself runs from ctest (python-client) in every build below.
+if (cd client-lib/python && /usr/bin/python3 -m mypy --cache-dir "$logs/mypy-cache" &&
+    /usr/bin/python3 -m mypy --strict --ignore-missing-imports --cache-dir "$logs/mypy-cache" \
+      ../../contrib/bench/bench-python.py) 2>&1 | tee "$logs/mypy.txt"; then
+  summary+=("python mypy: ok")
+else
+  status=1; summary+=("python mypy: FAILED")
+fi
+
 step "gcc build (-Werror) + ctest"
 cmake -S . -B build-ci-gcc -DCMAKE_C_COMPILER=gcc -DVOLT_WERROR=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build build-ci-gcc -j"$jobs"
@@ -52,6 +64,13 @@ if run_ctest build-ci-gcc gcc -j"$jobs" --timeout 300; then
   summary+=("gcc ctest: ok")
 else
   status=1; summary+=("gcc ctest: FAILED")
+fi
+
+step "Node client: its tests again with Debian 12's nodejs 18 (the oldest it supports)"
+if client-lib/node/test/with-debian-node18.sh build-ci-gcc 2>&1 | tee "$logs/node18.txt"; then
+  summary+=("node 18: ok ($(grep -E '^# pass' "$logs/node18.txt" | tail -1 | sed 's/# //'))")
+else
+  status=1; summary+=("node 18: FAILED")
 fi
 
 step "valgrind: every integration test with the broker under valgrind (no leaks, no errors)"

@@ -3,35 +3,42 @@
  *
  *     volt-example-send get-container-stats '{"containerId":"c-1"}'
  *
+ * The connect waits until the broker's upstream session is ready (like the
+ * seed's `await connect()`), so a command sent right after a broker start
+ * does not meet SOCKET_NOT_READY; --no-wait sends as soon as the broker
+ * answers.
+ *
  * Exit status: 0 the command succeeded, 1 it failed (the error is printed
- * on stderr), 2 usage error, 3 the broker could not be reached.
+ * on stderr), 2 usage error, 3 the broker could not be reached, 4 the
+ * upstream did not become ready (its own error is printed).
  */
 #include <getopt.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 
 #include <volt/client.h>
 
-enum { EXIT_FAILED = 1, EXIT_USAGE = 2, EXIT_NO_BROKER = 3 };
+enum { EXIT_FAILED = 1, EXIT_USAGE = 2, EXIT_NO_BROKER = 3, EXIT_NOT_READY = 4 };
 
 static void usage(FILE *out)
 {
-    fprintf(out,
-            "Usage: volt-example-send [OPTIONS] COMMAND [JSON_PAYLOAD]\n"
-            "Send COMMAND to the VOLT server through volt-broker and print the\n"
-            "result's data as JSON on stdout.\n"
-            "\n"
-            "  -s, --socket PATH           broker socket (default: $VOLT_BROKER_SOCKET,\n"
-            "                              else /run/volt/broker.sock for root,\n"
-            "                              else $XDG_RUNTIME_DIR/volt/broker.sock)\n"
-            "  -t, --timeout MS            command timeout (default: 30000)\n"
-            "  -c, --connect-timeout MS    how long to try reaching the broker (default: 5000)\n"
-            "  -w, --wait-ready MS         first wait up to MS for the upstream session\n"
-            "                              to be ready (default: 0, send at once)\n"
-            "  -h, --help                  show this help\n"
-            "\n"
-            "Exit status: 0 success, 1 the command failed, 2 usage error,\n"
-            "3 the broker could not be reached.\n");
+    fprintf(out, "Usage: volt-example-send [OPTIONS] COMMAND [JSON_PAYLOAD]\n"
+                 "Send COMMAND to the VOLT server through volt-broker and print the\n"
+                 "result's data as JSON on stdout.\n"
+                 "\n"
+                 "  -s, --socket PATH           broker socket (default: $VOLT_BROKER_SOCKET,\n"
+                 "                              else a per-user broker's socket if one exists,\n"
+                 "                              else /run/volt/broker.sock)\n"
+                 "  -t, --timeout MS            command timeout (default: the broker's)\n"
+                 "  -c, --connect-timeout MS    how long to wait for the broker and its upstream\n"
+                 "                              session (default: 20000)\n"
+                 "  -n, --no-wait               do not wait for the upstream: send as soon as\n"
+                 "                              the broker answers\n"
+                 "  -h, --help                  show this help\n"
+                 "\n"
+                 "Exit status: 0 success, 1 the command failed, 2 usage error,\n"
+                 "3 the broker could not be reached, 4 the upstream did not become ready.\n");
 }
 
 static int parse_ms(const char *s, int *out)
@@ -50,22 +57,24 @@ int main(int argc, char **argv)
         {"socket", required_argument, NULL, 's'},
         {"timeout", required_argument, NULL, 't'},
         {"connect-timeout", required_argument, NULL, 'c'},
-        {"wait-ready", required_argument, NULL, 'w'},
+        {"no-wait", no_argument, NULL, 'n'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     const char *socket_path = NULL;
-    int timeout = 30000, connect_timeout = 5000, wait_ready = 0;
+    int timeout = 0, connect_timeout = 20000, wait_upstream = 1;
     int opt;
-    while ((opt = getopt_long(argc, argv, "s:t:c:w:h", longopts, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, "s:t:c:nh", longopts, NULL)) != -1) {
         switch (opt) {
         case 's':
             socket_path = optarg;
             break;
+        case 'n':
+            wait_upstream = 0;
+            break;
         case 't':
-        case 'c':
-        case 'w': {
-            int *dst = opt == 't' ? &timeout : opt == 'c' ? &connect_timeout : &wait_ready;
+        case 'c': {
+            int *dst = opt == 't' ? &timeout : &connect_timeout;
             if (parse_ms(optarg, dst) < 0) {
                 fprintf(stderr, "volt-example-send: bad number of milliseconds '%s'\n", optarg);
                 return EXIT_USAGE;
@@ -91,18 +100,20 @@ int main(int argc, char **argv)
     volt_options_init(&opts);
     opts.socket_path = socket_path;
     opts.name = "volt-example-send";
+    opts.wait_upstream = wait_upstream;
     volt_client *c = volt_client_new(&opts);
     if (!c) {
         fprintf(stderr, "volt-example-send: cannot create the client (bad socket path?)\n");
         return EXIT_USAGE;
     }
     int rc = volt_client_connect_blocking(c, connect_timeout);
-    if (rc == 0 && wait_ready > 0)
-        rc = volt_client_wait_ready(c, wait_ready);
-    if (rc < 0 && !volt_client_is_connected(c)) {
-        fprintf(stderr, "volt-example-send: cannot reach the broker: %s\n", volt_client_errstr(c));
+    if (rc < 0) {
+        bool broker = volt_client_is_connected(c);
+        fprintf(stderr, "volt-example-send: %s: %s\n",
+                broker ? "the upstream is not ready" : "cannot reach the broker",
+                volt_client_errstr(c));
         volt_client_free(c);
-        return EXIT_NO_BROKER;
+        return broker ? EXIT_NOT_READY : EXIT_NO_BROKER;
     }
 
     volt_result *res = NULL;

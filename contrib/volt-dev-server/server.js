@@ -30,6 +30,9 @@ const USAGE = `usage: node server.js [options]
   --ping-interval MS     Engine.IO ping interval (default 25000)
   --ping-timeout MS      Engine.IO ping timeout (default 20000)
   --max-payload BYTES    socket.io maxHttpBufferSize (default 1e6)
+  --recovery MS          connection state recovery: keep a dropped daemon's
+                         session for MS and replay what was sent to it
+                         (socket.io 4.6+; off by default)
   --log                  print every event (traffic included), one line each
   --quiet                print only the "listening" JSON line
   -h, --help             this text
@@ -49,16 +52,16 @@ function parseArgs(argv) {
     host: '127.0.0.1', port: 8080, portFile: null, tlsCert: null, tlsKey: null,
     cluster: 'cluster-dev', password: 'dev-password', tokens: [], rotate: true,
     namespace: '/control', path: '/socket.io/', pingInterval: 25000,
-    pingTimeout: 20000, maxPayload: 1e6, logLevel: 'normal',
+    pingTimeout: 20000, maxPayload: 1e6, logLevel: 'normal', recovery: 0,
   };
   const valued = {
     '--host': 'host', '--port': 'port', '--port-file': 'portFile',
     '--tls-cert': 'tlsCert', '--tls-key': 'tlsKey', '--cluster': 'cluster',
     '--password': 'password', '--token': 'tokens', '--namespace': 'namespace',
     '--path': 'path', '--ping-interval': 'pingInterval',
-    '--ping-timeout': 'pingTimeout', '--max-payload': 'maxPayload',
+    '--ping-timeout': 'pingTimeout', '--max-payload': 'maxPayload', '--recovery': 'recovery',
   };
-  const numeric = new Set(['port', 'pingInterval', 'pingTimeout', 'maxPayload']);
+  const numeric = new Set(['port', 'pingInterval', 'pingTimeout', 'maxPayload', 'recovery']);
   for (let i = 0; i < argv.length; i++) {
     let arg = argv[i];
     let value;
@@ -171,6 +174,11 @@ function main() {
     pingInterval: cfg.pingInterval,
     pingTimeout: cfg.pingTimeout,
     maxHttpBufferSize: cfg.maxPayload,
+    // Sessions are kept for a dropped daemon, and what is broadcast to its
+    // room is replayed when it comes back with its pid and last offset.
+    ...(cfg.recovery > 0
+      ? { connectionStateRecovery: { maxDisconnectionDuration: cfg.recovery, skipMiddlewares: true } }
+      : {}),
   });
   const volt = new Volt(io, state, cfg);
   handler = createHandler({ state, volt, cfg });

@@ -48,6 +48,13 @@ const COMMANDS = {
   slow: (p) => ({ body: ok(p), delayMs: clampInt(p && p.ms, 0, MAX_DELAY_MS) }),
   late: (p) => ({ body: ok(p), delayMs: clampInt(p && p.ms, 0, MAX_DELAY_MS) }),
   never: () => null,
+  // An answer nested `depth` arrays deep, e.g. to see what a daemon does
+  // with a legal answer deeper than it can pass on.
+  nest: (p) => {
+    let v = 'core';
+    for (let i = clampInt(p && p.depth, 0, 10000); i > 0; i--) v = [v];
+    return { body: ok(v) };
+  },
   status: () => ({ body: ok({ server: 'volt-dev-server' }) }),
   binary: (p) => {
     const size = clampInt(p && p.size, 0, Number.MAX_SAFE_INTEGER);
@@ -68,6 +75,12 @@ class Volt {
     this.sockets = new Map(); // socket.id -> socket, in connection order
     this.daemons = new Map(); // socket.id -> public info shown in /_dev/state
     this.pending = new Map(); // requestId -> waiter of an open server:request
+    // With connection state recovery, what goes to a daemon is broadcast to
+    // its own room (socket.emit bypasses the adapter, so it would be neither
+    // stored nor given an offset) and the last registered daemon stays a
+    // target while it is away: what is sent then is replayed on its return.
+    this.recovery = cfg.recovery > 0;
+    this.lastDaemonId = null;
     this.timers = new Set(); // delayed responses, cleared on shutdown
     this.nsp.use((socket, next) => this.authenticate(socket, next));
     this.nsp.on('connection', (socket) => this.onConnection(socket));
@@ -162,10 +175,11 @@ class Volt {
     Object.assign(info, {
       registered: true, hostname: p.hostname, version: p.version, handlers: [...p.handlers],
     });
+    this.lastDaemonId = socket.id;
     this.state.count('registrations');
     this.state.record('register', {
       socket: socket.id, teamClusterId: p.teamClusterId, hostname: p.hostname,
-      version: p.version, handlers: info.handlers,
+      version: p.version, handlers: info.handlers, recovered: socket.recovered === true,
     });
     ack({ success: true });
   }
@@ -267,12 +281,28 @@ class Volt {
   pickTarget(socketId) {
     if (socketId !== undefined) {
       const s = this.sockets.get(socketId);
-      return s && this.daemons.get(socketId).registered ? s : null;
+      return s && this.daemons.get(socketId).registered ? this.target(s.id, s) : null;
     }
     for (const [id, s] of this.sockets) {
-      if (this.daemons.get(id).registered) return s;
+      if (this.daemons.get(id).registered) return this.target(id, s);
     }
+    if (this.recovery && this.lastDaemonId !== null) return this.target(this.lastDaemonId, null);
     return null;
+  }
+
+  // Something with an id and emit(): the socket, or its room when sessions
+  // are recovered (see the constructor).
+  target(id, socket) {
+    if (!this.recovery) return socket;
+    return { id, emit: (event, ...args) => this.nsp.to(id).emit(event, ...args) };
+  }
+
+  targets() {
+    const ids = [...this.sockets.keys()];
+    if (this.recovery && this.lastDaemonId !== null && !ids.includes(this.lastDaemonId)) {
+      ids.push(this.lastDaemonId);
+    }
+    return ids.map((id) => this.target(id, this.sockets.get(id)));
   }
 
   // Emits one server:request and resolves when its server:response arrives
@@ -362,8 +392,9 @@ class Volt {
   // Sends a server->daemon `message` to every connected daemon socket.
   sendMessage(type, data) {
     const msg = { type, data: fromMarkers(data) };
-    for (const s of this.sockets.values()) s.emit('message', msg);
-    const sent = this.sockets.size;
+    const targets = this.targets();
+    for (const t of targets) t.emit('message', msg);
+    const sent = targets.length;
     this.state.count('messagesOut');
     this.state.record('message_out', { type, data: toMarkers(msg.data), sent });
     return sent;

@@ -6,10 +6,11 @@
  *     volt_client_connect(c);
  *     uv_run(loop, UV_RUN_DEFAULT);
  *
- * The adapter keeps one uv_poll_t for the client's current socket and one
- * uv_timer_t for its deadlines. The socket changes on reconnect, so the
- * poll handle is closed (close_fd hook) before the library closes the fd
- * and a new one is made for the next fd. volt_client_free() releases
+ * The adapter keeps one uv_poll_t for the client's current socket, one
+ * uv_timer_t for its deadlines, and one uv_poll_t on the client's wakeup
+ * fd (answers from worker threads, volt_client_stop). The socket changes
+ * on reconnect, so its poll handle is closed (close_fd hook) before the
+ * library closes the fd and a new one is made for the next fd. volt_client_free() releases
  * everything through the cleanup hook; the handles are freed in their
  * close callbacks, so run the loop once more after freeing the client if
  * you want to close the loop cleanly. The client's thread rule applies:
@@ -19,6 +20,7 @@
 #define VOLT_ADAPTERS_LIBUV_H
 
 #include <stdlib.h>
+#include <string.h>
 #include <uv.h>
 
 #include "../client.h"
@@ -30,6 +32,7 @@ typedef struct volt_libuv_events {
     int fd;
     int events; /* UV_READABLE | UV_WRITABLE wanted */
     uv_timer_t *timer;
+    uv_poll_t *wakeup; /* on volt_client_wakeup_fd() */
 } volt_libuv_events;
 
 static inline void volt_libuv__free_handle(uv_handle_t *handle)
@@ -48,6 +51,14 @@ static inline void volt_libuv__on_poll(uv_poll_t *handle, int status, int events
         ev |= VOLT_EV_WRITE;
     /* May free the client (and this adapter): touch nothing afterwards. */
     volt_client_process(p->client, ev);
+}
+
+static inline void volt_libuv__on_wakeup(uv_poll_t *handle, int status, int events)
+{
+    volt_libuv_events *p = (volt_libuv_events *)handle->data;
+    (void)status;
+    (void)events;
+    volt_client_process(p->client, VOLT_EV_WAKEUP);
 }
 
 static inline void volt_libuv__on_timer(uv_timer_t *handle)
@@ -138,6 +149,7 @@ static inline void volt_libuv__cleanup(void *data)
     if (p->poll)
         uv_close((uv_handle_t *)p->poll, volt_libuv__free_handle);
     uv_close((uv_handle_t *)p->timer, volt_libuv__free_handle);
+    uv_close((uv_handle_t *)p->wakeup, volt_libuv__free_handle);
     free(p);
 }
 
@@ -146,19 +158,26 @@ static inline int volt_libuv_attach(volt_client *c, uv_loop_t *loop)
 {
     volt_libuv_events *p = (volt_libuv_events *)calloc(1, sizeof *p);
     uv_timer_t *timer = (uv_timer_t *)malloc(sizeof *timer);
-    if (!p || !timer) {
+    uv_poll_t *wakeup = (uv_poll_t *)malloc(sizeof *wakeup);
+    if (!p || !timer || !wakeup || uv_poll_init(loop, wakeup, volt_client_wakeup_fd(c)) != 0) {
         free(p);
         free(timer);
+        free(wakeup);
         return VOLT_E_NOMEM;
     }
     p->client = c;
     p->loop = loop;
     p->fd = -1;
     p->timer = timer;
+    p->wakeup = wakeup;
     uv_timer_init(loop, timer);
     timer->data = p;
+    wakeup->data = p;
+    uv_poll_start(wakeup, UV_READABLE, volt_libuv__on_wakeup);
 
     struct volt_loop_hooks hooks;
+    memset(&hooks, 0, sizeof hooks);
+    hooks.size = sizeof hooks;
     hooks.data = p;
     hooks.add_read = volt_libuv__add_read;
     hooks.del_read = volt_libuv__del_read;
@@ -170,6 +189,7 @@ static inline int volt_libuv_attach(volt_client *c, uv_loop_t *loop)
     int rc = volt_client_attach(c, &hooks);
     if (rc < 0) {
         uv_close((uv_handle_t *)timer, volt_libuv__free_handle);
+        uv_close((uv_handle_t *)wakeup, volt_libuv__free_handle);
         free(p);
     }
     return rc;

@@ -22,7 +22,7 @@
 # Why a booted root and not this machine: the units, sysusers, credentials
 # and the hardening only mean something under systemd as PID 1, which this
 # machine does not run, and a clean root proves the packages' dependencies.
-# The root (Debian 12 minbase, systemd, a C compiler) is made once with
+# The root (Debian 12 minbase, systemd, a C compiler, cmake) is made once with
 # mmdebstrap and kept in $VOLT_PKGTEST_CACHE (default
 # /var/cache/volt-broker-ci); each run boots a throw-away overlay of it.
 #
@@ -112,8 +112,11 @@ if [ "${1:-}" = --in-root ]; then
       /usr/share/doc/volt-broker/PROTOCOL.md.gz /usr/share/doc/volt-broker/copyright"
     [libvoltclient0]="/usr/lib/$TRIPLET/libvoltclient.so.0"
     [libvoltclient-dev]="/usr/include/volt/client.h /usr/include/volt/adapters/libuv.h
+      /usr/include/volt/adapters/libevent.h /usr/include/volt/adapters/sd-event.h
       /usr/lib/$TRIPLET/libvoltclient.so /usr/lib/$TRIPLET/libvoltclient.a
       /usr/lib/$TRIPLET/pkgconfig/voltclient.pc
+      /usr/lib/$TRIPLET/cmake/VoltClient/VoltClientConfig.cmake
+      /usr/share/man/man3/libvoltclient.3.gz
       /usr/share/doc/libvoltclient-dev/examples/volt-example-send.c
       /usr/share/doc/libvoltclient-dev/examples/volt-example-handler.c"
     [volt-inspect]="/usr/bin/volt-inspect /usr/share/man/man1/volt-inspect.1.gz"
@@ -181,7 +184,11 @@ if [ "${1:-}" = --in-root ]; then
   echo "== local services: a user in group volt, a user not in it"
   useradd -m -G volt alice
   useradd -m mallory
-  as() { runuser -u "$1" -- env -C "/home/$1" VOLT_BROKER_SOCKET=/run/volt/broker.sock "${@:2}"; }
+  # Clients find the system broker by the client rule (PROTOCOL.md): no
+  # VOLT_BROKER_SOCKET. volt-inspect looks where a broker of the user's
+  # own would listen, so it is told.
+  as() { runuser -u "$1" -- env -C "/home/$1" "${@:2}"; }
+  sys_socket=VOLT_BROKER_SOCKET=/run/volt/broker.sock
   cp /usr/share/doc/libvoltclient-dev/examples/volt-example-send.c /home/alice/
   chown alice: /home/alice/volt-example-send.c
   # shellcheck disable=SC2016
@@ -192,8 +199,16 @@ if [ "${1:-}" = --in-root ]; then
     as alice sh -c 'cc -Wall -Werror -static -o send-static volt-example-send.c $(pkg-config --static --cflags --libs voltclient)'
   check "voltclient.pc names /usr plainly ($(pkg-config --cflags --libs voltclient))" \
     test "$(pkg-config --cflags --libs voltclient | xargs)" = "-lvoltclient"
-  for prog in send send-static; do
-    got=$(as alice "./$prog" --wait-ready 10000 echo '{"from":"alice","n":1}' 2>&1) && rc=0 || rc=$?
+  mkdir -p /home/alice/cmake-send
+  printf '%s\n' 'cmake_minimum_required(VERSION 3.18)' 'project(send C)' \
+    'find_package(VoltClient 1.0 REQUIRED)' 'add_executable(send-cmake ../volt-example-send.c)' \
+    'target_link_libraries(send-cmake PRIVATE VoltClient::voltclient)' >/home/alice/cmake-send/CMakeLists.txt
+  chown -R alice: /home/alice/cmake-send
+  check "example built by alice with find_package(VoltClient)" \
+    as alice sh -c 'cmake -S cmake-send -B cmake-send/build >/dev/null && cmake --build cmake-send/build >/dev/null &&
+                    cp cmake-send/build/send-cmake .'
+  for prog in send send-static send-cmake; do
+    got=$(as alice "./$prog" echo '{"from":"alice","n":1}' 2>&1) && rc=0 || rc=$?
     check "alice's $prog: echo answered (exit $rc: $got)" \
       test "$rc:$(tr -d ' \n' <<<"$got")" = '0:{"from":"alice","n":1}'
   done
@@ -204,10 +219,10 @@ if [ "${1:-}" = --in-root ]; then
   got=$(volt-inspect -e '{"op":"credential","name":"daemonPassword"}' 2>&1) && rc=0 || rc=$?
   check "root gets the daemon password over the socket (exit $rc)" \
     bash -c '[ "$1" = 0 ] && grep -qF -- "$2" <<<"$3"' _ "$rc" "$DAEMON_PASSWORD" "$got"
-  got=$(runuser -u volt-broker -- env VOLT_BROKER_SOCKET=/run/volt/broker.sock volt-inspect -e '{"op":"credential","name":"daemonPassword"}' 2>&1) && rc=0 || rc=$?
+  got=$(runuser -u volt-broker -- env "$sys_socket" volt-inspect -e '{"op":"credential","name":"daemonPassword"}' 2>&1) && rc=0 || rc=$?
   check "so does the broker's own user (exit $rc)" \
     bash -c '[ "$1" = 0 ] && grep -qF -- "$2" <<<"$3"' _ "$rc" "$DAEMON_PASSWORD" "$got"
-  got=$(as alice volt-inspect -e '{"op":"credential","name":"daemonPassword"}' 2>&1) && rc=0 || rc=$?
+  got=$(as alice env "$sys_socket" volt-inspect -e '{"op":"credential","name":"daemonPassword"}' 2>&1) && rc=0 || rc=$?
   check "alice does not (exit $rc: $got)" \
     bash -c '[ "$1" != 0 ] && grep -q PermissionDenied <<<"$3" && ! grep -qF -- "$2" <<<"$3"' \
     _ "$rc" "$DAEMON_PASSWORD" "$got"
@@ -232,7 +247,7 @@ if [ "${1:-}" = --in-root ]; then
     check "its own socket is volt-broker:volt 0660 ($(stat_of /tmp/volt-manual/broker.sock))" \
       test "$(stat_of /tmp/volt-manual/broker.sock)" = "volt-broker:volt 660 socket"
     got=$(runuser -u alice -- env VOLT_BROKER_SOCKET=/tmp/volt-manual/broker.sock \
-            /home/alice/send --wait-ready 10000 echo '"by hand"' 2>&1) && rc=0 || rc=$?
+            /home/alice/send echo '"by hand"' 2>&1) && rc=0 || rc=$?
     check "alice's request through it (exit $rc: $got)" test "$rc:$got" = '0:"by hand"'
   else
     bad "no socket from the broker started by hand: $(cat /tmp/manual.log)"
@@ -339,7 +354,7 @@ lap
 echo "==== the clean root (Debian 12 minbase + systemd + a C compiler)"
 # The tools the test itself uses, and nothing the packages depend on but
 # systemd: apt must bring the rest, which is what is being checked.
-include=systemd,gcc,libc6-dev,pkgconf,binutils
+include=systemd,gcc,libc6-dev,pkgconf,binutils,cmake,make
 cache=${VOLT_PKGTEST_CACHE:-/var/cache/volt-broker-ci}
 base=$cache/root-bookworm-$(echo "v1 $include" | sha256sum | cut -c1-12)
 mkdir -p "$cache"

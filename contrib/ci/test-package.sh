@@ -368,6 +368,10 @@ mkdir -p "$cache"
     touch "$base.tmp/.complete"
     mv "$base.tmp" "$base"
     echo "    made $base in $((SECONDS - start)) s"
+    # Roots made for another package list, unless a run has one mounted.
+    for old in "$cache"/root-bookworm-*; do
+      [ "$old" = "$base" ] || grep -qF "lowerdir=$old," /proc/mounts || rm -rf "$old"
+    done
   else
     echo "    cached: $base"
   fi

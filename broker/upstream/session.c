@@ -649,6 +649,28 @@ static int json_string_field(struct session *s, uint32_t obj, const char *key,
 }
 
 /* The value of `key` as msgpack in out (len 0 when absent). */
+/* True when the subtree at `tok` nests more than `max` containers. Tokens
+ * are in preorder and each container knows where its subtree ends, so a
+ * stack of those ends gives every token's depth in one pass. */
+static bool json_depth_over(const struct proto_json_doc *d, uint32_t tok, uint32_t max)
+{
+    uint32_t ends[PROTO_DEFAULT_MAX_DEPTH + 1];
+    uint32_t depth = 0;
+    uint32_t end = d->tok[tok].next;
+
+    for (uint32_t i = tok; i < end && i < d->n; i++) {
+        while (depth && ends[depth - 1] <= i)
+            depth--;
+        uint8_t type = d->tok[i].type;
+        if (type != PROTO_JSON_ARRAY && type != PROTO_JSON_OBJECT)
+            continue;
+        if (depth == max)
+            return true;
+        ends[depth++] = d->tok[i].next;
+    }
+    return false;
+}
+
 static int json_value_field(struct session *s, uint32_t obj, const char *key,
                             const struct sio_message *msg, struct proto_buf *out)
 {
@@ -662,7 +684,13 @@ static int json_value_field(struct session *s, uint32_t obj, const char *key,
         return 0;
     /* The value lands one level inside a local frame (result data, call
      * payload, message data): what is deeper cannot be delivered. */
-    o.max_depth = PROTO_DEFAULT_MAX_DEPTH - 1;
+    if (json_depth_over(&s->doc, (uint32_t)tok, PROTO_DEFAULT_MAX_DEPTH - 1)) {
+        snprintf(s->value_error, sizeof(s->value_error),
+                 "'%s' is nested deeper than the local protocol allows (%u levels)", key,
+                 PROTO_DEFAULT_MAX_DEPTH - 1);
+        log_info("upstream: cannot convert %s", s->value_error);
+        return -1;
+    }
     o.n_attachments =
         msg->packet.attachments < MAX_ATTACHMENTS ? msg->packet.attachments : MAX_ATTACHMENTS;
     for (uint32_t i = 0; i < o.n_attachments; i++) {

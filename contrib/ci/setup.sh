@@ -12,6 +12,8 @@ packages=(
   libssl-dev libclang-rt-14-dev valgrind clang-format curl
   libevent-dev libsystemd-dev  # libvoltclient loop adapters (libevent, sd-event) and their tests
   abigail-tools  # abidw/abidiff: the libvoltclient ABI check (client-lib/abi)
+  libedit-dev  # volt-inspect: line editing, history and completion in the interactive mode
+  zsh  # to test the zsh completion scripts (contrib/completions)
   systemd  # systemd-analyze, to verify the units as systemd reads them
   python3 python3-msgpack python3-pytest python3-mypy  # client-lib/python: runtime, tests, types
   # The package test (contrib/ci/test-package.sh): build the .debs, lint

@@ -1,5 +1,6 @@
 #include <errno.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cmd.h"
 #include "proto/errors.h"
@@ -80,4 +81,68 @@ void cmd_report_failure(const char *what, const struct proto_msg *m)
     fputc('\n', stderr);
     if (hint)
         fprintf(stderr, "  hint: %s\n", hint);
+}
+
+int cmd_roundtrip(struct conn *c, struct proto_msg *m, uint64_t id, uint64_t deadline_ms,
+                  const char *what, void (*on_other)(void *ctx, const struct proto_span *frame),
+                  void *ctx, struct proto_span *answer, struct proto_msg *a)
+{
+    const char *why;
+    int rc;
+
+    m->id = id;
+    m->fields |= PROTO_F_ID;
+    rc = conn_send_msg(c, m);
+    if (rc < 0) {
+        inspect_error("%s: cannot send: %s", what,
+                      rc == PROTO_E_FRAME_TOO_LARGE ? "the frame is too large"
+                                                    : conn_gone_reason(c));
+        return rc == PROTO_E_FRAME_TOO_LARGE ? INSPECT_EXIT_USAGE : INSPECT_EXIT_CONNECT;
+    }
+    for (;;) {
+        rc = conn_wait_frame(c, deadline_ms, answer);
+        if (rc == PROTO_E_BAD_FRAME) {
+            inspect_error("the broker sent a bad frame (%s); skipped", conn_reader_error(c));
+            continue;
+        }
+        if (rc == PROTO_E_TIMEOUT) {
+            inspect_error("%s: no answer in time (--timeout)", what);
+            return INSPECT_EXIT_TIMEOUT;
+        }
+        if (rc == PROTO_E_BROKER_GONE) {
+            inspect_error("%s: %s before answering", what, conn_gone_reason(c));
+            return INSPECT_EXIT_CONNECT;
+        }
+        if (rc < 0) {
+            inspect_error("%s: cannot follow the broker's stream: %s", what, conn_reader_error(c));
+            return INSPECT_EXIT_CONNECT;
+        }
+        memset(a, 0, sizeof(*a));
+        if (proto_msg_decode(answer, a, &why) == 0) {
+            if (cmd_answers_id(a, id))
+                return INSPECT_EXIT_OK;
+            /* An error frame without an id is about a frame of ours that
+             * could not be read, and this is the only one in flight. */
+            if (a->op == PROTO_OP_ERROR && !proto_msg_has(a, PROTO_F_ID))
+                return INSPECT_EXIT_OK;
+        }
+        if (on_other)
+            on_other(ctx, answer);
+    }
+}
+
+bool cmd_answers_id(const struct proto_msg *m, uint64_t id)
+{
+    if (!proto_msg_has(m, PROTO_F_ID) || m->id != id)
+        return false;
+    if (m->op == PROTO_OP_RESULT || m->op == PROTO_OP_PONG)
+        return true;
+    return m->op == PROTO_OP_ERROR && !proto_msg_has(m, PROTO_F_ABOUT);
+}
+
+bool cmd_pretty_stdout(const struct inspect_opts *o)
+{
+    if (o->compact)
+        return false;
+    return o->pretty || isatty(STDOUT_FILENO);
 }

@@ -6,6 +6,7 @@
 
 #include "cmd.h"
 #include "proxy.h"
+#include "trace_sink.h"
 #include "util.h"
 
 static volatile sig_atomic_t stop_requested;
@@ -40,14 +41,28 @@ static void warn_if_broker_unreachable(const char *path, enum conn_path_source s
     conn_free(c);
 }
 
+static void on_event(void *ctx, const struct trace_ev *ev)
+{
+    trace_sink_emit(ctx, ev);
+}
+
 int cmd_proxy(const struct inspect_opts *o)
 {
     enum conn_path_source source = CONN_PATH_ARGUMENT;
-    struct proxy_opts popts = {.listen_path = o->listen, .out = stdout, .json = o->json};
+    struct trace_sink_opts so = {.json = o->json,
+                                 .matches = o->matches,
+                                 .n_matches = o->n_matches,
+                                 .count = o->count,
+                                 .duration_ms = o->duration,
+                                 .write = o->write};
+    struct proxy_opts popts = {.listen_path = o->listen, .on_event = on_event};
+    struct trace_sink *sink = NULL;
     struct proxy *p = NULL;
     char broker[512], msg[512];
     int rc;
 
+    if (o->read)
+        return cmd_replay(o);
     if (o->socket) {
         snprintf(broker, sizeof(broker), "%s", o->socket);
     } else if (conn_default_path(broker, sizeof(broker), &source) < 0) {
@@ -59,9 +74,15 @@ int cmd_proxy(const struct inspect_opts *o)
         return INSPECT_EXIT_USAGE;
     }
     popts.broker_path = broker;
+    if (trace_sink_new(&so, &sink, msg, sizeof(msg)) < 0) {
+        inspect_error("%s", msg);
+        return INSPECT_EXIT_USAGE;
+    }
+    popts.ctx = sink;
     warn_if_broker_unreachable(broker, source);
     if (proxy_new(&popts, &p, msg, sizeof(msg)) < 0) {
         inspect_error("proxy: %s", msg);
+        trace_sink_free(sink);
         return INSPECT_EXIT_USAGE;
     }
     install_stop_handlers();
@@ -69,10 +90,15 @@ int cmd_proxy(const struct inspect_opts *o)
             "# proxying %s -> %s; point clients at it with VOLT_BROKER_SOCKET=%s; Ctrl-C to stop\n",
             o->listen, broker, o->listen);
     rc = 0;
-    while (!stop_requested && rc == 0)
-        rc = proxy_run_once(p, -1);
+    /* --count and --duration end the proxy like Ctrl-C: every session is
+     * closed (the clients see the broker go away). */
+    while (!stop_requested && rc == 0 && !trace_sink_done(sink))
+        rc = proxy_run_once(p, trace_sink_timeout_ms(sink));
     if (rc < 0)
         inspect_error("proxy: %s", strerror(-rc));
     proxy_free(p);
-    return rc < 0 ? INSPECT_EXIT_CONNECT : INSPECT_EXIT_OK;
+    if (rc == 0 && trace_sink_failed(sink))
+        rc = 1;
+    trace_sink_free(sink);
+    return rc < 0 ? INSPECT_EXIT_CONNECT : rc > 0 ? INSPECT_EXIT_FAILED : INSPECT_EXIT_OK;
 }

@@ -30,18 +30,15 @@ struct conn {
 
 int conn_default_path(char *buf, size_t size, enum conn_path_source *source)
 {
-    const char *env = getenv("VOLT_BROKER_SOCKET");
-    int n;
+    const char *env = getenv(PROTO_SOCKET_ENV);
+    int rc = proto_client_socket_path(buf, size);
 
-    if (env && *env) {
+    if (rc < 0)
+        return rc;
+    if (env && *env)
         *source = CONN_PATH_ENV;
-        n = snprintf(buf, size, "%s", env);
-    } else {
-        *source = geteuid() == 0 ? CONN_PATH_ROOT : CONN_PATH_XDG;
-        return proto_default_socket_path(buf, size);
-    }
-    if (n < 0 || (size_t)n >= size)
-        return -ENAMETOOLONG;
+    else
+        *source = strcmp(buf, PROTO_ROOT_SOCKET) == 0 ? CONN_PATH_ROOT : CONN_PATH_XDG;
     return 0;
 }
 
@@ -51,10 +48,10 @@ static const char *source_text(enum conn_path_source source)
     case CONN_PATH_ENV:
         return " (from $VOLT_BROKER_SOCKET)";
     case CONN_PATH_ROOT:
-        return " (the default for root)";
+        return " (the default: the system broker's socket)";
     case CONN_PATH_XDG:
-        return " (the default: $XDG_RUNTIME_DIR/volt/broker.sock, or /tmp/volt-UID/broker.sock "
-               "without it)";
+        return " (the default: this user's broker socket, found in $XDG_RUNTIME_DIR/volt or "
+               "/tmp/volt-UID)";
     default:
         return "";
     }
@@ -102,8 +99,10 @@ void conn_explain_error(const char *path, enum conn_path_source source, int errn
             snprintf(hint, sizeof(hint),
                      "is volt-broker running? Give the path with --socket PATH or "
                      "$VOLT_BROKER_SOCKET%s",
-                     source == CONN_PATH_XDG
-                         ? "; a broker run as root listens on " PROTO_ROOT_SOCKET
+                     source == CONN_PATH_XDG ? "; the system broker listens on " PROTO_ROOT_SOCKET
+                     : source == CONN_PATH_ROOT && geteuid() != 0
+                         ? " (no broker of your own was found either: its socket would be "
+                           "$XDG_RUNTIME_DIR/volt/broker.sock, or /tmp/volt-UID/broker.sock)"
                          : "");
             break;
         case ECONNREFUSED:
@@ -437,7 +436,11 @@ int conn_call_simple(struct conn *c, enum proto_op op, uint64_t id, uint64_t dea
             bool same_id = proto_msg_has(m, PROTO_F_ID) && m->id == id;
             if ((m->op == PROTO_OP_RESULT || m->op == PROTO_OP_PONG) && same_id)
                 return 0;
-            if (m->op == PROTO_OP_ERROR && (same_id || !proto_msg_has(m, PROTO_F_ID)))
+            /* From protocol version 2 on an error frame (it has `about`)
+             * never answers a request; one without an id is about a frame
+             * that could not be read, ours. */
+            if (m->op == PROTO_OP_ERROR &&
+                ((same_id && !proto_msg_has(m, PROTO_F_ABOUT)) || !proto_msg_has(m, PROTO_F_ID)))
                 return 0;
         }
         if (on_other)

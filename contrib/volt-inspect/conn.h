@@ -25,12 +25,13 @@ struct conn;
 enum conn_path_source {
     CONN_PATH_ARGUMENT, /* --socket */
     CONN_PATH_ENV,      /* $VOLT_BROKER_SOCKET */
-    CONN_PATH_ROOT,     /* /run/volt/broker.sock (running as root) */
-    CONN_PATH_XDG,      /* the user default: $XDG_RUNTIME_DIR/volt/broker.sock or /tmp/volt-UID */
+    CONN_PATH_ROOT,     /* the system socket, /run/volt/broker.sock */
+    CONN_PATH_XDG,      /* this user's socket ($XDG_RUNTIME_DIR/volt or /tmp/volt-UID), found */
 };
 
-/* The default socket path: $VOLT_BROKER_SOCKET if set and not empty, else
- * proto_default_socket_path() (the broker's own default). 0 or
+/* The default socket path, the client rule of proto/paths.h (as
+ * libvoltclient finds it): $VOLT_BROKER_SOCKET if set and not empty, else
+ * this user's broker socket when one exists, else the system socket. 0 or
  * -ENAMETOOLONG. */
 int conn_default_path(char *buf, size_t size, enum conn_path_source *source);
 

@@ -64,22 +64,19 @@ uint64_t jsonline_next_id(const struct jsonline *jl)
 
 bool jsonline_op_takes_id(enum proto_op op, bool all_ops)
 {
-    switch (op) {
-    case PROTO_OP_HELLO:
-    case PROTO_OP_REPLY:
-        return false;
-    case PROTO_OP_STATUS:
-    case PROTO_OP_PING:
-    case PROTO_OP_REQUEST:
-    case PROTO_OP_REGISTER:
-    case PROTO_OP_UNREGISTER:
-    case PROTO_OP_SUBSCRIBE:
-    case PROTO_OP_UNSUBSCRIBE:
-    case PROTO_OP_CREDENTIAL:
-    case PROTO_OP_MONITOR:
+    /* proto's op table says how each op is answered. */
+    const struct proto_op_info *info = proto_op_info(op);
+
+    if (!info || !info->from_client)
+        return all_ops; /* unknown ops, the broker's own ops */
+    switch (info->answer) {
+    case PROTO_ANSWER_RESULT:
+    case PROTO_ANSWER_PONG:
         return true;
+    case PROTO_ANSWER_RESULT_IF_ID:
+        return all_ops; /* emit: an id changes what the broker answers */
     default:
-        return all_ops; /* emit, unknown ops, the broker's own ops */
+        return false; /* hello; reply (its id is the broker's call id) */
     }
 }
 

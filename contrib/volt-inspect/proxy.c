@@ -10,10 +10,10 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "jsonline.h"
 #include "proto/buf.h"
 #include "proto/errors.h"
 #include "proto/limits.h"
+#include "proto/msg.h"
 #include "proto/reader.h"
 #include "util.h"
 
@@ -35,6 +35,8 @@ struct proxy_session {
     struct proxy_pipe pipe[2];
     bool closing;
     const char *closed_by; /* who ended first: "client", "broker" */
+    char name[128];        /* from the client's hello ("" until then) */
+    long long pid, uid;    /* SO_PEERCRED at accept (-1: unknown) */
 };
 
 struct proxy {
@@ -47,7 +49,6 @@ struct proxy {
     size_t n_sessions, cap_sessions;
     struct pollfd *pfds;
     size_t cap_pfds;
-    struct jsonline *jl;
     struct proto_buf text;
 };
 
@@ -67,97 +68,67 @@ static uint64_t now_us(const struct proxy *p)
     return p->opts.now_us ? p->opts.now_us() : inspect_now_us();
 }
 
-/* Starts a line: time and connection (text), or the envelope's head (json). */
-static void line_start(struct proxy *p, const struct proxy_session *s)
+/* Hands one event to the caller (or prints it). */
+static void emit(struct proxy *p, const struct proxy_session *s, int kind, int dir,
+                 const void *data, size_t len)
 {
-    char t[40];
+    struct trace_ev ev = {.time_us = now_us(p),
+                          .kind = (uint8_t)kind,
+                          .side = TRACE_LOCAL,
+                          .dir = dir == TO_BROKER ? TRACE_IN : TRACE_OUT,
+                          .peer = s->number,
+                          .name = s->name,
+                          .pid = s->pid,
+                          .uid = s->uid,
+                          .data = data,
+                          .len = len};
 
-    inspect_time_iso(now_us(p), 3, t, sizeof(t));
-    if (p->opts.json)
-        fprintf(p->opts.out, "{\"t\":\"%s\",\"conn\":%u", t, s->number);
-    else
-        fprintf(p->opts.out, "%s c%u ", t, s->number);
-}
-
-static void line_end(struct proxy *p)
-{
-    fputs(p->opts.json ? "}\n" : "\n", p->opts.out);
-    fflush(p->opts.out);
-}
-
-static const char *dir_json(int dir)
-{
-    return dir == TO_BROKER ? "to-broker" : "to-client";
-}
-
-static const char *dir_text(int dir)
-{
-    return dir == TO_BROKER ? ">" : "<";
+    if (p->opts.on_event) {
+        p->opts.on_event(p->opts.ctx, &ev);
+        return;
+    }
+    proto_buf_reset(&p->text);
+    if (trace_format(&ev, p->opts.json, &p->text) == 0) {
+        fwrite(p->text.data, 1, p->text.len, p->opts.out);
+        fflush(p->opts.out);
+    }
 }
 
 static void print_error(struct proxy *p, const struct proxy_session *s, int dir, const char *what)
 {
-    line_start(p, s);
-    if (p->opts.json) {
-        fprintf(p->opts.out, ",\"dir\":\"%s\",\"error\":", dir_json(dir));
-        inspect_json_string(p->opts.out, what);
-    } else {
-        fprintf(p->opts.out, "%s ! %s", dir_text(dir), what);
-    }
-    line_end(p);
+    emit(p, s, TRACE_ERROR, dir, what, strlen(what));
 }
 
-static void print_frame(struct proxy *p, const struct proxy_session *s, int dir,
+/* A frame; a hello names the session from then on. */
+static void print_frame(struct proxy *p, struct proxy_session *s, int dir,
                         const struct proto_span *frame)
 {
-    char err[200], why[240];
+    struct proto_msg m = {0};
+    const char *why;
 
-    proto_buf_reset(&p->text);
-    if (jsonline_from_frame(p->jl, frame->ptr, frame->len, &p->text, err, sizeof(err)) < 0) {
-        snprintf(why, sizeof(why), "%s (%u bytes forwarded unchanged)", err, frame->len);
-        print_error(p, s, dir, why);
-        return;
-    }
-    line_start(p, s);
-    if (p->opts.json)
-        fprintf(p->opts.out, ",\"dir\":\"%s\",\"frame\":", dir_json(dir));
-    else
-        fprintf(p->opts.out, "%s ", dir_text(dir));
-    fwrite(p->text.data, 1, p->text.len, p->opts.out);
-    line_end(p);
+    if (dir == TO_BROKER && !s->name[0] && proto_msg_decode(frame, &m, &why) == 0 &&
+        m.op == PROTO_OP_HELLO && proto_msg_has(&m, PROTO_F_NAME))
+        snprintf(s->name, sizeof(s->name), "%.*s", (int)m.name.len, (const char *)m.name.ptr);
+    emit(p, s, TRACE_FRAME, dir, frame->ptr, frame->len);
 }
 
-static void print_open(struct proxy *p, const struct proxy_session *s)
+static void print_open(struct proxy *p, struct proxy_session *s)
 {
     struct ucred cred;
     socklen_t len = sizeof(cred);
-    bool have = getsockopt(s->fd[0], SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0;
+    char text[96] = "";
 
-    line_start(p, s);
-    if (p->opts.json) {
-        fputs(",\"event\":\"open\"", p->opts.out);
-        if (have)
-            fprintf(p->opts.out, ",\"pid\":%d,\"uid\":%u,\"gid\":%u", (int)cred.pid,
-                    (unsigned)cred.uid, (unsigned)cred.gid);
-    } else if (have) {
-        fprintf(p->opts.out, "+ connected (pid %d, uid %u, gid %u)", (int)cred.pid,
-                (unsigned)cred.uid, (unsigned)cred.gid);
-    } else {
-        fputs("+ connected", p->opts.out);
+    if (getsockopt(s->fd[0], SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0) {
+        s->pid = cred.pid;
+        s->uid = cred.uid;
+        snprintf(text, sizeof(text), "uid %u, gid %u", (unsigned)cred.uid, (unsigned)cred.gid);
     }
-    line_end(p);
+    emit(p, s, TRACE_OPEN, TO_BROKER, text, strlen(text));
 }
 
 static void print_close(struct proxy *p, const struct proxy_session *s, const char *reason)
 {
-    line_start(p, s);
-    if (p->opts.json) {
-        fputs(",\"event\":\"close\",\"reason\":", p->opts.out);
-        inspect_json_string(p->opts.out, reason);
-    } else {
-        fprintf(p->opts.out, "- closed: %s", reason);
-    }
-    line_end(p);
+    emit(p, s, TRACE_CLOSE, TO_CLIENT, reason, strlen(reason));
 }
 
 /* Prints every frame now complete in the copy of the stream. */
@@ -304,6 +275,7 @@ int proxy_adopt(struct proxy *p, int client_fd, int broker_fd)
         goto fail;
     s->fd[0] = client_fd;
     s->fd[1] = broker_fd;
+    s->pid = s->uid = -1;
     proto_limits_default(&limits);
     limits.max_frame = PROTO_HARD_MAX_FRAME;
     for (int i = 0; i < 2; i++) {
@@ -358,7 +330,7 @@ static void accept_clients(struct proxy *p)
             return; /* EAGAIN, or a client that vanished; the listener stays */
         broker = connect_broker(p->opts.broker_path);
         if (broker < 0) {
-            struct proxy_session tmp = {.number = ++p->next_number};
+            struct proxy_session tmp = {.number = ++p->next_number, .pid = -1, .uid = -1};
             snprintf(why, sizeof(why), "cannot connect to the broker at %s: %s; client dropped",
                      p->opts.broker_path, strerror(-broker));
             print_close(p, &tmp, why);
@@ -430,8 +402,7 @@ int proxy_new(const struct proxy_opts *opts, struct proxy **out, char *msg, size
     struct proxy *p = calloc(1, sizeof(*p));
     int rc;
 
-    if (!p || !(p->jl = jsonline_new())) {
-        free(p);
+    if (!p) {
         snprintf(msg, size, "out of memory");
         return -ENOMEM;
     }
@@ -463,7 +434,6 @@ void proxy_free(struct proxy *p)
         close(p->listen_fd);
     if (p->unlink_on_free)
         unlink(p->opts.listen_path);
-    jsonline_free(p->jl);
     proto_buf_free(&p->text);
     free(p);
 }

@@ -3,10 +3,14 @@
  * The proxy listens on a socket of its own; for every client that connects
  * there it opens a connection to the broker and copies bytes both ways,
  * unchanged and in order. Beside the copy it feeds the same bytes into one
- * proto_reader per direction and prints each complete frame as one line:
+ * proto_reader per direction and turns each complete frame, each connect
+ * and close, and each error into a trace event (trace_line.h): cN is the
+ * proxy's own number for the connection, named by the client's credentials
+ * (SO_PEERCRED at accept) and by the name in its hello once seen. Events
+ * go to the caller (on_event), or are printed as trace lines:
  *
- *     2026-11-28T04:00:00.123Z c1 > {"op":"hello",...}     client to broker
- *     2026-11-28T04:00:00.124Z c1 < {"op":"welcome",...}   broker to client
+ *     2026-11-28T04:00:00.123000Z  c1 svc[4711] -> broker  {"op":"hello",...}
+ *     2026-11-28T04:00:00.124000Z  broker -> c1 svc[4711]  {"op":"welcome",...}
  *
  * The printing never decides what is forwarded: a frame that does not parse
  * is shown as an error line and its bytes go through all the same, and once
@@ -32,16 +36,23 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "trace_line.h"
+
 #define PROXY_MAX_QUEUED (1u << 20)
 #define PROXY_READ_CHUNK 65536u
 
 struct proxy;
 
 struct proxy_opts {
-    const char *listen_path;  /* NULL: no listener (sessions come from proxy_adopt) */
-    const char *broker_path;  /* where each accepted client is connected to */
-    FILE *out;                /* one line per frame/event; flushed per line */
-    bool json;                /* {t, conn, dir, frame} envelopes instead of text */
+    const char *listen_path; /* NULL: no listener (sessions come from proxy_adopt) */
+    const char *broker_path; /* where each accepted client is connected to */
+    /* Where events go; NULL: printed on `out` (trace_format, json or
+     * not), flushed per line. The event and its bytes are valid during
+     * the call only. */
+    void (*on_event)(void *ctx, const struct trace_ev *ev);
+    void *ctx;
+    FILE *out;
+    bool json;
     uint64_t (*now_us)(void); /* wall clock for the time column; NULL = real clock */
 };
 

@@ -26,9 +26,9 @@
 #include "proxy.h"
 #include "util.h"
 
-/* 2026-11-28T04:00:00.123Z */
+/* 2026-11-28T04:00:00.123456Z */
 #define T_US        (1795838400ull * 1000000u + 123456u)
-#define T_TEXT      "2026-11-28T04:00:00.123Z"
+#define T_TEXT      "2026-11-28T04:00:00.123456Z"
 #define PUMP_ROUNDS 500
 
 static uint64_t fixed_clock(void)
@@ -99,6 +99,24 @@ static const char *output(struct fixture *f)
 {
     fflush(f->out_f);
     return f->out ? f->out : "";
+}
+
+/* A text line as trace_format makes it: time, who (padded), detail. */
+static const char *text_line(char *buf, size_t size, const char *who, const char *detail)
+{
+    snprintf(buf, size, T_TEXT "  %-32s  %s", who, detail);
+    return buf;
+}
+
+/* "c1 NAME[PID] REST" for this process (NAME "" : "c1 [PID] REST"). */
+static const char *me(const char *name, const char *rest)
+{
+    static char buf[4][128];
+    static int next;
+    char *b = buf[next++ % 4];
+
+    snprintf(b, sizeof(buf[0]), "c1 %s[%d]%s%s", name, (int)getpid(), rest[0] ? " " : "", rest);
+    return b;
 }
 
 /* Line n (0-based) of the output into buf, without the newline. */
@@ -193,10 +211,10 @@ static void welcome_frame(struct proto_buf *out)
 
 static void expect_connected_line(struct fixture *f, char *line, size_t size)
 {
-    char want[160];
+    char want[200], detail[64];
 
-    snprintf(want, sizeof(want), T_TEXT " c1 + connected (pid %d, uid %u, gid %u)", (int)getpid(),
-             (unsigned)getuid(), (unsigned)getgid());
+    snprintf(detail, sizeof(detail), "uid %u, gid %u", (unsigned)getuid(), (unsigned)getgid());
+    text_line(want, sizeof(want), me("", "+ connected"), detail);
     assert_string_equal(output_line(f, 0, line, size), want);
 }
 
@@ -205,7 +223,7 @@ static void test_forward_and_print(void **state)
     struct fixture *f = *state;
     struct proto_buf sent = PROTO_BUF_INIT, got = PROTO_BUF_INIT;
     static const uint8_t bad[] = {0, 0, 0, 2, 0xc1, 0x00}; /* 0xc1: never used */
-    char line[512];
+    char line[512], want[512];
 
     /* Client -> broker, split inside the length prefix. */
     hello_frame(&sent);
@@ -246,19 +264,25 @@ static void test_forward_and_print(void **state)
 
     assert_int_equal(count_lines(f), 6);
     expect_connected_line(f, line, sizeof(line));
+    /* The hello names the client from its own line on. */
     assert_string_equal(output_line(f, 1, line, sizeof(line)),
-                        T_TEXT " c1 > {\"op\":\"hello\",\"min_version\":1,\"max_version\":1,"
-                               "\"name\":\"t\"}");
+                        text_line(want, sizeof(want), me("t", "-> broker"),
+                                  "{\"op\":\"hello\",\"min_version\":1,\"max_version\":1,"
+                                  "\"name\":\"t\"}"));
+    char who[128];
+    snprintf(who, sizeof(who), "broker -> %s", me("t", ""));
     assert_string_equal(output_line(f, 2, line, sizeof(line)),
-                        T_TEXT " c1 < {\"op\":\"welcome\",\"version\":1,\"max_frame\":16777216,"
-                               "\"state\":\"ready\"}");
+                        text_line(want, sizeof(want), who,
+                                  "{\"op\":\"welcome\",\"version\":1,\"max_frame\":16777216,"
+                                  "\"state\":\"ready\"}"));
     output_line(f, 3, line, sizeof(line));
-    assert_memory_equal(line, T_TEXT " c1 > ! bad frame", strlen(T_TEXT " c1 > ! bad frame"));
+    text_line(want, sizeof(want), me("t", "-> broker !"), "bad frame");
+    assert_memory_equal(line, want, strlen(want));
     assert_non_null(strstr(line, "(forwarded unchanged)"));
-    assert_memory_equal(output_line(f, 4, line, sizeof(line)), T_TEXT " c1 > {\"op\":\"hello\"",
-                        strlen(T_TEXT " c1 > {\"op\":\"hello\""));
+    text_line(want, sizeof(want), me("t", "-> broker"), "{\"op\":\"hello\"");
+    assert_memory_equal(output_line(f, 4, line, sizeof(line)), want, strlen(want));
     assert_string_equal(output_line(f, 5, line, sizeof(line)),
-                        T_TEXT " c1 - closed: by the client");
+                        text_line(want, sizeof(want), me("t", "- closed"), "by the client"));
     proto_buf_free(&sent);
     proto_buf_free(&got);
 }
@@ -284,22 +308,27 @@ static void test_json_envelopes(void **state)
     pump_until_closed(f);
 
     assert_int_equal(count_lines(f), 4);
-    snprintf(want, sizeof(want),
-             "{\"t\":\"" T_TEXT
-             "\",\"conn\":1,\"event\":\"open\",\"pid\":%d,\"uid\":%u,\"gid\":%u}",
-             (int)getpid(), (unsigned)getuid(), (unsigned)getgid());
+    /* The same fields as monitor's --json lines (trace_line.h). */
+    char head[200];
+    snprintf(head, sizeof(head),
+             "{\"time\":\"" T_TEXT "\",\"time_us\":%llu,\"kind\":\"%%s\",\"side\":\"local\","
+             "\"dir\":\"%%s\",\"peer\":1,\"pid\":%d,\"uid\":%u,",
+             (unsigned long long)T_US, (int)getpid(), (unsigned)getuid());
+    snprintf(want, sizeof(want), head, "open", "in");
+    snprintf(want + strlen(want), sizeof(want) - strlen(want), "\"text\":\"uid %u, gid %u\"}",
+             (unsigned)getuid(), (unsigned)getgid());
     assert_string_equal(output_line(f, 0, line, sizeof(line)), want);
-    assert_string_equal(output_line(f, 1, line, sizeof(line)),
-                        "{\"t\":\"" T_TEXT "\",\"conn\":1,\"dir\":\"to-client\",\"frame\":"
-                        "{\"op\":\"welcome\",\"version\":1,\"max_frame\":16777216,"
-                        "\"state\":\"ready\"}}");
+    snprintf(want, sizeof(want), head, "frame", "out");
+    strcat(want, "\"frame\":{\"op\":\"welcome\",\"version\":1,\"max_frame\":16777216,"
+                 "\"state\":\"ready\"}}");
+    assert_string_equal(output_line(f, 1, line, sizeof(line)), want);
     output_line(f, 2, line, sizeof(line));
-    assert_memory_equal(
-        line, "{\"t\":\"" T_TEXT "\",\"conn\":1,\"dir\":\"to-broker\",\"error\":\"",
-        strlen("{\"t\":\"" T_TEXT "\",\"conn\":1,\"dir\":\"to-broker\",\"error\":\""));
-    assert_string_equal(output_line(f, 3, line, sizeof(line)),
-                        "{\"t\":\"" T_TEXT "\",\"conn\":1,\"event\":\"close\","
-                        "\"reason\":\"by the broker\"}");
+    snprintf(want, sizeof(want), head, "error", "in");
+    strcat(want, "\"text\":\"");
+    assert_memory_equal(line, want, strlen(want));
+    snprintf(want, sizeof(want), head, "close", "out");
+    strcat(want, "\"text\":\"by the broker\"}");
+    assert_string_equal(output_line(f, 3, line, sizeof(line)), want);
     proto_buf_free(&sent);
     proto_buf_free(&got);
 }
@@ -331,10 +360,12 @@ static void test_half_close(void **state)
     f->broker = -1;
     pump_eof(f, f->client);
     pump_until_closed(f);
+    char want[256], who[128];
+    snprintf(who, sizeof(who), "broker -> %s", me("", ""));
     assert_string_equal(output_line(f, 2, line, sizeof(line)),
-                        T_TEXT " c1 < {\"op\":\"pong\",\"id\":1}");
+                        text_line(want, sizeof(want), who, "{\"op\":\"pong\",\"id\":1}"));
     assert_string_equal(output_line(f, 3, line, sizeof(line)),
-                        T_TEXT " c1 - closed: by the client");
+                        text_line(want, sizeof(want), me("", "- closed"), "by the client"));
     proto_buf_free(&sent);
     proto_buf_free(&got);
 }
@@ -360,8 +391,9 @@ static void test_unfollowable_stream(void **state)
 
     assert_int_equal(count_lines(f), 2);
     output_line(f, 1, line, sizeof(line));
-    assert_memory_equal(line, T_TEXT " c1 > ! cannot follow this direction any more: ",
-                        strlen(T_TEXT " c1 > ! cannot follow this direction any more: "));
+    char want[256], who[128];
+    text_line(want, sizeof(want), me("", "-> broker !"), "cannot follow this direction any more: ");
+    assert_memory_equal(line, want, strlen(want));
     assert_non_null(strstr(line, "bytes are still forwarded"));
 
     /* The other direction is still followed. */
@@ -370,8 +402,9 @@ static void test_unfollowable_stream(void **state)
     frame_of(&sent, &ping);
     write_all(f->broker, sent.data, sent.len);
     pump_read(f, f->client, sent.len, &got);
+    snprintf(who, sizeof(who), "broker -> %s", me("", ""));
     assert_string_equal(output_line(f, 2, line, sizeof(line)),
-                        T_TEXT " c1 < {\"op\":\"ping\",\"id\":1}");
+                        text_line(want, sizeof(want), who, "{\"op\":\"ping\",\"id\":1}"));
     proto_buf_free(&sent);
     proto_buf_free(&got);
 }
@@ -418,7 +451,8 @@ static void test_big_frame(void **state)
     assert_true(proxy_peak_queued(f->p) > PROXY_MAX_QUEUED / 2);
     assert_true(proxy_peak_queued(f->p) <= PROXY_MAX_QUEUED + PROXY_READ_CHUNK);
     assert_int_equal(count_lines(f), 2);
-    assert_non_null(strstr(output(f), " c1 > {\"op\":\"emit\",\"data\":{\"$bin\":\"AAcOFRwj"));
+    assert_non_null(strstr(output(f), "-> broker"));
+    assert_non_null(strstr(output(f), "  {\"op\":\"emit\",\"data\":{\"$bin\":\"AAcOFRwj"));
     assert_non_null(strstr(output(f), "\"},\"type\":\"blob\"}\n"));
     free(payload);
     proto_buf_free(&data);
@@ -492,8 +526,12 @@ static void test_listener(void **state)
     write_all(c2, sent.data, sent.len);
     pump_read(&f, b2, sent.len, &got);
     assert_memory_equal(got.data, sent.data, sent.len);
-    assert_non_null(strstr(output(&f), T_TEXT " c2 > {\"op\":\"hello\""));
-    assert_null(strstr(output(&f), " c1 > "));
+    assert_non_null(strstr(output(&f), "  c2 t["));
+    assert_non_null(strstr(output(&f), "  {\"op\":\"hello\""));
+    /* One frame line, c2's: c1 only connected. */
+    const char *first = strstr(output(&f), "-> broker");
+    assert_non_null(first);
+    assert_null(strstr(first + 1, "-> broker"));
 
     /* A second proxy on the same path: in use (its probe shows up as a
      * short session of the first). */
@@ -545,7 +583,8 @@ static void test_listener_refusals(void **state)
     fcntl(f.client, F_SETFL, O_NONBLOCK);
     pump_eof(&f, f.client);
     assert_int_equal(proxy_session_count(f.p), 0);
-    assert_non_null(strstr(output(&f), T_TEXT " c1 - closed: cannot connect to the broker at "));
+    assert_non_null(strstr(output(&f), T_TEXT
+                           "  c1 - closed                       cannot connect to the broker at "));
     assert_non_null(strstr(output(&f), strerror(ENOENT)));
     struct fixture *fp = &f;
     teardown((void **)&fp);

@@ -4,6 +4,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 uint64_t inspect_now_us(void)
@@ -76,6 +77,30 @@ int inspect_parse_ms(const char *text, int *out)
         return -1;
     *out = (int)v;
     return 0;
+}
+
+int inspect_parse_duration(const char *text, uint64_t *ms)
+{
+    static const struct {
+        const char *unit;
+        uint64_t ms;
+    } units[] = {{"", 1}, {"ms", 1}, {"s", 1000}, {"m", 60000}, {"h", 3600000}, {"d", 86400000}};
+    unsigned long long v;
+    char *end;
+
+    if (!text || *text < '0' || *text > '9')
+        return -1;
+    errno = 0;
+    v = strtoull(text, &end, 10);
+    if (errno || v > 1000000000ull)
+        return -1;
+    for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
+        if (strcmp(end, units[i].unit) == 0) {
+            *ms = (uint64_t)v * units[i].ms;
+            return 0;
+        }
+    }
+    return -1;
 }
 
 void inspect_error(const char *fmt, ...)

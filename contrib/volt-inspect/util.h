@@ -37,6 +37,10 @@ char *inspect_duration(uint64_t ms, char *buf, size_t size);
 /* Parses a decimal number of milliseconds (0 .. 2^31-1). 0 or -1. */
 int inspect_parse_ms(const char *text, int *out);
 
+/* Parses a duration: a number with an optional unit ms, s, m, h or d (no
+ * unit: milliseconds), into milliseconds. 0 or -1. */
+int inspect_parse_duration(const char *text, uint64_t *ms);
+
 /* Writes s as a JSON string literal (quotes included) to f. */
 void inspect_json_string(FILE *f, const char *s);
 

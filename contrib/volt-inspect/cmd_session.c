@@ -1,6 +1,8 @@
-/* The default mode: JSON lines in, JSON lines out; and --oneshot.
+/* The default mode (`session`; `call` in older versions): JSON lines in,
+ * JSON lines out; and --oneshot. On a terminal the shell of interactive.h
+ * takes over instead.
  *
- * Interactive/scripted (call): after the welcome, every line read on stdin
+ * Scripted: after the welcome, every line read on stdin
  * becomes a frame and every frame received is printed on stdout as one
  * JSON line, as they come. When stdin ends the tool still waits for the
  * answers to what it sent (the ids it is owed), up to --wait ms, so
@@ -18,6 +20,7 @@
 #include <unistd.h>
 
 #include "cmd.h"
+#include "interactive.h"
 #include "jsonline.h"
 #include "proto/errors.h"
 #include "proto/limits.h"
@@ -250,8 +253,7 @@ static void handle_frame(struct call *k, const struct proto_span *body)
     bool decoded = proto_msg_decode(body, &m, &why) == 0;
     bool answer = false;
 
-    if (decoded && (m.op == PROTO_OP_RESULT || m.op == PROTO_OP_PONG || m.op == PROTO_OP_ERROR) &&
-        proto_msg_has(&m, PROTO_F_ID))
+    if (decoded && proto_msg_has(&m, PROTO_F_ID) && cmd_answers_id(&m, m.id))
         answer = idset_remove(&k->owed, m.id);
     if (decoded && m.op == PROTO_OP_WELCOME && k->want_welcome) {
         k->want_welcome = false;
@@ -419,11 +421,17 @@ static int oneshot_input(struct call *k)
     return 0;
 }
 
-int cmd_call(const struct inspect_opts *o)
+int cmd_session(const struct inspect_opts *o)
 {
     struct call k = {.o = o, .stdin_open = !o->oneshot};
     uint64_t deadline = inspect_mono_ms() + (uint64_t)o->timeout_ms;
     int rc;
+
+    /* A person at a terminal gets the shell (line editing, history,
+     * completion, short commands); pipes and files get JSON lines. */
+    if (!o->oneshot && !o->no_edit && !o->no_hello && !o->verbose && isatty(STDIN_FILENO) &&
+        isatty(STDOUT_FILENO))
+        return interactive_run(o);
 
     k.jl = jsonline_new();
     if (!k.jl) {

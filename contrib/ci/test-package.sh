@@ -109,7 +109,8 @@ if [ "${1:-}" = --in-root ]; then
     [volt-broker]="/usr/bin/volt-broker /lib/systemd/system/volt-broker.service
       /lib/systemd/system/volt-broker.socket /usr/lib/sysusers.d/volt-broker.conf
       /etc/volt/broker.json /usr/share/man/man8/volt-broker.8.gz
-      /usr/share/doc/volt-broker/PROTOCOL.md.gz /usr/share/doc/volt-broker/copyright"
+      /usr/share/doc/volt-broker/PROTOCOL.md.gz /usr/share/doc/volt-broker/copyright
+      /usr/share/bash-completion/completions/volt-broker /usr/share/zsh/vendor-completions/_volt-broker"
     [libvoltclient0]="/usr/lib/$TRIPLET/libvoltclient.so.0"
     [libvoltclient-dev]="/usr/include/volt/client.h /usr/include/volt/adapters/libuv.h
       /usr/include/volt/adapters/libevent.h /usr/include/volt/adapters/sd-event.h
@@ -119,7 +120,8 @@ if [ "${1:-}" = --in-root ]; then
       /usr/share/man/man3/libvoltclient.3.gz
       /usr/share/doc/libvoltclient-dev/examples/volt-example-send.c
       /usr/share/doc/libvoltclient-dev/examples/volt-example-handler.c"
-    [volt-inspect]="/usr/bin/volt-inspect /usr/share/man/man1/volt-inspect.1.gz"
+    [volt-inspect]="/usr/bin/volt-inspect /usr/share/man/man1/volt-inspect.1.gz
+      /usr/share/bash-completion/completions/volt-inspect /usr/share/zsh/vendor-completions/_volt-inspect"
   )
   for pkg in volt-broker libvoltclient0 libvoltclient-dev volt-inspect; do
     listed=$(dpkg -L "$pkg")

@@ -1,6 +1,7 @@
 #include "broker.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +16,7 @@
 #include "proto/msgpack.h"
 #include "upstream/session.h"
 #include "util/log.h"
+#include "util/metrics.h"
 #include "util/sdnotify.h"
 
 #define BROKER_NAME  "volt-broker/" VOLT_VERSION
@@ -46,6 +48,11 @@ struct broker {
     struct proto_buf scratch;     /* status maps and other composed values */
     struct proto_buf tap_scratch; /* upstream packets for monitors */
     bool shutting_down;
+    bool sending_secret; /* the frame being sent holds the daemon password */
+    uint64_t secret_id;  /* ... in answer to this request */
+    uv_timer_t metrics_timer;
+    bool metrics_timer_open;
+    struct textfile *textfile;
     uv_timer_t drain_timer;
     uint64_t drain_deadline;
     bool drain_timer_open;
@@ -121,8 +128,24 @@ static void on_peer_sent(struct peer *p, const uint8_t *body, size_t len)
     struct broker *b = peer_owner(p);
     /* What goes to a monitor is not traced: with two monitors, each
      * trace would be traced to the other, forever. */
-    if (b->n_monitors && !(peer_flags(p) & PEER_IS_MONITOR))
-        trace_to_monitors(b, "local-out", peer_id(p), body, len);
+    if (!b->n_monitors || (peer_flags(p) & PEER_IS_MONITOR))
+        return;
+    if (b->sending_secret) {
+        /* The daemon password's answer: monitors see that it was given,
+         * not what it is (traces end up in bug reports). */
+        struct proto_msg red = {.op = PROTO_OP_RESULT};
+        struct proto_buf *o = &b->tap_scratch;
+        red.fields = PROTO_F_ID | PROTO_F_OK | PROTO_F_DATA;
+        red.id = b->secret_id;
+        red.ok = true;
+        red.data = proto_span_str("\xaa(redacted)", 11);
+        proto_buf_reset(o);
+        if (proto_msg_encode(o, &red, 0) == 0)
+            trace_to_monitors(b, "local-out", peer_id(p), o->data + PROTO_LENGTH_PREFIX,
+                              o->len - PROTO_LENGTH_PREFIX);
+        return;
+    }
+    trace_to_monitors(b, "local-out", peer_id(p), body, len);
 }
 
 /* ---- status ---- */
@@ -165,17 +188,78 @@ static int build_quota_status(const struct broker *b, struct proto_buf *o)
     return err;
 }
 
-static int build_status(struct broker *b, struct proto_buf *o)
+/* The counters, once: status shows them under their key, the metrics
+ * under their metric name (gauges are marked). */
+struct counter_row {
+    const char *key;
+    const char *metric;
+    const char *help;
+    bool gauge;
+    uint64_t value;
+};
+
+#define MAX_COUNTERS 32
+
+static size_t collect_counters(const struct broker *b, struct counter_row *rows)
 {
     struct session_counters sc;
     struct router_counters rc;
-    uint64_t now = uv_now(b->loop);
-    int err = 0;
+    size_t n = 0;
 
     memset(&sc, 0, sizeof(sc));
     if (b->session)
         session_get_counters(b->session, &sc);
     router_get_counters(b->router, &rc);
+#define ROW(key, metric, gauge, help, value)                                                       \
+    rows[n++] = (struct counter_row){key, metric, help, gauge, value}
+    ROW("requests", "volt_broker_requests_total", false, "requests sent to the server",
+        sc.requests);
+    ROW("responses_ok", "volt_broker_responses_ok_total", false, "successful answers",
+        sc.responses_ok);
+    ROW("rejected", "volt_broker_rejected_total", false, "requests the server rejected",
+        sc.rejected);
+    ROW("timeouts", "volt_broker_timeouts_total", false,
+        "requests the server did not answer in time", sc.timeouts);
+    ROW("not_ready", "volt_broker_not_ready_total", false,
+        "requests refused or failed with SOCKET_NOT_READY", sc.not_ready);
+    ROW("inbound", "volt_broker_inbound_total", false, "requests from the server", sc.inbound);
+    ROW("inbound_no_handler", "volt_broker_inbound_no_handler_total", false,
+        "requests from the server answered NoHandler", rc.inbound_no_handler);
+    ROW("inbound_handler_error", "volt_broker_inbound_handler_error_total", false,
+        "requests from the server answered HandlerError by the broker", rc.inbound_handler_error);
+    ROW("inbound_timeout", "volt_broker_inbound_timeout_total", false,
+        "requests from the server answered HandlerTimeout", rc.inbound_timeout);
+    ROW("messages_in", "volt_broker_messages_in_total", false, "messages from the server",
+        sc.messages_in);
+    ROW("messages_out", "volt_broker_messages_out_total", false, "messages sent to the server",
+        sc.messages_out);
+    ROW("drops", "volt_broker_drops_total", false, "late answers and replies dropped",
+        sc.late_responses + rc.late_replies);
+    ROW("released", "volt_broker_released_total", false,
+        "requests released because their client left", rc.requests_released);
+    ROW("memory_cuts", "volt_broker_memory_cuts_total", false,
+        "clients disconnected for a memory limit", quota_memory_cuts(b->quota));
+    ROW("undeliverable", "volt_broker_undeliverable_total", false,
+        "server values no local frame could carry", sc.undeliverable);
+    ROW("recovered", "volt_broker_recovered_total", false,
+        "reconnections where the server restored the session", sc.recovered);
+    ROW("emits_kept", "volt_broker_emits_kept_total", false,
+        "emits kept while the upstream was not ready", rc.emits_kept);
+    ROW("emits_kept_dropped", "volt_broker_emits_kept_dropped_total", false,
+        "kept emits the server would not take", rc.emits_kept_dropped);
+    ROW("slow_consumers", "volt_broker_slow_consumers_total", false,
+        "clients disconnected for not reading", rc.slow_consumers);
+    ROW("reconnects", "volt_broker_reconnects_total", false, "upstream sessions lost",
+        sc.reconnects);
+    ROW("pending", "volt_broker_pending", true, "requests waiting for the server", sc.pending);
+#undef ROW
+    return n;
+}
+
+static int build_status(struct broker *b, struct proto_buf *o)
+{
+    uint64_t now = uv_now(b->loop);
+    int err = 0;
 
     err |= proto_mp_put_map(o, 5);
     err |= proto_mp_put_cstr(o, "broker");
@@ -209,29 +293,12 @@ static int build_status(struct broker *b, struct proto_buf *o)
              unsaved ? unsaved : "");
     err |= put_kv_str(o, "credentials", cred);
 
+    struct counter_row rows[MAX_COUNTERS];
+    size_t n = collect_counters(b, rows);
     err |= proto_mp_put_cstr(o, "counters");
-    err |= proto_mp_put_map(o, 21);
-    err |= put_kv_uint(o, "requests", sc.requests);
-    err |= put_kv_uint(o, "responses_ok", sc.responses_ok);
-    err |= put_kv_uint(o, "rejected", sc.rejected);
-    err |= put_kv_uint(o, "timeouts", sc.timeouts);
-    err |= put_kv_uint(o, "not_ready", sc.not_ready);
-    err |= put_kv_uint(o, "inbound", sc.inbound);
-    err |= put_kv_uint(o, "inbound_no_handler", rc.inbound_no_handler);
-    err |= put_kv_uint(o, "inbound_handler_error", rc.inbound_handler_error);
-    err |= put_kv_uint(o, "inbound_timeout", rc.inbound_timeout);
-    err |= put_kv_uint(o, "messages_in", sc.messages_in);
-    err |= put_kv_uint(o, "messages_out", sc.messages_out);
-    err |= put_kv_uint(o, "drops", sc.late_responses + rc.late_replies);
-    err |= put_kv_uint(o, "released", rc.requests_released);
-    err |= put_kv_uint(o, "memory_cuts", quota_memory_cuts(b->quota));
-    err |= put_kv_uint(o, "undeliverable", sc.undeliverable);
-    err |= put_kv_uint(o, "recovered", sc.recovered);
-    err |= put_kv_uint(o, "emits_kept", rc.emits_kept);
-    err |= put_kv_uint(o, "emits_kept_dropped", rc.emits_kept_dropped);
-    err |= put_kv_uint(o, "slow_consumers", rc.slow_consumers);
-    err |= put_kv_uint(o, "reconnects", sc.reconnects);
-    err |= put_kv_uint(o, "pending", sc.pending);
+    err |= proto_mp_put_map(o, (uint32_t)n);
+    for (size_t i = 0; i < n; i++)
+        err |= put_kv_uint(o, rows[i].key, rows[i].value);
 
     err |= proto_mp_put_cstr(o, "quotas");
     err |= build_quota_status(b, o);
@@ -239,6 +306,189 @@ static int build_status(struct broker *b, struct proto_buf *o)
     err |= proto_mp_put_cstr(o, "clients");
     err |= router_status_clients(b->router, o);
     return err ? PROTO_E_NOMEM : 0;
+}
+
+/* ---- metrics ---- */
+
+/* Everything of status that is a number, as Prometheus text: the counters,
+ * the upstream state (one gauge per state), memory against the budget, per
+ * user and per client name, and the latency histograms. */
+static int build_metrics(struct broker *b, struct proto_buf *o)
+{
+    static const enum session_state states[] = {
+        SESSION_IDLE,  SESSION_ENROLLING, SESSION_CONNECTING, SESSION_REGISTERING,
+        SESSION_READY, SESSION_BACKOFF,   SESSION_STOPPING,   SESSION_FAILED};
+    struct counter_row rows[MAX_COUNTERS];
+    struct quota_usage users[256];
+    uint64_t now = uv_now(b->loop);
+    enum session_state current = b->session ? session_state(b->session) : SESSION_IDLE;
+    char uid[16];
+    int err = 0;
+
+    err |= metrics_family(o, "volt_broker_info", METRICS_GAUGE, "the broker's version");
+    err |= metrics_sample(o, "volt_broker_info", "version", VOLT_VERSION, 1);
+    err |= metrics_gauge(o, "volt_broker_uptime_seconds", "since the broker started",
+                         (double)(now - b->started_ms) / 1000.0);
+    err |= metrics_family(o, "volt_broker_upstream_state", METRICS_GAUGE,
+                          "1 for the upstream session's current state");
+    for (size_t i = 0; i < sizeof(states) / sizeof(states[0]); i++)
+        err |= metrics_sample(o, "volt_broker_upstream_state", "state",
+                              session_state_name(states[i]), states[i] == current);
+    err |= metrics_gauge(o, "volt_broker_upstream_state_seconds", "in the current state",
+                         (double)(now - (b->session ? session_since(b->session) : b->started_ms)) /
+                             1000.0);
+    size_t n = collect_counters(b, rows);
+    for (size_t i = 0; i < n; i++) {
+        if (rows[i].gauge)
+            err |= metrics_gauge(o, rows[i].metric, rows[i].help, (double)rows[i].value);
+        else
+            err |= metrics_counter(o, rows[i].metric, rows[i].help, rows[i].value);
+    }
+    err |= metrics_gauge(o, "volt_broker_clients", "local connections", b->n_peers);
+    err |= metrics_gauge(o, "volt_broker_memory_bytes", "bytes held for clients",
+                         (double)quota_bytes(b->quota));
+    err |= metrics_gauge(o, "volt_broker_memory_budget_bytes", "broker.limits.memoryBudget",
+                         b->cfg->memory_budget);
+    err |= metrics_gauge(o, "volt_broker_kept_emit_bytes", "emits kept for the upstream",
+                         (double)router_kept_emit_bytes(b->router));
+    size_t nu = quota_users(b->quota, users, 256);
+    if (nu > 256)
+        nu = 256;
+    static const char *const user_metrics[][2] = {
+        {"volt_broker_user_connections", "connections, by uid"},
+        {"volt_broker_user_in_flight", "requests waiting for the server, by uid"},
+        {"volt_broker_user_memory_bytes", "bytes held for the clients of a uid"},
+    };
+    for (size_t k = 0; k < 3; k++) {
+        err |= metrics_family(o, user_metrics[k][0], METRICS_GAUGE, user_metrics[k][1]);
+        for (size_t i = 0; i < nu; i++) {
+            snprintf(uid, sizeof(uid), "%u", users[i].uid);
+            double v = k == 0   ? users[i].clients
+                       : k == 1 ? users[i].in_flight
+                                : (double)users[i].bytes;
+            err |= metrics_sample(o, user_metrics[k][0], "uid", uid, v);
+        }
+    }
+    err |= router_metrics(b->router, o);
+    err |= proto_buf_append(o, "# EOF\n", 6);
+    return err ? PROTO_E_NOMEM : 0;
+}
+
+static void handle_metrics(struct broker *b, struct peer *p, const struct proto_msg *m)
+{
+    struct proto_buf text = PROTO_BUF_INIT;
+    struct proto_buf *o = &b->scratch;
+
+    proto_buf_reset(o);
+    if (build_metrics(b, &text) < 0 || proto_mp_put_str(o, (const char *)text.data, text.len) < 0) {
+        peer_send_result(p, m->id, PROTO_E_NOMEM, "out of memory", NULL, NULL);
+    } else {
+        struct proto_span data = {o->data, (uint32_t)o->len};
+        peer_send_result(p, m->id, 0, NULL, &data, NULL);
+    }
+    proto_buf_free(&text);
+}
+
+/* The textfile for node_exporter: written beside its name and renamed
+ * over it, asynchronously (uv_fs_*: no blocking call on the loop), one
+ * write at a time; a write still going when the next is due is skipped. */
+struct textfile {
+    struct broker *b;
+    uv_fs_t req;
+    uv_file fd;
+    struct proto_buf text;
+    char tmp[4096 + 16];
+    bool busy;
+};
+
+static void textfile_done(struct textfile *t, const char *step, ssize_t rc)
+{
+    if (rc < 0)
+        log_warn("metrics textfile %s: %s failed: %s", t->b->cfg->metrics_textfile, step,
+                 uv_strerror((int)rc));
+    t->busy = false;
+}
+
+static void on_textfile_renamed(uv_fs_t *req)
+{
+    struct textfile *t = req->data;
+    ssize_t rc = req->result;
+    uv_fs_req_cleanup(req);
+    textfile_done(t, "rename", rc < 0 ? rc : 0);
+}
+
+static void on_textfile_closed(uv_fs_t *req)
+{
+    struct textfile *t = req->data;
+    ssize_t rc = req->result;
+    uv_fs_req_cleanup(req);
+    if (rc < 0) {
+        textfile_done(t, "close", rc);
+        return;
+    }
+    if (uv_fs_rename(t->b->loop, &t->req, t->tmp, t->b->cfg->metrics_textfile,
+                     on_textfile_renamed) < 0)
+        textfile_done(t, "rename", -1);
+}
+
+static void on_textfile_written(uv_fs_t *req)
+{
+    struct textfile *t = req->data;
+    ssize_t rc = req->result;
+    uv_fs_req_cleanup(req);
+    if (rc >= 0 && (size_t)rc != t->text.len)
+        rc = UV_EIO; /* a short write to a regular file: the disk is full */
+    if (rc < 0)
+        log_warn("metrics textfile %s: write failed: %s", t->tmp, uv_strerror((int)rc));
+    uv_fs_close(t->b->loop, &t->req, t->fd, rc < 0 ? on_textfile_renamed : on_textfile_closed);
+}
+
+static void on_textfile_opened(uv_fs_t *req)
+{
+    struct textfile *t = req->data;
+    ssize_t rc = req->result;
+    uv_fs_req_cleanup(req);
+    if (rc < 0) {
+        textfile_done(t, "open", rc);
+        return;
+    }
+    t->fd = (uv_file)rc;
+    uv_buf_t buf = uv_buf_init((char *)t->text.data, (unsigned)t->text.len);
+    uv_fs_write(t->b->loop, &t->req, t->fd, &buf, 1, 0, on_textfile_written);
+}
+
+static void on_metrics_tick(uv_timer_t *timer)
+{
+    struct broker *b = timer->data;
+    struct textfile *t = b->textfile;
+
+    if (!b->cfg->metrics_textfile || t->busy)
+        return;
+    proto_buf_reset(&t->text);
+    if (build_metrics(b, &t->text) < 0)
+        return;
+    snprintf(t->tmp, sizeof(t->tmp), "%s.tmp", b->cfg->metrics_textfile);
+    t->busy = true;
+    t->req.data = t;
+    /* 0644: node_exporter runs as its own user. The temp name is fixed,
+     * O_TRUNC without O_EXCL, so a crash mid-write leaves nothing behind
+     * for the next tick to trip on; O_NOFOLLOW keeps it off symlinks. */
+    if (uv_fs_open(b->loop, &t->req, t->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC,
+                   0644, on_textfile_opened) < 0)
+        textfile_done(t, "open", -1);
+}
+
+static void metrics_textfile_start(struct broker *b)
+{
+    if (!b->cfg->metrics_textfile || b->metrics_timer_open)
+        return;
+    if (!b->textfile && !(b->textfile = calloc(1, sizeof(*b->textfile))))
+        return;
+    b->textfile->b = b;
+    uv_timer_init(b->loop, &b->metrics_timer);
+    b->metrics_timer.data = b;
+    b->metrics_timer_open = true;
+    uv_timer_start(&b->metrics_timer, on_metrics_tick, 0, b->cfg->metrics_interval_ms);
 }
 
 /* ---- ops handled by the broker itself ---- */
@@ -345,7 +595,10 @@ static void handle_credential(struct broker *b, struct peer *p, const struct pro
         return;
     }
     struct proto_span data = {o->data, (uint32_t)o->len};
+    b->sending_secret = value != team_cluster_id(b);
+    b->secret_id = m->id;
     peer_send_result(p, m->id, 0, NULL, &data, NULL);
+    b->sending_secret = false;
     /* The password must not linger in a reused buffer. */
     memset(o->data, 0, o->len);
     proto_buf_reset(o);
@@ -425,6 +678,9 @@ static void on_peer_frame(struct peer *p, const struct proto_span *frame)
         return;
     case PROTO_OP_MONITOR:
         handle_monitor(b, p, &m);
+        return;
+    case PROTO_OP_METRICS:
+        handle_metrics(b, p, &m);
         return;
     default:
         break;
@@ -537,21 +793,29 @@ static void on_session_state(void *ud, enum session_state st, const char *reason
     /* systemctl status shows where the upstream is and why. */
     snprintf(status, sizeof(status), "STATUS=upstream %s: %s", name, reason);
     sdnotify_send(status);
+    /* v2: every transition, with its reason: a client waiting for the
+     * upstream learns at once that it went `failed`, or why it is in
+     * backoff. The seed's connected/disconnected follow. */
+    struct proto_msg state = {.op = PROTO_OP_EVENT};
+    state.fields = PROTO_F_EVENT | PROTO_F_STATE | PROTO_F_REASON;
+    state.event = span_cstr("state");
+    state.state = span_cstr(name);
+    state.reason = span_cstr(reason);
+    router_broadcast(b->router, &state);
     if (st == SESSION_READY) {
         b->last_state = st;
         router_broadcast(b->router, connected_event(b, &ev));
         router_upstream_ready(b->router);
         return;
-    } else if (b->last_state == SESSION_READY) {
+    }
+    if (b->last_state == SESSION_READY) {
         ev.fields = PROTO_F_EVENT | PROTO_F_STATE | PROTO_F_REASON;
-        ev.event = proto_span_str("disconnected", 12);
-        ev.reason = proto_span_str(reason, (uint32_t)strlen(reason));
+        ev.event = span_cstr("disconnected");
+        ev.reason = span_cstr(reason);
+        ev.state = span_cstr(name);
+        router_broadcast(b->router, &ev);
     }
     b->last_state = st;
-    if (!ev.fields)
-        return;
-    ev.state = proto_span_str(name, (uint32_t)strlen(name));
-    router_broadcast(b->router, &ev);
 }
 
 static void on_session_error(void *ud, int code, const char *message)
@@ -770,6 +1034,7 @@ int broker_start(struct broker *b)
         log_info("listening on %s (mode %04o%s%s)", b->cfg->listen_path, b->cfg->listen_mode,
                  b->cfg->listen_group ? ", group " : "",
                  b->cfg->listen_group ? b->cfg->listen_group : "");
+    metrics_textfile_start(b);
     if (!b->session) {
         log_warn("no controlSocketUrl configured: serving local clients without an upstream");
         return 0;
@@ -816,6 +1081,10 @@ static void finish_shutdown(struct broker *b)
         b->drain_timer_open = false;
         uv_close((uv_handle_t *)&b->drain_timer, NULL);
     }
+    if (b->metrics_timer_open) {
+        b->metrics_timer_open = false;
+        uv_close((uv_handle_t *)&b->metrics_timer, NULL);
+    }
     if (b->session)
         session_stop(b->session, on_session_stopped, b);
     for (struct peer *p = peer_list_first(&b->peers); p; p = peer_list_next(p))
@@ -861,13 +1130,24 @@ void broker_reload(struct broker *b, const struct broker_config *fresh)
     struct router_params rp;
 
     config_reload(b->cfg, fresh, applied, sizeof(applied), restart, sizeof(restart));
+    enum log_format lf;
     if (b->cfg->log_level && log_level_parse(b->cfg->log_level, &lv) == 0)
         log_set_level(lv);
+    if (b->cfg->log_format && log_format_parse(b->cfg->log_format, &lf) == 0)
+        log_set_format(lf);
     struct quota_limits ql;
     router_params_from(b->cfg, &rp);
     router_set_params(b->router, &rp);
     quota_limits_from(b->cfg, &ql);
     quota_set_limits(b->quota, &ql);
+    if (b->metrics_timer_open && !b->cfg->metrics_textfile) {
+        b->metrics_timer_open = false;
+        uv_close((uv_handle_t *)&b->metrics_timer, NULL);
+    } else if (b->metrics_timer_open) {
+        uv_timer_start(&b->metrics_timer, on_metrics_tick, 0, b->cfg->metrics_interval_ms);
+    } else if (!b->shutting_down) {
+        metrics_textfile_start(b);
+    }
     log_info("reloaded: %s", applied);
     if (restart[0])
         log_warn("changed but only applied at the next start: %s", restart);
@@ -884,5 +1164,9 @@ void broker_free(struct broker *b)
     proto_buf_free(&b->scratch);
     proto_buf_free(&b->tap_scratch);
     quota_free(b->quota);
+    if (b->textfile) {
+        proto_buf_free(&b->textfile->text);
+        free(b->textfile);
+    }
     free(b);
 }

@@ -189,8 +189,11 @@ static int run(struct daemon *d)
     uint64_t wd;
     int rc;
 
+    enum log_format lf;
     if (log_level_parse(d->cfg.log_level, &lv) == 0)
         log_set_level(lv);
+    if (log_format_parse(d->cfg.log_format, &lf) == 0)
+        log_set_format(lf);
     /* A client that vanishes mid-write must not kill us. */
     signal(SIGPIPE, SIG_IGN);
     fit_max_clients(&d->cfg, true);

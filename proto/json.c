@@ -37,6 +37,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 #include "errors.h"
 
@@ -96,6 +99,53 @@ static size_t utf8_seq(const uint8_t *s, size_t n)
         if ((s[i] & 0xc0) != 0x80)
             return 0;
     return len;
+}
+
+/* How many bytes at s[0..n) from the start are plain string content: no
+ * quote, no backslash, no control character, no byte of a multi-byte
+ * UTF-8 sequence. Strings are mostly such bytes, so both directions skip
+ * them a block at a time and land on the first byte that needs a look (the
+ * last few bytes of the input, less than a block, are left to the caller).
+ * With SSE2 (every x86-64) sixteen at a time: a signed compare below 0x20
+ * catches the bytes from 0x80 up too. Else eight at a time (SWAR: a byte
+ * of x is zero when (x - 0x01) & ~x has its top bit; with every byte below
+ * 0x80, one is below 0x20 when x - 0x20 has its top bit; a borrow can only
+ * mark bytes above the first true one, so the lowest mark is exact). */
+static inline size_t plain_run(const uint8_t *s, size_t n)
+{
+    size_t i = 0;
+#if defined(__SSE2__)
+    const __m128i quote = _mm_set1_epi8('"'), bslash = _mm_set1_epi8('\\');
+    const __m128i space = _mm_set1_epi8(0x20);
+
+    for (; i + 16 <= n; i += 16) {
+        __m128i x = _mm_loadu_si128((const __m128i *)(const void *)(s + i));
+        __m128i m = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(x, quote), _mm_cmpeq_epi8(x, bslash)),
+                                 _mm_cmplt_epi8(x, space));
+        unsigned bits = (unsigned)_mm_movemask_epi8(m);
+
+        if (bits)
+            return i + (size_t)__builtin_ctz(bits);
+    }
+#endif
+    const uint64_t ones = UINT64_C(0x0101010101010101), high = UINT64_C(0x8080808080808080);
+
+    for (; i + 8 <= n; i += 8) {
+        uint64_t w, q, b, t;
+
+        memcpy(&w, s + i, 8);
+        q = w ^ (ones * '"');
+        b = w ^ (ones * '\\');
+        t = (((q - ones) & ~q) | ((b - ones) & ~b) | (w - ones * 0x20) | w) & high;
+        if (t) {
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+            return i + (size_t)(__builtin_ctzll(t) >> 3);
+#else
+            return i; /* the byte loop finds it */
+#endif
+        }
+    }
+    return i;
 }
 
 static size_t utf8_put(uint8_t *b, uint32_t cp)
@@ -232,6 +282,7 @@ static int parse_string(struct parser *p)
     size_t i = start;
     bool escaped = false;
     for (;;) {
+        i += plain_run(s + i, p->len - i);
         if (i >= p->len)
             return set_err(p->err, PROTO_E_BAD_FRAME, p->pos,
                            "unterminated string starting at offset %zu", p->pos);
@@ -1009,6 +1060,22 @@ static int put_lit(struct proto_buf *out, const char *s)
     return proto_buf_append(out, s, strlen(s));
 }
 
+/* Decimal digits of v, as "%" PRIu64 writes them (with a '-' first when
+ * neg): no snprintf per number, which was the cost of a small payload. */
+static int put_u64(struct proto_buf *out, uint64_t v, bool neg)
+{
+    char b[21];
+    size_t i = sizeof b;
+
+    do {
+        b[--i] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    if (neg)
+        b[--i] = '-';
+    return proto_buf_append(out, b + i, sizeof b - i);
+}
+
 /* A JSON string of s[0..n), after checking it is UTF-8 (base: offset of s
  * in the msgpack input, for the error). Escapes like JSON.stringify: the
  * quote, the backslash, \b \t \n \f \r, other controls as \u00xx; every
@@ -1021,6 +1088,9 @@ static int put_json_string(struct proto_buf *out, const uint8_t *s, size_t n, si
         return PROTO_E_NOMEM;
     size_t i = 0, run = 0;
     while (i < n) {
+        i += plain_run(s + i, n - i);
+        if (i >= n)
+            break;
         uint8_t c = s[i];
         if (c >= 0x80) {
             size_t m = utf8_seq(s + i, n - i);
@@ -1194,7 +1264,6 @@ int proto_msgpack_to_json(const void *data, size_t len, struct proto_buf *out,
             rc = set_err(err, PROTO_E_NOT_JSON, at, "map key must be a string (offset %zu)", at);
             goto fail;
         }
-        char num[32];
         switch (v.type) {
         case PROTO_MP_NIL:
             rc = put_lit(out, "null");
@@ -1203,12 +1272,12 @@ int proto_msgpack_to_json(const void *data, size_t len, struct proto_buf *out,
             rc = put_lit(out, v.v.b ? "true" : "false");
             break;
         case PROTO_MP_INT:
-            snprintf(num, sizeof num, "%" PRId64, v.v.i);
-            rc = put_lit(out, num);
+            /* The magnitude as unsigned: -INT64_MIN does not fit int64. */
+            rc = v.v.i < 0 ? put_u64(out, (uint64_t)0 - (uint64_t)v.v.i, true)
+                           : put_u64(out, (uint64_t)v.v.i, false);
             break;
         case PROTO_MP_UINT:
-            snprintf(num, sizeof num, "%" PRIu64, v.v.u);
-            rc = put_lit(out, num);
+            rc = put_u64(out, v.v.u, false);
             break;
         case PROTO_MP_FLOAT32:
         case PROTO_MP_FLOAT64:
@@ -1248,10 +1317,9 @@ int proto_msgpack_to_json(const void *data, size_t len, struct proto_buf *out,
                     goto fail;
                 }
                 o->attachments[o->n_attachments] = v.v.str;
-                snprintf(num, sizeof num, "%" PRIu32, o->n_attachments++);
                 rc = put_lit(out, "{\"_placeholder\":true,\"num\":");
                 if (rc == 0)
-                    rc = put_lit(out, num);
+                    rc = put_u64(out, o->n_attachments++, false);
                 if (rc == 0)
                     rc = proto_buf_append_byte(out, '}');
             } else {

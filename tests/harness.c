@@ -838,6 +838,23 @@ cJSON *h_conn_recv(struct h_conn *c, int timeout_ms)
     }
 }
 
+cJSON *h_conn_expect_event(struct h_conn *c, const char *event, int timeout_ms)
+{
+    uint64_t end = h_now_ms() + (uint64_t)timeout_ms;
+    for (;;) {
+        uint64_t now = h_now_ms();
+        if (now >= end)
+            return NULL;
+        cJSON *f = h_conn_expect(c, "event", -1, (int)(end - now));
+        if (!f)
+            return NULL;
+        const char *name = h_json_str(f, "event");
+        if (name && !strcmp(name, event))
+            return f;
+        cJSON_Delete(f);
+    }
+}
+
 cJSON *h_conn_expect(struct h_conn *c, const char *op, long long id, int timeout_ms)
 {
     uint64_t end = h_now_ms() + (uint64_t)timeout_ms;

@@ -140,6 +140,9 @@ cJSON *h_conn_recv(struct h_conn *c, int timeout_ms);
 /* Receives until a frame whose "op" is op (and, if id >= 0, whose "id" is
  * id) arrives; other frames are discarded. NULL on timeout. */
 cJSON *h_conn_expect(struct h_conn *c, const char *op, long long id, int timeout_ms);
+/* Receives until an `event` frame named `event` (connected, disconnected,
+ * error, state) arrives; others are discarded. NULL on timeout. */
+cJSON *h_conn_expect_event(struct h_conn *c, const char *event, int timeout_ms);
 /* True when the broker closed the connection within timeout. */
 bool h_conn_closed(struct h_conn *c, int timeout_ms);
 /* Opens, says hello, waits for welcome. */

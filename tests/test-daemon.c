@@ -1353,9 +1353,8 @@ static void test_log_contents(void **state)
     /* A state change with a reason: the server drops us, we come back. */
     assert_int_equal(
         h_http(&ts.server, "POST", "/_dev/disconnect", "{\"mode\":\"transport\"}", NULL), 200);
-    r = h_conn_expect(c, "event", -1, h_slack_ms(5000));
+    r = h_conn_expect_event(c, "disconnected", h_slack_ms(5000));
     assert_non_null(r);
-    assert_string_equal(h_json_str(r, "event"), "disconnected");
     cJSON_Delete(r);
     assert_int_equal(h_wait_state(ts.broker.sock, "ready", h_slack_ms(15000)), 0);
     drop_conn(c);
@@ -1380,6 +1379,89 @@ static void test_log_contents(void **state)
     assert_true(left_ready);
     assert_true(h_broker_log_contains(&ts.broker, "-> ready: registered as cluster-dev"));
     assert_true(h_broker_log_contains(&ts.broker, "enrolled as cluster-dev"));
+}
+
+/* ==== metrics and JSON logs ==== */
+
+static char prom[H_PATH + 16];
+
+static int setup_metrics(void **state)
+{
+    char config[2 * H_PATH + 256];
+    setup_nothing(state);
+    tmpdir_make(&ts.dir);
+    snprintf(prom, sizeof(prom), "%s/volt.prom", ts.dir.path);
+    snprintf(config, sizeof(config),
+             "{\"broker\":{\"listen\":\"%%SOCK%%\",\"stateDir\":\"%%STATE%%\","
+             "\"logLevel\":\"info\",\"logFormat\":\"json\","
+             "\"metrics\":{\"textfile\":\"%s\",\"interval\":1000}}}",
+             prom);
+    return h_broker_start(&ts.broker, NULL, config, NULL);
+}
+
+/* Written again since our client came (every interval, whole or not at all). */
+static bool textfile_written(void *arg)
+{
+    char *text = h_file_text(arg);
+    bool ok = text && strstr(text, "volt_broker_client_connections{name=\"t-metrics\"} 1\n") &&
+              strstr(text, "# EOF\n");
+    free(text);
+    return ok;
+}
+
+/* The metrics op and the node_exporter textfile carry the same families;
+ * every log line is one JSON object. */
+static void test_metrics_and_json_logs(void **state)
+{
+    (void)state;
+    struct h_conn *c = keep_conn(h_conn_hello(ts.broker.sock, "t-metrics"));
+    assert_int_equal(h_conn_send(c, "{\"op\":\"metrics\",\"id\":1}"), 0);
+    cJSON *r = h_conn_expect(c, "result", 1, h_slack_ms(5000));
+    assert_non_null(r);
+    const char *text = h_json_str(r, "data");
+    assert_non_null(text);
+    static const char *const families[] = {
+        "# TYPE volt_broker_upstream_state gauge\n",
+        "volt_broker_upstream_state{state=\"idle\"} 1\n",
+        "volt_broker_upstream_state{state=\"ready\"} 0\n",
+        "# TYPE volt_broker_requests_total counter\n",
+        "volt_broker_client_connections{name=\"t-metrics\"} 1\n",
+        "# TYPE volt_broker_request_duration_seconds histogram\n",
+        "volt_broker_request_duration_seconds_bucket{le=\"+Inf\"} 0\n",
+        "volt_broker_memory_budget_bytes 268435456\n",
+        "# EOF\n",
+    };
+    for (size_t i = 0; i < sizeof(families) / sizeof(families[0]); i++) {
+        if (!strstr(text, families[i]))
+            fail_msg("metrics lack '%s' in:\n%s", families[i], text);
+    }
+    cJSON_Delete(r);
+
+    assert_int_equal(h_wait_for(textfile_written, prom, h_slack_ms(5000)), 0);
+    char *file = h_file_text(prom);
+    assert_non_null(strstr(file, "volt_broker_upstream_state{state=\"idle\"} 1\n"));
+    assert_non_null(strstr(file, "volt_broker_client_connections{name=\"t-metrics\"} 1\n"));
+    free(file);
+    struct stat st;
+    assert_int_equal(stat(prom, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0644);
+
+    drop_conn(c);
+    assert_int_equal(h_broker_stop(&ts.broker, 10000), 0);
+    /* JSON lines: each parses, with time, level and message. */
+    char *log = h_file_text(ts.broker.log);
+    assert_non_null(log);
+    int lines = 0;
+    for (char *save = NULL, *line = strtok_r(log, "\n", &save); line;
+         line = strtok_r(NULL, "\n", &save)) {
+        cJSON *j = cJSON_Parse(line);
+        if (!j || !h_json_str(j, "time") || !h_json_str(j, "level") || !h_json_str(j, "message"))
+            fail_msg("not a JSON log line: %s", line);
+        cJSON_Delete(j);
+        lines++;
+    }
+    assert_true(lines > 3);
+    free(log);
 }
 
 #define T(name, setup) cmocka_unit_test_setup_teardown(name, setup, teardown_all)
@@ -1421,6 +1503,7 @@ int main(void)
         T(test_open_file_limit_raised, setup_nothing),
         T(test_open_file_limit_caps_max_clients, setup_nothing),
         T(test_log_contents, setup_log),
+        T(test_metrics_and_json_logs, setup_metrics),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

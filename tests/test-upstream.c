@@ -250,15 +250,13 @@ static void test_disconnect_fails_pending(void **state)
     r = h_conn_expect(c, "result", 1, 5000);
     assert_code(r, "SOCKET_NOT_READY");
     cJSON_Delete(r);
-    /* events: disconnected, then connected again */
-    r = h_conn_expect(c, "event", -1, 5000);
+    /* events: disconnected, then connected again (state events between) */
+    r = h_conn_expect_event(c, "disconnected", 5000);
     assert_non_null(r);
-    assert_string_equal(h_json_str(r, "event"), "disconnected");
     assert_non_null(h_json_str(r, "reason"));
     cJSON_Delete(r);
-    r = h_conn_expect(c, "event", -1, 10000);
+    r = h_conn_expect_event(c, "connected", 10000);
     assert_non_null(r);
-    assert_string_equal(h_json_str(r, "event"), "connected");
     cJSON_Delete(r);
     h_conn_close(c);
 }
@@ -649,19 +647,11 @@ static void test_heartbeat(void **state)
     assert_int_equal(h_http(&fx.server, "POST", "/_dev/behavior", "{\"heartbeat\":\"fail\"}", NULL),
                      200);
     /* skip the "connected" that greeted us */
-    cJSON *r = h_conn_expect(c, "event", -1, 5000);
-    while (r && strcmp(h_json_str(r, "event"), "error") != 0) {
-        cJSON_Delete(r);
-        r = h_conn_expect(c, "event", -1, 5000);
-    }
+    cJSON *r = h_conn_expect_event(c, "error", 5000);
     assert_non_null(r);
     assert_string_equal(h_json_str(r, "code"), "HeartbeatFailed");
     cJSON_Delete(r);
-    r = h_conn_expect(c, "event", -1, 5000);
-    while (r && strcmp(h_json_str(r, "event"), "disconnected") != 0) {
-        cJSON_Delete(r);
-        r = h_conn_expect(c, "event", -1, 5000);
-    }
+    r = h_conn_expect_event(c, "disconnected", 5000);
     assert_non_null(r);
     assert_non_null(strstr(h_json_str(r, "reason"), "heartbeat"));
     cJSON_Delete(r);
@@ -685,9 +675,8 @@ static void test_connect_error(void **state)
 {
     (void)state;
     struct h_conn *c = h_conn_hello(fx.broker.sock, "t-refused");
-    cJSON *r = h_conn_expect(c, "event", -1, 10000);
+    cJSON *r = h_conn_expect_event(c, "error", 10000);
     assert_non_null(r);
-    assert_string_equal(h_json_str(r, "event"), "error");
     assert_string_equal(h_json_str(r, "code"), "SocketRegistrationFailed");
     assert_non_null(strstr(h_json_str(r, "message"), "invalid credentials"));
     cJSON_Delete(r);
@@ -703,7 +692,7 @@ static void test_registration_refused_then_ready(void **state)
     (void)state;
     assert_int_equal(h_wait_state(fx.broker.sock, "ready", 15000), 0);
     struct h_conn *c = h_conn_hello(fx.broker.sock, "t-register");
-    cJSON *r = h_conn_expect(c, "event", -1, 2000); /* connected */
+    cJSON *r = h_conn_expect_event(c, "connected", 2000);
     cJSON_Delete(r);
     assert_int_equal(h_http(&fx.server, "POST", "/_dev/behavior",
                             "{\"registerRefuse\":1,\"registerSilent\":0}", NULL),
@@ -792,6 +781,59 @@ static void test_enrollment_rotation_persisted(void **state)
     cJSON_Delete(cred);
 }
 
+/* The state directory cannot take the enrolled credentials (here: its
+ * parent does not exist yet). The server has spent the token and rotated
+ * the password: the broker keeps the new one in memory, uses it, says so
+ * in status, and stores it as soon as it can. */
+static int setup_enroll_unsaved(void **state)
+{
+    static const char *const args[] = {"--token", "tok-e2e", NULL};
+    (void)state;
+    return start_all(args, "{\"serverUrl\":\"http://127.0.0.1:%PORT%\","
+                           "\"controlSocketUrl\":\"ws://127.0.0.1:%PORT%/control\","
+                           "\"broker\":{\"listen\":\"%SOCK%\",\"stateDir\":\"%STATE%/later\","
+                           "\"logLevel\":\"debug\"},"
+                           "\"credentials\":{\"teamClusterId\":\"cluster-dev\","
+                           "\"enrollmentToken\":\"tok-e2e\"}}");
+}
+
+static bool credentials_ok(void *arg)
+{
+    (void)arg;
+    cJSON *st = h_status(fx.broker.sock);
+    const char *c = h_json_str(st, "upstream.credentials");
+    bool ok = c && !strcmp(c, "ok");
+    cJSON_Delete(st);
+    return ok;
+}
+
+static void test_enrolled_credentials_kept_when_unsaved(void **state)
+{
+    (void)state;
+    char path[600];
+    assert_int_equal(h_wait_state(fx.broker.sock, "ready", h_slack_ms(15000)), 0);
+    cJSON *st = h_status(fx.broker.sock);
+    const char *cred = h_json_str(st, "upstream.credentials");
+    assert_non_null(cred);
+    assert_non_null(strstr(cred, "in memory only: "));
+    cJSON_Delete(st);
+    /* The rotated password is in use (the old one is refused now). */
+    cJSON *server_cred = h_http_json(&fx.server, "GET", "/_dev/credentials", NULL);
+    const char *rotated = h_json_str(server_cred, "daemonPassword");
+    assert_non_null(rotated);
+    assert_string_not_equal(rotated, "dev-password");
+    assert_false(h_broker_log_contains(&fx.broker, rotated));
+    /* The directory becomes possible: stored at the next retry. */
+    assert_int_equal(mkdir(fx.broker.state_dir, 0700), 0);
+    assert_int_equal(h_wait_for(credentials_ok, NULL, h_slack_ms(10000)), 0);
+    snprintf(path, sizeof(path), "%s/later/credentials.json", fx.broker.state_dir);
+    char *text = h_file_text(path);
+    assert_non_null(text);
+    assert_non_null(strstr(text, rotated));
+    free(text);
+    cJSON_Delete(server_cred);
+}
+
 static int setup_enroll_refused(void **state)
 {
     (void)state;
@@ -845,11 +887,7 @@ static void test_fifty_drops(void **state)
         const char *mode = i % 2 ? "{\"mode\":\"transport\"}" : "{\"mode\":\"namespace\"}";
         assert_int_equal(h_http(&fx.server, "POST", "/_dev/disconnect", mode, NULL), 200);
         /* wait for this drop to be noticed, then for the new session */
-        r = h_conn_expect(c, "event", -1, 5000);
-        while (r && strcmp(h_json_str(r, "event"), "connected") != 0) {
-            cJSON_Delete(r);
-            r = h_conn_expect(c, "event", -1, 10000);
-        }
+        r = h_conn_expect_event(c, "connected", 15000);
         assert_non_null(r);
         cJSON_Delete(r);
         char *text = server_handlers();
@@ -1217,6 +1255,14 @@ static void test_two_monitors(void **state)
         assert_true(trace_seen(m[i], "upstream-in", "daemon:response"));
         assert_true(trace_seen(m[i], "local-out", "m-42"));
     }
+    /* the password given to a client is traced as given, not as it is */
+    assert_int_equal(h_conn_send(c, "{\"op\":\"credential\",\"id\":6,\"name\":\"daemonPassword\"}"),
+                     0);
+    r = h_conn_expect(c, "result", 6, 5000);
+    assert_string_equal(h_json_str(r, "data"), "dev-password");
+    cJSON_Delete(r);
+    for (int i = 0; i < 2; i++)
+        assert_true(trace_seen(m[i], "local-out", "(redacted)"));
     /* the namespace CONNECT after a reconnect is traced without the password */
     assert_int_equal(h_http(&fx.server, "POST", "/_dev/disconnect", "{}", NULL), 200);
     assert_true(trace_seen(m[0], "upstream-out", "(redacted)"));
@@ -1289,9 +1335,8 @@ static void test_tls_refused_without_ca(void **state)
 {
     (void)state;
     struct h_conn *c = h_conn_hello(fx.broker.sock, "t-tls");
-    cJSON *r = h_conn_expect(c, "event", -1, 10000);
+    cJSON *r = h_conn_expect_event(c, "error", 10000);
     assert_non_null(r);
-    assert_string_equal(h_json_str(r, "event"), "error");
     assert_string_equal(h_json_str(r, "code"), "SocketConnectionFailed");
     cJSON_Delete(r);
     cJSON *st = h_status(fx.broker.sock);
@@ -1338,13 +1383,15 @@ static void test_connection_failed_and_backoff(void **state)
 {
     (void)state;
     struct h_conn *c = h_conn_hello(fx.broker.sock, "t-noserver");
-    cJSON *r = h_conn_expect(c, "event", -1, 10000);
+    cJSON *r = h_conn_expect_event(c, "error", 10000);
     assert_non_null(r);
     assert_string_equal(h_json_str(r, "code"), "SocketConnectionFailed");
     cJSON_Delete(r);
     /* it keeps trying, with backoff, and says why */
-    r = h_conn_expect(c, "event", -1, 10000);
+    r = h_conn_expect_event(c, "state", 10000);
     assert_non_null(r);
+    assert_string_equal(h_json_str(r, "state"), "backoff");
+    assert_non_null(strstr(h_json_str(r, "reason"), "retrying in"));
     cJSON_Delete(r);
     assert_int_equal(h_broker_wait_log(&fx.broker, "retrying in", 3000), 0);
     h_conn_close(c);
@@ -1369,6 +1416,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_registration_refused_then_ready, setup_plain,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_enrollment_rotation_persisted, setup_enroll, teardown),
+        cmocka_unit_test_setup_teardown(test_enrolled_credentials_kept_when_unsaved,
+                                        setup_enroll_unsaved, teardown),
         cmocka_unit_test_setup_teardown(test_enrollment_401_is_final, setup_enroll_refused,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_enrollment_503_then_success, setup_enroll_503,

@@ -1,6 +1,7 @@
 #include "router.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,8 +13,10 @@
 #include "proto/json.h"
 #include "proto/msgpack.h"
 #include "proto/text.h"
+#include "util/histogram.h"
 #include "util/idtable.h"
 #include "util/log.h"
+#include "util/metrics.h"
 #include "util/timerqueue.h"
 
 #define COMMAND_NAME_MAX 256
@@ -84,9 +87,11 @@ struct router {
     struct idtable *calls;
     struct timer_queue *call_deadlines;
     uint64_t next_call_id;
-    struct emitq *kept;       /* emits waiting for the upstream */
-    uv_timer_t *kept_retry;   /* the send queue was full: try again soon */
-    struct proto_buf scratch; /* JSON form checks */
+    struct emitq *kept;               /* emits waiting for the upstream */
+    uv_timer_t *kept_retry;           /* the send queue was full: try again soon */
+    struct proto_buf scratch;         /* JSON form checks */
+    struct histogram request_latency; /* request -> result */
+    struct histogram handler_latency; /* call -> reply */
     struct router_counters counters;
 };
 
@@ -247,6 +252,7 @@ void router_inbound_request(struct router *r, struct session_inbound *in,
     }
     e->ctx = in;
     e->tag = (uint64_t)(uintptr_t)c;
+    e->stamp = uv_now(r->loop);
     c->open_calls++;
     timer_queue_add(r->call_deadlines, &e->timer,
                     timer_queue_deadline_in(r->call_deadlines, r->p.handler_timeout_ms));
@@ -286,6 +292,7 @@ static void handle_reply(struct router *r, struct rclient *c, const struct proto
                   (unsigned long long)peer_id(c->peer), (unsigned long long)m->id);
         return;
     }
+    histogram_observe(&r->handler_latency, uv_now(r->loop) - e->stamp);
     in = call_take(r, e);
     r->counters.inbound_answered++;
     if (m->ok) {
@@ -338,6 +345,7 @@ static void on_request_result(void *ctx, const struct session_result *res)
     uint64_t id = key_second(e->id);
     char msg[256];
 
+    histogram_observe(&r->request_latency, uv_now(r->loop) - e->stamp);
     request_forget(r, c, e);
     /* A success carries no message: skip the copy on the hot path. */
     if (res->code != 0)
@@ -385,6 +393,7 @@ static void handle_request(struct router *r, struct rclient *c, const struct pro
         return;
     }
     e->ctx = c;
+    e->stamp = uv_now(r->loop);
     c->in_flight++;
     /* 0 or absent: the broker's commandTimeout; above the ceiling: lowered
      * to it, so no request holds a slot of the table for longer. */
@@ -1055,6 +1064,68 @@ int router_status_clients(const struct router *r, struct proto_buf *o)
         err |= proto_mp_put_cstr(o, "memory_bytes");
         err |= proto_mp_put_uint(o, peer_memory(c->peer));
     }
+    return err ? PROTO_E_NOMEM : 0;
+}
+
+/* Clients aggregated by the name they gave in hello. */
+struct by_name {
+    const char *name;
+    uint32_t clients, in_flight, handlers, open_calls;
+    uint64_t memory;
+};
+
+int router_metrics(const struct router *r, struct proto_buf *o)
+{
+    struct by_name *names = calloc(r->n_clients ? r->n_clients : 1, sizeof(*names));
+    size_t n = 0;
+    int err = 0;
+
+    if (!names)
+        return PROTO_E_NOMEM;
+    for (const struct rclient *c = r->clients; c; c = c->next) {
+        const char *name = peer_name(c->peer);
+        size_t i = 0;
+        while (i < n && strcmp(names[i].name, name) != 0)
+            i++;
+        if (i == n)
+            names[n++].name = name;
+        names[i].clients++;
+        names[i].in_flight += c->in_flight;
+        names[i].handlers += c->n_handlers;
+        names[i].open_calls += c->open_calls;
+        names[i].memory += peer_memory(c->peer);
+    }
+    static const struct {
+        const char *metric, *help;
+        size_t offset;
+        bool wide;
+    } columns[] = {
+        {"volt_broker_client_connections", "connected clients, by name",
+         offsetof(struct by_name, clients), false},
+        {"volt_broker_client_in_flight", "requests waiting for the server, by client name",
+         offsetof(struct by_name, in_flight), false},
+        {"volt_broker_client_handlers", "commands registered, by client name",
+         offsetof(struct by_name, handlers), false},
+        {"volt_broker_client_open_calls", "inbound calls not answered yet, by client name",
+         offsetof(struct by_name, open_calls), false},
+        {"volt_broker_client_memory_bytes", "bytes held for the clients, by name",
+         offsetof(struct by_name, memory), true},
+    };
+    for (size_t k = 0; k < sizeof(columns) / sizeof(columns[0]); k++) {
+        err |= metrics_family(o, columns[k].metric, METRICS_GAUGE, columns[k].help);
+        for (size_t i = 0; i < n; i++) {
+            const char *at = (const char *)&names[i] + columns[k].offset;
+            double v = columns[k].wide ? (double)*(const uint64_t *)(const void *)at
+                                       : (double)*(const uint32_t *)(const void *)at;
+            err |= metrics_sample(o, columns[k].metric, "name", names[i].name, v);
+        }
+    }
+    err |= metrics_histogram(o, "volt_broker_request_duration_seconds",
+                             "local requests, from the request to its result", &r->request_latency);
+    err |= metrics_histogram(o, "volt_broker_handler_duration_seconds",
+                             "the server's requests, from the call to a local handler to its reply",
+                             &r->handler_latency);
+    free(names);
     return err ? PROTO_E_NOMEM : 0;
 }
 

@@ -116,5 +116,8 @@ int router_status_clients(const struct router *r, struct proto_buf *out);
 size_t router_handler_count(const struct router *r);
 size_t router_client_count(const struct router *r);
 void router_get_counters(const struct router *r, struct router_counters *out);
+/* Appends the per-client-name gauges and the latency histograms
+ * (Prometheus text, util/metrics.h). 0 or PROTO_E_NOMEM. */
+int router_metrics(const struct router *r, struct proto_buf *out);
 
 #endif

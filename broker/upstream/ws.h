@@ -1,35 +1,30 @@
 /* WebSocket client transport for the upstream session, on the broker's
- * libuv loop, built on libwebsockets 4.1 (Debian 12: 4.1.6).
+ * libuv loop: libuv TCP, OpenSSL for wss:// (through memory BIOs), and
+ * RFC 6455 framing of our own (wsframe.h). ws.c says why it is not built
+ * on libwebsockets any more, with the figures.
  *
- * One ws_transport per broker owns one lws context bound to the broker's
- * loop as a *foreign* loop: lws adds its poll/idle/timer handles to our
- * loop and never runs a loop or a thread of its own. A ws_conn is one
- * client connection; it hands complete messages up and takes messages
- * down, nothing of Engine.IO is known here.
+ * A ws_transport holds what connections share (the TLS context, a random
+ * pool for masking keys); a ws_conn is one client connection; it hands
+ * complete messages up and takes messages down, nothing of Engine.IO is
+ * known here.
  *
- * What this layer adds to lws, and why:
- *  - Name resolution happens here with uv_getaddrinfo (lws 4.1 resolves
- *    synchronously inside lws_client_connect_via_info, which would stall
- *    the loop). lws gets a numeric address and the real host name for the
- *    Host header, SNI and the certificate name check. Every address the
- *    name has is tried in turn until a TCP connection is made.
- *  - Exactly one on_close per connection, whatever ends it. lws reports a
- *    failed connect either as a NULL return or as a later
- *    CLIENT_CONNECTION_ERROR, a dropped connection as CLIENT_CLOSED, and
- *    may call back for a wsi after it was given up on; all of those
- *    funnel into one report, and callbacks for wsis we no longer own are
- *    recognised and ignored.
- *  - Messages, not frames: fragments are reassembled into one buffer per
- *    connection, bounded by max_message_size (over it: we close with
- *    1009 and report WS_CLOSE_TOO_BIG).
- *  - A bounded send queue: ws_send() copies into one growable byte array
- *    of records already laid out for lws_write() (LWS_PRE headroom), so
- *    once warm a message costs no allocation. Over the limit ws_send()
- *    fails with -ENOBUFS and the connection stays up; the caller decides.
+ * What it does:
+ *  - Name resolution with uv_getaddrinfo (never blocking the loop); every
+ *    address the name has is tried in turn until a TCP connection is made.
+ *  - TLS verified by default: the system store or a CA file, SNI and the
+ *    name check for host names, the address check for IP literals (IPv6
+ *    included).
+ *  - Exactly one on_close per connection, whatever ends it.
+ *  - Messages, not frames: fragments are reassembled, bounded by
+ *    max_message_size (over it: we close with 1009 and report
+ *    WS_CLOSE_TOO_BIG); control frames may come between fragments; pings
+ *    are answered; text is checked to be UTF-8 (else Close 1007).
+ *  - A bounded send queue: ws_send() masks the message into one growable
+ *    buffer as a frame, so once warm a message costs no allocation. Over
+ *    the limit ws_send() fails with -ENOBUFS and the connection stays up;
+ *    the caller decides. Everything queued in one loop turn goes out in
+ *    one write, just before the loop waits again.
  *  - A connect deadline covering DNS, TCP, TLS and the HTTP upgrade.
- *  - Asynchronous teardown that really finishes: with a foreign loop,
- *    lws_context_destroy() in 4.1 only starts closing lws's handles and
- *    must be called again once they are closed (see ws.c).
  *
  * Threading: everything runs on the loop thread; no function may be
  * called from another thread.
@@ -58,14 +53,14 @@ struct ws_transport_options {
     /* Accept any server certificate (self-signed, unknown CA, wrong name,
      * expired). Development only: logged as a warning at creation. */
     bool insecure;
-    /* Only ws:// will be used: the system CA store is not loaded (it costs
-     * ~9 MB and a noticeable start-up delay) and wss:// is refused. */
+    /* Only ws:// will be used: OpenSSL is never set up (the system CA store
+     * costs memory and start-up time) and wss:// is refused. */
     bool plain_only;
 };
 
 /* Creates the transport on `loop` (which must outlive it). 0 and *out, or
- * -EINVAL (bad options, unreadable ca_file), -ENOMEM, -EIO (lws refused to
- * create its context; details in the log). Freed by ws_transport_close(). */
+ * -EINVAL (bad options, an unreadable or unusable ca_file; details in the
+ * log), -ENOMEM. Freed by ws_transport_close(). */
 int ws_transport_new(uv_loop_t *loop, const struct ws_transport_options *options,
                      struct ws_transport **out);
 
@@ -73,12 +68,12 @@ typedef void (*ws_transport_closed_cb)(void *userdata);
 
 /* Starts the teardown: every connection still open is dropped at once (no
  * Close frame; use ws_close() first and wait for on_close for a polite
- * close) and gets its on_close with WS_CLOSE_SHUTDOWN, then the lws context
- * is destroyed. `closed` (may be NULL) runs from the loop when the
- * transport and everything it put on the loop are gone: from then on the
- * owner may uv_loop_close() (after running the loop once more to let its
- * own handles close). The transport is freed before `closed` runs. Calling
- * it twice is a bug. ws_connect() fails with -ESHUTDOWN meanwhile. */
+ * close) and gets its on_close with WS_CLOSE_SHUTDOWN. `closed` (may be
+ * NULL) runs from the loop when the transport and everything it put on the
+ * loop are gone: from then on the owner may uv_loop_close() (after running
+ * the loop once more to let its own handles close). The transport is freed
+ * before `closed` runs. Calling it twice is a bug. ws_connect() fails with
+ * -ESHUTDOWN meanwhile. */
 void ws_transport_close(struct ws_transport *t, ws_transport_closed_cb closed, void *userdata);
 
 /* Why a connection ended. The first five can only happen before on_open. */
@@ -135,10 +130,9 @@ struct ws_connect_options {
 };
 
 /* Starts connecting; all strings are copied. 0 and *out, or -EINVAL (bad
- * options; wss:// to an IPv6 literal, whose name lws 4.1.6 cannot check,
- * unless the transport is insecure), -ENOMEM, -ESHUTDOWN (transport
- * closing). On success on_close will be called exactly once, never from
- * inside this call. */
+ * options, wss:// on a plain_only transport), -ENOMEM, -ESHUTDOWN
+ * (transport closing). On success on_close will be called exactly once,
+ * never from inside this call. */
 int ws_connect(struct ws_transport *t, const struct ws_connect_options *options,
                const struct ws_callbacks *callbacks, void *userdata, struct ws_conn **out);
 
@@ -164,9 +158,13 @@ size_t ws_send_queue_bytes(const struct ws_conn *c);
 size_t ws_send_queue_room(const struct ws_conn *c);
 
 /* Closes politely: what is already queued is sent, then a Close frame
- * (1000), then on_close (WS_CLOSE_LOCAL) once the server answered or after
- * a few seconds. Before the connection is open, the attempt is abandoned
- * (on_close follows from the loop). Idempotent; no on_message after it. */
+ * (1000), then on_close (WS_CLOSE_LOCAL) as soon as that frame is written
+ * to the socket (after a few seconds at most, if the socket takes
+ * nothing). The socket itself stays open a moment longer in the
+ * background, for the server's answer and its end of TCP, then is closed;
+ * ws_transport_close() waits for that. Before the connection is open, the
+ * attempt is abandoned (on_close follows from the loop). Idempotent; no
+ * on_message after it. */
 void ws_close(struct ws_conn *c);
 
 #endif

@@ -287,6 +287,7 @@ int idtable_insert(struct idtable *table, const uint8_t id[IDTABLE_ID_LEN],
     timer_node_init(&entry->timer);
     entry->ctx = NULL;
     entry->tag = 0;
+    entry->stamp = 0;
     entry->hash_ = hash;
     entry->link_ = LINK_IN_USE;
     place(table->slots, table->mask, (struct slot){.hash = hash, .serial = entry->serial_});

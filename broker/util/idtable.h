@@ -41,6 +41,7 @@ struct idtable_entry {
                                    must be disarmed again before idtable_remove() */
     void *ctx;                  /* the caller's; NULL after insert */
     uint64_t tag;               /* the caller's; 0 after insert */
+    uint64_t stamp;             /* the caller's (e.g. when it began); 0 after insert */
     /* Private to idtable.c. */
     uint32_t hash_;
     uint32_t serial_;

@@ -9,12 +9,29 @@
 #include <unistd.h>
 
 static enum log_level current_level = LOG_LEVEL_INFO;
+static enum log_format current_format = LOG_FORMAT_TEXT;
 static int journal_checked;
 static int to_journal;
 
 void log_set_level(enum log_level level)
 {
     current_level = level;
+}
+
+void log_set_format(enum log_format format)
+{
+    current_format = format;
+}
+
+int log_format_parse(const char *name, enum log_format *out)
+{
+    if (!strcmp(name, "text"))
+        *out = LOG_FORMAT_TEXT;
+    else if (!strcmp(name, "json"))
+        *out = LOG_FORMAT_JSON;
+    else
+        return -1;
+    return 0;
 }
 
 enum log_level log_get_level(void)
@@ -67,10 +84,45 @@ static int stderr_is_journal(void)
     return (unsigned long long)st.st_dev == dev && (unsigned long long)st.st_ino == ino;
 }
 
+/* The message as a JSON string's contents: quotes, backslashes and
+ * control characters escaped; bytes >= 0x80 passed as they are (the
+ * broker's messages are UTF-8, and a stray byte must not lose the line). */
+static size_t json_escape(char *out, size_t cap, const char *in, size_t len)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t n = 0;
+    for (size_t i = 0; i < len && n + 6 < cap; i++) {
+        unsigned char c = (unsigned char)in[i];
+        if (c == '"' || c == '\\') {
+            out[n++] = '\\';
+            out[n++] = (char)c;
+        } else if (c < 0x20) {
+            memcpy(out + n, "\\u00", 4);
+            out[n + 4] = hex[c >> 4];
+            out[n + 5] = hex[c & 15];
+            n += 6;
+        } else {
+            out[n++] = (char)c;
+        }
+    }
+    return n;
+}
+
+static size_t timestamp(char *out, size_t cap)
+{
+    struct timespec ts;
+    struct tm tm;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    gmtime_r(&ts.tv_sec, &tm);
+    size_t n = strftime(out, cap, "%Y-%m-%dT%H:%M:%S", &tm);
+    n += (size_t)snprintf(out + n, cap - n, ".%03ldZ", ts.tv_nsec / 1000000);
+    return n;
+}
+
 void log_write(enum log_level level, const char *fmt, ...)
 {
-    char line[2048];
-    size_t n;
+    char message[2048], line[2 * 2048 + 128];
+    size_t n = 0;
     va_list ap;
 
     if (level > current_level)
@@ -79,25 +131,28 @@ void log_write(enum log_level level, const char *fmt, ...)
         to_journal = stderr_is_journal();
         journal_checked = 1;
     }
-    if (to_journal) {
-        n = (size_t)snprintf(line, sizeof(line), "<%d>", (int)level);
-    } else {
-        struct timespec ts;
-        struct tm tm;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        gmtime_r(&ts.tv_sec, &tm);
-        n = strftime(line, sizeof(line), "%Y-%m-%dT%H:%M:%S", &tm);
-        n += (size_t)snprintf(line + n, sizeof(line) - n, ".%03ldZ %-5s ", ts.tv_nsec / 1000000,
-                              log_level_name(level));
-    }
     va_start(ap, fmt);
-    int m = vsnprintf(line + n, sizeof(line) - n - 1, fmt, ap);
+    int m = vsnprintf(message, sizeof(message), fmt, ap);
     va_end(ap);
-    if (m < 0)
-        m = 0;
-    n += (size_t)m;
-    if (n > sizeof(line) - 2)
-        n = sizeof(line) - 2;
+    size_t mlen = m < 0 ? 0 : (size_t)m < sizeof(message) ? (size_t)m : sizeof(message) - 1;
+    if (to_journal)
+        n = (size_t)snprintf(line, sizeof(line), "<%d>", (int)level);
+    if (current_format == LOG_FORMAT_JSON) {
+        n += (size_t)snprintf(line + n, sizeof(line) - n, "{\"time\":\"");
+        n += timestamp(line + n, sizeof(line) - n);
+        n += (size_t)snprintf(line + n, sizeof(line) - n, "\",\"level\":\"%s\",\"message\":\"",
+                              log_level_name(level));
+        n += json_escape(line + n, sizeof(line) - n - 4, message, mlen);
+        line[n++] = '"';
+        line[n++] = '}';
+    } else {
+        if (!to_journal) {
+            n += timestamp(line + n, sizeof(line) - n);
+            n += (size_t)snprintf(line + n, sizeof(line) - n, " %-5s ", log_level_name(level));
+        }
+        memcpy(line + n, message, mlen);
+        n += mlen;
+    }
     line[n++] = '\n';
     /* One write(2) per line so concurrent writers never interleave mid-line. */
     ssize_t w = write(STDERR_FILENO, line, n);

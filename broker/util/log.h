@@ -10,7 +10,15 @@
 
 enum log_level { LOG_LEVEL_ERROR = 3, LOG_LEVEL_WARN = 4, LOG_LEVEL_INFO = 6, LOG_LEVEL_DEBUG = 7 };
 
+/* text: "TIME LEVEL message" (or "<N>message" to the journal);
+ * json: {"time":"...","level":"info","message":"..."} per line, for log
+ * pipelines (to the journal too, as the message). */
+enum log_format { LOG_FORMAT_TEXT, LOG_FORMAT_JSON };
+
 void log_set_level(enum log_level level);
+void log_set_format(enum log_format format);
+/* "text" | "json" -> 0 and *out, or -1. */
+int log_format_parse(const char *name, enum log_format *out);
 enum log_level log_get_level(void);
 /* "error" | "warn" | "info" | "debug" -> 0 and *out, or -1. */
 int log_level_parse(const char *name, enum log_level *out);

@@ -1,14 +1,14 @@
 #!/usr/bin/env node
 'use strict';
-// Turns the `RESULT key=value ...` lines of bench-broker and peer.js (one
-// per run, several runs per configuration) into the comparison table of
-// run.sh: per number of services, the median of every figure over the
-// runs, and the ratios ours/peer.
+// Turns the `RESULT key=value ...` lines of bench-broker, peer.js and
+// bench-floor (one per run, several runs per scenario; run.sh adds
+// `scenario=NAME` in front) into the one table of run.sh: per scenario, the
+// median of every figure over the runs, the ratio ours/peer, and the floor.
 //
 //   node report.js RESULTS_FILE [CONTEXT_LINE...]
 //
-// Conventions of the lines (run.sh passes the samples so): the broker run
-// samples `broker` and `server`, the peer run samples `server`.
+// Conventions of the lines (run.sh passes the samples so): the broker runs
+// sample `broker` and `server`, the peer runs sample `server`.
 
 const fs = require('fs');
 
@@ -28,45 +28,67 @@ function parse(file) {
 }
 
 function median(xs) {
-  const s = [...xs].sort((a, b) => a - b);
+  const s = xs.filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
+  if (!s.length) return NaN;
   const m = s.length >> 1;
   return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
 }
 
-// The figures of one run, on the daemon side (what a node has to pay to
-// give its services the session) and on the server side (for context).
+// The figures of one run. "daemon" is what a node pays to give its
+// services the session: broker + C clients for ours, the Node processes
+// for the peer, relay + its client for the floor.
 function figures(r) {
-  const f = {
-    rps: r.rps,
-    cpu: r.clients_cpu_us / r.n,
-    clientsCpu: r.clients_cpu_us / r.n,
-    rssKb: r.clients_maxrss_kb,
-    clientsRssKb: r.clients_maxrss_kb,
-    serverCpu: r.server_cpu_us >= 0 ? r.server_cpu_us / r.n : NaN,
-  };
+  const per = (us) => (Number.isFinite(us) && us >= 0 ? us / r.n : NaN);
+  const f = { rps: r.rps, p50: r.p50_us, p99: r.p99_us, fairness: r.fairness };
   if (r.tool === 'broker') {
-    f.brokerCpu = r.broker_cpu_us / r.n;
-    f.brokerRssKb = r.broker_hwm_kb;
-    f.cpu += f.brokerCpu;
-    f.rssKb += f.brokerRssKb;
+    // The task clock (exact, main thread) where the kernel gave it, else
+    // /proc's 10 ms ticks.
+    const broker = r.broker_task_us >= 0 ? r.broker_task_us : r.broker_cpu_us;
+    f.brokerCpu = per(broker);
+    f.daemonCpu = per(r.clients_cpu_us + broker);
+    f.syscalls = r.broker_syscalls >= 0 ? r.broker_syscalls / r.n : NaN;
+    f.serverCpu = per(r.server_cpu_us);
+  } else if (r.tool === 'peer') {
+    f.daemonCpu = per(r.clients_cpu_us);
+    f.serverCpu = per(r.server_cpu_us);
+  } else if (r.tool === 'floor') {
+    f.brokerCpu = per(r.floor_cpu_us);
+    f.daemonCpu = per(r.floor_cpu_us + r.clients_cpu_us);
+    f.syscalls = r.floor_syscalls >= 0 ? r.floor_syscalls / r.n : NaN;
+  }
+  for (const k of ['idle_rss_kb', 'per_client_b', 'per_pending_b', 'start_to_ready_us']) {
+    if (r[k] !== undefined) f[k] = r[k];
   }
   return f;
 }
 
 function medians(runs) {
+  if (!runs.length) return null;
   const fs_ = runs.map(figures);
-  const out = {};
-  for (const k of Object.keys(fs_[0])) out[k] = median(fs_.map((f) => f[k]));
+  const out = { runs: runs.length };
+  const keys = new Set(fs_.flatMap((f) => Object.keys(f)));
+  for (const k of keys) out[k] = median(fs_.map((f) => f[k]));
   return out;
 }
 
-const mib = (kb) => (kb / 1024).toFixed(1);
 const pad = (s, n) => String(s).padEnd(n);
 const lpad = (s, n) => String(s).padStart(n);
+const fmt = (x, d = 1) => (Number.isFinite(x) ? x.toFixed(d) : '');
+const ratio = (a, b) => (Number.isFinite(a) && Number.isFinite(b) && b > 0 ? `${(a / b).toFixed(2)}x` : '');
 
-function row(label, rps, cpu, rss, server) {
-  return `  ${pad(label, 30)}${lpad(rps, 12)}${lpad(cpu, 16)}${lpad(rss, 14)}${lpad(server, 16)}`.trimEnd();
+function row(label, ours, peer, rat, floor) {
+  return `  ${pad(label, 34)}${lpad(ours, 12)}${lpad(peer, 12)}${lpad(rat, 9)}${lpad(floor, 10)}`.trimEnd();
 }
+
+// Scenarios in the order run.sh runs them, with what to print for each.
+const SCENARIOS = [
+  { name: 'b16-k100-c1', title: '16 B, K=100, 1 service', load: true },
+  { name: 'b16-k100-c4', title: '16 B, K=100, 4 services', load: true, fairness: true },
+  { name: 'b16k-k100-c1', title: '16 KiB, K=100, 1 service', load: true },
+  { name: 'b16-k1-c1', title: '16 B, sequential (K=1), unpinned', load: true, latency: true },
+  { name: 'b16-k1-c1-pinned', title: '16 B, sequential (K=1), all on CPU 0', load: true, latency: true },
+  { name: 'inbound-k100', title: 'inbound dispatch (server -> handler -> answer), K=100, 16 B', load: true },
+];
 
 function main() {
   const [file, ...context] = process.argv.slice(2);
@@ -79,38 +101,60 @@ function main() {
     process.stderr.write(`report.js: no RESULT lines in ${file}\n`);
     process.exit(1);
   }
-  const configs = [...new Set(runs.map((r) => r.clients))].sort((a, b) => a - b);
-  const first = runs[0];
   const out = [];
-  out.push('volt-broker + libvoltclient  vs  one socket.io-client 4.8 per service');
-  out.push(`${first.n} echo requests per run, split over the services; ${first.k} in flight per service;`);
-  out.push(`payload {"i":n,"s":<${first.payload_bytes} chars>}; figures are medians over the runs.`);
+  const pick = (scenario, tool) => medians(runs.filter((r) => r.scenario === scenario && r.tool === tool));
+  out.push('volt-broker + libvoltclient  vs  one socket.io-client 4.8 per service  vs  the floor relay');
+  out.push('Medians over the runs; ratio = ours/peer (below 1 is better, but for req/s); floor =');
+  out.push('bench-floor, a minimal relay (same server, same frames, same batching) in place of the broker.');
   for (const line of context) out.push(line);
-  for (const c of configs) {
-    const ours = runs.filter((r) => r.clients === c && r.tool === 'broker');
-    const peer = runs.filter((r) => r.clients === c && r.tool === 'peer');
-    if (!ours.length || !peer.length) continue;
-    const o = medians(ours);
-    const p = medians(peer);
-    out.push('');
-    out.push(`== ${c} service${c > 1 ? 's' : ''} (${ours.length}+${peer.length} runs)`);
-    out.push(row('', 'req/s', 'daemon CPU', 'daemon RSS', 'dev server CPU'));
-    out.push(row('volt-broker + libvoltclient', Math.round(o.rps), `${o.cpu.toFixed(1)} us/req`,
-      `${mib(o.rssKb)} MiB`, `${o.serverCpu.toFixed(1)} us/req`));
-    out.push(row('  of which the broker', '', `${o.brokerCpu.toFixed(1)} us/req`, `${mib(o.brokerRssKb)} MiB`, ''));
-    out.push(row(`  of which ${c} C client${c > 1 ? 's' : ''}`, '', `${o.clientsCpu.toFixed(1)} us/req`,
-      `${mib(o.clientsRssKb)} MiB`, ''));
-    out.push(row(`${c} node process${c > 1 ? 'es' : ''} (socket.io)`, Math.round(p.rps), `${p.cpu.toFixed(1)} us/req`,
-      `${mib(p.rssKb)} MiB`, `${p.serverCpu.toFixed(1)} us/req`));
-    out.push(row('ratio ours/peer', `${(o.rps / p.rps).toFixed(2)}x`, `${(o.cpu / p.cpu).toFixed(2)}x`,
-      `${(o.rssKb / p.rssKb).toFixed(2)}x`, `${(o.serverCpu / p.serverCpu).toFixed(2)}x`));
+  out.push('');
+  out.push(row('', 'ours', 'peer', 'ratio', 'floor'));
+  for (const sc of SCENARIOS) {
+    const o = pick(sc.name, 'broker');
+    const p = pick(sc.name, 'peer');
+    const fl = pick(sc.name, 'floor');
+    if (!o && !p) continue;
+    const any = runs.find((r) => r.scenario === sc.name);
+    out.push(`${sc.title} (n=${any.n}; ${o ? o.runs : 0}+${p ? p.runs : 0}${fl ? `+${fl.runs}` : ''} runs)`);
+    const g = (m, k) => (m ? m[k] : NaN);
+    out.push(row('req/s', fmt(g(o, 'rps'), 0), fmt(g(p, 'rps'), 0), ratio(g(o, 'rps'), g(p, 'rps')), fmt(g(fl, 'rps'), 0)));
+    out.push(row('daemon CPU us/req', fmt(g(o, 'daemonCpu')), fmt(g(p, 'daemonCpu')),
+      ratio(g(o, 'daemonCpu'), g(p, 'daemonCpu')), fmt(g(fl, 'daemonCpu'))));
+    out.push(row('  broker CPU us/req (floor: relay)', fmt(g(o, 'brokerCpu')), '', '', fmt(g(fl, 'brokerCpu'))));
+    out.push(row('  broker syscalls/req', fmt(g(o, 'syscalls'), 2), '', '', fmt(g(fl, 'syscalls'), 2)));
+    if (sc.latency) {
+      out.push(row('latency p50 us', fmt(g(o, 'p50')), fmt(g(p, 'p50')), ratio(g(o, 'p50'), g(p, 'p50')), fmt(g(fl, 'p50'))));
+      out.push(row('latency p99 us', fmt(g(o, 'p99')), fmt(g(p, 'p99')), ratio(g(o, 'p99'), g(p, 'p99')), fmt(g(fl, 'p99'))));
+    }
+    if (sc.fairness) {
+      out.push(row('fairness (last/first service done)', fmt(g(o, 'fairness'), 2), fmt(g(p, 'fairness'), 2), '', ''));
+    }
+    out.push(row('dev server CPU us/req (context)', fmt(g(o, 'serverCpu')), fmt(g(p, 'serverCpu')),
+      ratio(g(o, 'serverCpu'), g(p, 'serverCpu')), ''));
+  }
+  const om = pick('memory', 'broker');
+  const pm = pick('memory', 'peer');
+  const os_ = pick('startup', 'broker');
+  const ps = pick('startup', 'peer');
+  if (om || pm || os_ || ps) {
+    const g = (m, k) => (m ? m[k] : NaN);
+    out.push('memory and start-up (ours: the broker; peer: one Node service)');
+    out.push(row('idle RSS MiB', fmt(g(om, 'idle_rss_kb') / 1024), fmt(g(pm, 'idle_rss_kb') / 1024),
+      ratio(g(om, 'idle_rss_kb'), g(pm, 'idle_rss_kb')), ''));
+    out.push(row('per client KiB (peer: a process)', fmt(g(om, 'per_client_b') / 1024),
+      fmt(g(pm, 'idle_rss_kb'), 0), '', ''));
+    out.push(row('per pending request B', fmt(g(om, 'per_pending_b'), 0), fmt(g(pm, 'per_pending_b'), 0),
+      ratio(g(om, 'per_pending_b'), g(pm, 'per_pending_b')), ''));
+    out.push(row('start to ready ms', fmt(g(os_, 'start_to_ready_us') / 1000), fmt(g(ps, 'start_to_ready_us') / 1000),
+      ratio(g(os_, 'start_to_ready_us'), g(ps, 'start_to_ready_us')), ''));
   }
   out.push('');
-  out.push('Per run (tool, services, req/s, daemon CPU us/req, daemon RSS MiB, dev server CPU us/req):');
+  out.push('Per run (scenario, tool, req/s, daemon CPU us/req, broker or relay CPU us/req, syscalls/req, p50 us):');
   for (const r of runs) {
+    if (r.mode === 'memory' || r.mode === 'startup') continue;
     const f = figures(r);
-    out.push(`  ${pad(r.tool, 7)}${lpad(r.clients, 3)}${lpad(r.rps, 8)}${lpad(f.cpu.toFixed(1), 8)}` +
-      `${lpad(mib(f.rssKb), 8)}${lpad(f.serverCpu.toFixed(1), 8)}`);
+    out.push(`  ${pad(r.scenario, 17)}${pad(r.tool, 7)}${lpad(r.rps, 7)}${lpad(fmt(f.daemonCpu), 8)}` +
+      `${lpad(fmt(f.brokerCpu), 8)}${lpad(fmt(f.syscalls, 2), 7)}${lpad(fmt(f.p50), 10)}`);
   }
   process.stdout.write(out.join('\n') + '\n');
 }

@@ -11,7 +11,8 @@
 #   4. every libFuzzer target for a short bounded run on its seed corpus;
 #   5. clang-format check of every C file;
 #   6. mypy --strict over the Python client (its tests run in ctest);
-#   7. the Debian packages: built, linted, installed into a clean Debian 12
+#   7. a smoke run of the benchmark (contrib/bench/run.sh -s);
+#   8. the Debian packages: built, linted, installed into a clean Debian 12
 #      root booted with systemd, and used there (contrib/ci/test-package.sh).
 # The gcc ctest includes client-lib-abi: the built libvoltclient against its
 # committed ABI baseline (abidiff).
@@ -112,6 +113,18 @@ if "$top/contrib/ci/fuzz.sh" build-ci-fuzz "$fuzz_seconds"; then
   summary+=("fuzz: ok")
 else
   status=1; summary+=("fuzz: FAILED")
+fi
+
+step "benchmark smoke run (contrib/bench/run.sh -s): the benchmark still runs end to end"
+# A few hundred requests per scenario, one run: the figures mean little on
+# a shared machine; what is checked is that every program of the benchmark
+# builds, runs and verifies its answers.
+if BENCH_BUILD="$top/build-ci-bench" "$top/contrib/bench/run.sh" -s >"$logs/bench.txt" 2>&1; then
+  sed -n '/^volt-broker/,/^Per run/p' "$logs/bench.txt"
+  summary+=("bench smoke: ok")
+else
+  tail -60 "$logs/bench.txt"
+  status=1; summary+=("bench smoke: FAILED")
 fi
 
 step "Debian packages: build, lintian, install and use in a clean booted root"

@@ -328,6 +328,20 @@ static void accept_clients(struct proxy *p)
 
         if (fd < 0)
             return; /* EAGAIN, or a client that vanished; the listener stays */
+        /* The broker sees the proxy's credentials, not the client's: only
+         * our own user may go through, or anyone could borrow them (root's
+         * proxy would hand out the daemon password and the monitor). */
+        struct ucred cred;
+        socklen_t clen = sizeof(cred);
+        if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &clen) < 0 || cred.uid != geteuid()) {
+            struct proxy_session tmp = {.number = ++p->next_number, .pid = -1, .uid = -1};
+            snprintf(why, sizeof(why),
+                     "a client of uid %ld refused: the proxy only lets its own user through",
+                     clen == sizeof(cred) ? (long)cred.uid : -1L);
+            print_close(p, &tmp, why);
+            close(fd);
+            continue;
+        }
         broker = connect_broker(p->opts.broker_path);
         if (broker < 0) {
             struct proxy_session tmp = {.number = ++p->next_number, .pid = -1, .uid = -1};
@@ -380,8 +394,14 @@ static int listen_on(struct proxy *p, const char *path, char *msg, size_t size)
     if (rc < 0)
         goto fail;
     p->listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-    if (p->listen_fd < 0 || bind(p->listen_fd, (struct sockaddr *)&addr, sizeof(addr)) < 0) {
-        rc = -errno;
+    /* 0600 from the start (the umask at bind), not chmod'ed after: no
+     * moment when another user could connect. */
+    mode_t old_mask = umask(0177);
+    rc = p->listen_fd < 0 ? -1 : bind(p->listen_fd, (struct sockaddr *)&addr, sizeof(addr));
+    int bind_errno = errno;
+    umask(old_mask);
+    if (rc < 0) {
+        rc = -bind_errno;
         goto fail;
     }
     p->unlink_on_free = true;

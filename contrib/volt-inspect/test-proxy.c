@@ -16,6 +16,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -511,6 +512,30 @@ static void test_listener(void **state)
     opts.listen_path = ppath;
     opts.broker_path = bpath;
     assert_int_equal(proxy_new(&opts, &f.p, msg, sizeof(msg)), 0);
+    /* Only our user may connect: the broker would see our credentials. */
+    assert_int_equal(stat(ppath, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0600);
+    if (geteuid() == 0) {
+        /* root: another user is refused at accept even past the mode */
+        chmod(ppath, 0666);
+        chmod(tmpdir, 0711);
+        pid_t pid = fork();
+        if (pid == 0) {
+            if (setgid(65534) < 0 || setuid(65534) < 0)
+                _exit(2);
+            int c = unix_socket(ppath, false, true);
+            char b;
+            /* closed by the proxy without a byte */
+            _exit(c >= 0 && read(c, &b, 1) == 0 ? 0 : 1);
+        }
+        int st_child = -1;
+        for (int i = 0; i < PUMP_ROUNDS && waitpid(pid, &st_child, WNOHANG) == 0; i++)
+            assert_int_equal(proxy_run_once(f.p, 10), 0);
+        assert_true(WIFEXITED(st_child) && WEXITSTATUS(st_child) == 0);
+        assert_int_equal(proxy_session_count(f.p), 0);
+        assert_non_null(strstr(output(&f), "uid 65534 refused"));
+        chmod(ppath, 0600);
+    }
 
     /* Two clients, each with its own broker connection. */
     int c1 = unix_socket(ppath, false, true), c2 = unix_socket(ppath, false, true);
@@ -526,7 +551,8 @@ static void test_listener(void **state)
     write_all(c2, sent.data, sent.len);
     pump_read(&f, b2, sent.len, &got);
     assert_memory_equal(got.data, sent.data, sent.len);
-    assert_non_null(strstr(output(&f), "  c2 t["));
+    /* c2, or c3 when the refused client above took a number */
+    assert_non_null(strstr(output(&f), geteuid() == 0 ? "  c3 t[" : "  c2 t["));
     assert_non_null(strstr(output(&f), "  {\"op\":\"hello\""));
     /* One frame line, c2's: c1 only connected. */
     const char *first = strstr(output(&f), "-> broker");

@@ -16,6 +16,9 @@ packages=(
   zsh  # to test the zsh completion scripts (contrib/completions)
   systemd  # systemd-analyze, to verify the units as systemd reads them
   python3 python3-msgpack python3-pytest python3-mypy  # client-lib/python: runtime, tests, types
+  # The package test (contrib/ci/test-package.sh): build the .debs, lint
+  # them, make a clean Debian root and boot it with systemd.
+  debhelper dpkg-dev lintian mmdebstrap systemd-container
 )
 
 as_root() {

@@ -11,7 +11,9 @@
 #   4. every libFuzzer target for a short bounded run on its seed corpus;
 #   5. clang-format check of every C file;
 #   6. mypy --strict over the Python client (its tests run in ctest);
-#   7. a smoke run of the benchmark (contrib/bench/run.sh -s).
+#   7. a smoke run of the benchmark (contrib/bench/run.sh -s);
+#   8. the Debian packages: built, linted, installed into a clean Debian 12
+#      root booted with systemd, and used there (contrib/ci/test-package.sh).
 # The gcc ctest includes client-lib-abi: the built libvoltclient against its
 # committed ABI baseline (abidiff).
 # Usage: contrib/ci/test-all.sh    (FUZZ_SECONDS=N to change the fuzz time)
@@ -125,6 +127,13 @@ else
   status=1; summary+=("bench smoke: FAILED")
 fi
 
+step "Debian packages: build, lintian, install and use in a clean booted root"
+if "$top/contrib/ci/test-package.sh" 2>&1 | tee "$logs/package.txt"; then
+  summary+=("packages: ok")
+else
+  status=1; summary+=("packages: FAILED")
+fi
+
 step "summary"
 printf '%s\n' "${summary[@]}"
 # One closing line over every ctest run: "N passed, N failed".
@@ -136,6 +145,13 @@ for f in "$logs"/*.log; do
   bad=$(echo "$line" | sed -E 's/.*passed, ([0-9]+) tests? failed.*/\1/')
   passed=$((passed + total - bad)); failed=$((failed + bad))
 done
+# The package test's own count ("N passed, N failed", its last line).
+line=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$logs/package.txt" | tail -1 || true)
+if [ -n "$line" ]; then
+  passed=$((passed + ${line%% *})); bad=${line#*, }; failed=$((failed + ${bad%% *}))
+else
+  failed=$((failed + 1))
+fi
 [ $status = 0 ] || [ $failed -gt 0 ] || failed=1
 echo "$passed passed, $failed failed"
 exit $status

@@ -584,9 +584,10 @@ int config_apply_flag(struct broker_config *cfg, int argc, char **argv, int *con
 }
 
 /* Reads a secret from a file into *value (trailing newlines removed).
- * `what` names the setting in errors. 0, or 1 with an error added. */
-static int read_secret_file(const char *path, char **value, const char *what, char *errors,
-                            size_t errlen)
+ * `what` names the setting in errors. An empty file is an error, unless
+ * empty_is_unset (then *value stays as it was). 0, or 1 with an error added. */
+static int read_secret_file(const char *path, char **value, const char *what, bool empty_is_unset,
+                            char *errors, size_t errlen)
 {
     int err = 0;
     char *text = read_small_file(path, 4096, &err);
@@ -600,8 +601,10 @@ static int read_secret_file(const char *path, char **value, const char *what, ch
     while (len && (text[len - 1] == '\n' || text[len - 1] == '\r'))
         text[--len] = '\0';
     if (!len) {
-        add_error(errors, errlen, "%s: %s is empty", what, path);
         secret_free(text);
+        if (empty_is_unset)
+            return 0;
+        add_error(errors, errlen, "%s: %s is empty", what, path);
         return 1;
     }
     secret_free(*value);
@@ -611,7 +614,8 @@ static int read_secret_file(const char *path, char **value, const char *what, ch
 
 /* One secret from one of three places: the value itself, a file named in
  * the configuration, or a systemd credential (LoadCredential=) when the
- * other two are not set. Two of them at once is a mistake worth saying. */
+ * other two are not set (an empty credential counts as not given). Two of them at once is a mistake
+ * worth saying. */
 static int load_secret(char **value, const char *file, const char *credential,
                        const char *value_key, const char *file_key, char *errors, size_t errlen)
 {
@@ -623,13 +627,16 @@ static int load_secret(char **value, const char *file, const char *credential,
         return 1;
     }
     if (file)
-        return read_secret_file(file, value, file_key, errors, errlen);
+        return read_secret_file(file, value, file_key, false, errors, errlen);
     if (*value || !dir || !dir[0])
         return 0;
     snprintf(path, sizeof(path), "%s/%s", dir, credential);
     if (access(path, F_OK) < 0)
         return 0;
-    return read_secret_file(path, value, credential, errors, errlen);
+    /* Empty: not given. systemd 252 (Debian 12) fails a start whose
+     * LoadCredential= file is missing; the packaged unit pairs it with a
+     * SetCredential= of a lone newline, its documented fallback. */
+    return read_secret_file(path, value, credential, true, errors, errlen);
 }
 
 static bool url_has_scheme(const char *url, const char *const *schemes)

@@ -31,7 +31,7 @@ const struct setting config_settings[] = {
      "A file holding the daemon password (trailing newlines are removed). It is read when the "
      "configuration is loaded and must not be empty. When neither this nor daemonPassword is "
      "set, the systemd credential daemon-password ($CREDENTIALS_DIRECTORY/daemon-password, from "
-     "LoadCredential=) is used when present."},
+     "LoadCredential=) is used when present and not empty."},
     {S_UPSTREAM, "credentials.enrollmentToken", "VOLT_ENROLLMENT_TOKEN", NULL, T_SECRET,
      OFF(enrollment_token), NULL, NULL, false,
      "one-time enrollment token (file or environment only)",

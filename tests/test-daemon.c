@@ -590,11 +590,22 @@ static void test_secrets_from_credentials_directory(void **state)
     free(v);
     run_free(r);
 
-    /* an empty credential file is an error naming it, not a silent "" */
-    make_config(&ts.dir, "daemon-password", "", pw, sizeof(pw));
+    /* an empty credential (a lone newline: systemd 252's SetCredential=
+     * fallback for a LoadCredential= file that is not there) is not given */
+    make_config(&ts.dir, "daemon-password", "\n", pw, sizeof(pw));
     run_broker(r, print, env);
+    assert_int_equal(r->status, 0);
+    v = printed_value(r->out, "credentials.daemonPassword");
+    assert_string_equal(v, "null");
+    free(v);
+    run_free(r);
+    /* but an empty password file named in the configuration is an error */
+    char nopw[H_PATH];
+    make_config(&ts.dir, "empty-pw", "\n", nopw, sizeof(nopw));
+    const char *const print_file[] = {"--config",       path, "--daemon-password-file", nopw,
+                                      "--print-config", NULL};
+    run_broker(r, print_file, NULL);
     assert_int_equal(r->status, CONFIG_EXIT);
-    assert_contains(r->err, "daemon-password: ");
     assert_contains(r->err, "is empty");
     run_free(r);
     tmpdir_remove(&ts.dir);

@@ -110,6 +110,7 @@ if [ "${1:-}" = --in-root ]; then
       /lib/systemd/system/volt-broker.socket /usr/lib/sysusers.d/volt-broker.conf
       /etc/volt/broker.json /usr/share/man/man8/volt-broker.8.gz
       /usr/share/doc/volt-broker/PROTOCOL.md.gz /usr/share/doc/volt-broker/copyright
+      /usr/share/doc/volt-broker/SECURITY.md.gz
       /usr/share/bash-completion/completions/volt-broker /usr/share/zsh/vendor-completions/_volt-broker"
     [libvoltclient0]="/usr/lib/$TRIPLET/libvoltclient.so.0"
     [libvoltclient-dev]="/usr/include/volt/client.h /usr/include/volt/adapters/libuv.h

@@ -42,6 +42,7 @@
 #endif
 
 #include "errors.h"
+#include "text.h"
 
 static int set_err(struct proto_json_error *err, int code, size_t offset, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
@@ -64,41 +65,6 @@ static uint32_t depth_limit(uint32_t max_depth)
     if (max_depth == 0)
         return PROTO_DEFAULT_MAX_DEPTH;
     return max_depth > PROTO_HARD_MAX_DEPTH ? PROTO_HARD_MAX_DEPTH : max_depth;
-}
-
-/* Length of the valid UTF-8 sequence at s[0..n), or 0 if it is not one
- * (overlong forms, UTF-16 surrogates and code points past U+10FFFF are
- * invalid, RFC 3629). */
-static size_t utf8_seq(const uint8_t *s, size_t n)
-{
-    uint8_t c = s[0];
-    if (c < 0x80)
-        return 1;
-    size_t len;
-    uint8_t lo = 0x80, hi = 0xbf; /* range of the second byte */
-    if (c >= 0xc2 && c <= 0xdf) {
-        len = 2;
-    } else if (c >= 0xe0 && c <= 0xef) {
-        len = 3;
-        if (c == 0xe0)
-            lo = 0xa0;
-        else if (c == 0xed)
-            hi = 0x9f;
-    } else if (c >= 0xf0 && c <= 0xf4) {
-        len = 4;
-        if (c == 0xf0)
-            lo = 0x90;
-        else if (c == 0xf4)
-            hi = 0x8f;
-    } else {
-        return 0;
-    }
-    if (n < len || s[1] < lo || s[1] > hi)
-        return 0;
-    for (size_t i = 2; i < len; i++)
-        if ((s[i] & 0xc0) != 0x80)
-            return 0;
-    return len;
 }
 
 /* How many bytes at s[0..n) from the start are plain string content: no
@@ -329,7 +295,7 @@ static int parse_string(struct parser *p)
             i++;
             continue;
         }
-        size_t n = utf8_seq(s + i, p->len - i);
+        size_t n = proto_utf8_seq(s + i, p->len - i);
         if (n == 0)
             return set_err(p->err, PROTO_E_BAD_FRAME, i, "invalid UTF-8 in string at offset %zu",
                            i);
@@ -1093,7 +1059,7 @@ static int put_json_string(struct proto_buf *out, const uint8_t *s, size_t n, si
             break;
         uint8_t c = s[i];
         if (c >= 0x80) {
-            size_t m = utf8_seq(s + i, n - i);
+            size_t m = proto_utf8_seq(s + i, n - i);
             if (m == 0)
                 return set_err(err, PROTO_E_NOT_JSON, base + i,
                                "invalid UTF-8 in string at offset %zu", base + i);

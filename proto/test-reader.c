@@ -184,8 +184,19 @@ static void test_big_frame_buffer_is_frame_sized(void **state)
     struct proto_limits lim = {.max_frame = 16u * 1024 * 1024};
     struct proto_reader *r = proto_reader_new(&lim);
     /* {"op": bin32(body - 9)} */
-    uint8_t head[] = {(uint8_t)(body >> 24), (uint8_t)(body >> 16), (uint8_t)(body >> 8),
-                      (uint8_t)body, 0x81, 0xa2, 'o', 'p', 0xc6, 0, 0, 0, 0};
+    uint8_t head[] = {(uint8_t)(body >> 24),
+                      (uint8_t)(body >> 16),
+                      (uint8_t)(body >> 8),
+                      (uint8_t)body,
+                      0x81,
+                      0xa2,
+                      'o',
+                      'p',
+                      0xc6,
+                      0,
+                      0,
+                      0,
+                      0};
     uint32_t bin = body - 9;
     head[9] = (uint8_t)(bin >> 24);
     head[10] = (uint8_t)(bin >> 16);

@@ -716,31 +716,48 @@ static void test_subscribers_that_never_read(void **state)
 
 /* ==== 7. an answer that never reaches the server ==== */
 
+/* Says which step of the attack went wrong, in the report. */
+static int attack_failed(char *report, size_t len, int call, const char *what)
+{
+    snprintf(report, len, "call %d: %s", call, what);
+    return 1;
+}
+
 static int attack_bad_replies(void *arg, char *report, size_t len)
 {
     (void)arg;
     struct h_conn *c = h_conn_hello(broker.sock, "hostile-replies");
+    if (!c)
+        return attack_failed(report, len, 0, "no welcome");
     struct proto_buf b = PROTO_BUF_INIT;
     h_conn_send(c, "{\"op\":\"register\",\"id\":1,\"commands\":[\"hostile-cmd\"]}");
     cJSON *r = h_conn_expect(c, "result", 1, h_slack_ms(5000));
+    if (!r)
+        return attack_failed(report, len, 0, "no answer to register");
     cJSON_Delete(r);
-    snprintf(report, len, "two bad replies, each answered upstream as HandlerError");
-    /* Two calls: a malformed reply (then a code that is not UTF-8), and a
-     * reply whose code is not UTF-8 at once. */
+    /* Both calls are taken before either is answered: the two come at about
+     * the same time, and waiting for an answer's error skips other frames. */
+    double ids[2];
     for (int k = 0; k < 2; k++) {
         cJSON *call = h_conn_expect(c, "call", -1, h_slack_ms(30000));
         if (!call)
-            return 1;
-        double id = h_json_num(call, "id", 0);
+            return attack_failed(report, len, k, "no call came");
+        ids[k] = h_json_num(call, "id", 0);
         cJSON_Delete(call);
+    }
+    /* Then a malformed reply (followed by a code that is not UTF-8), and a
+     * reply whose code is not UTF-8 at once. */
+    for (int k = 0; k < 2; k++) {
+        double id = ids[k];
         char frame[128];
         if (k == 0) {
             snprintf(frame, sizeof(frame), "{\"op\":\"reply\",\"id\":%.0f,\"ok\":\"yes\"}", id);
             h_conn_send(c, frame);
             cJSON *e = h_conn_expect(c, "error", (long long)id, h_slack_ms(5000));
-            if (!e || strcmp(h_json_str(e, "about"), "reply") != 0)
-                return 1;
+            bool about_reply = e && strcmp(h_json_str(e, "about"), "reply") == 0;
             cJSON_Delete(e);
+            if (!about_reply)
+                return attack_failed(report, len, k, "malformed reply: no error about it");
         }
         proto_buf_reset(&b);
         proto_mp_put_map(&b, 5);
@@ -757,10 +774,11 @@ static int attack_bad_replies(void *arg, char *report, size_t len)
         send_frame(h_conn_fd(c), &b);
         cJSON *e = h_conn_expect(c, "error", (long long)id, h_slack_ms(5000));
         if (!e)
-            return 1;
+            return attack_failed(report, len, k, "non-UTF-8 code: no error about it");
         cJSON_Delete(e);
     }
     proto_buf_free(&b);
+    snprintf(report, len, "two bad replies, each answered upstream as HandlerError");
     return 0;
 }
 

@@ -396,10 +396,8 @@ static int usage_error(const char *verb, const char *fmt, ...)
 {
     va_list ap;
 
-    fflush(stdout);
-    fputs(INSPECT_PROG ": ", stderr);
     va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
+    inspect_verror(fmt, ap);
     va_end(ap);
     fprintf(stderr, "\nTry 'volt-inspect %s%s--help'.\n", verb ? verb : "", verb ? " " : "");
     return INSPECT_EXIT_USAGE;

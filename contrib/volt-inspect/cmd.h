@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "conn.h"
+#include "trace_sink.h"
 
 #define INSPECT_DEFAULT_TIMEOUT_MS 30000
 #define INSPECT_DEFAULT_NAME       "volt-inspect"
@@ -102,6 +103,11 @@ int cmd_roundtrip(struct conn *c, struct proto_msg *m, uint64_t id, uint64_t dea
  * `about`): from version 2 on an error frame never answers a request (its
  * id may be a call id, a different numbering). */
 bool cmd_answers_id(const struct proto_msg *m, uint64_t id);
+
+/* The trace sink's options from the command line's (--json, --match,
+ * --count, --duration, --write): monitor, proxy and replay show traces
+ * alike. */
+struct trace_sink_opts cmd_trace_sink_opts(const struct inspect_opts *o);
 
 /* Exit status for a negative code from conn_hello / conn_call_simple /
  * conn_wait_frame: TIMEOUT -> 4, BROKER_GONE and stream errors -> 3,

@@ -146,3 +146,13 @@ bool cmd_pretty_stdout(const struct inspect_opts *o)
         return false;
     return o->pretty || isatty(STDOUT_FILENO);
 }
+
+struct trace_sink_opts cmd_trace_sink_opts(const struct inspect_opts *o)
+{
+    return (struct trace_sink_opts){.json = o->json,
+                                    .matches = o->matches,
+                                    .n_matches = o->n_matches,
+                                    .count = o->count,
+                                    .duration_ms = o->duration,
+                                    .write = o->write};
+}

@@ -238,12 +238,7 @@ static int follow(struct monitor *mon)
 int cmd_monitor(const struct inspect_opts *o)
 {
     uint64_t deadline = inspect_mono_ms() + (uint64_t)o->timeout_ms;
-    struct trace_sink_opts so = {.json = o->json,
-                                 .matches = o->matches,
-                                 .n_matches = o->n_matches,
-                                 .count = o->count,
-                                 .duration_ms = o->duration,
-                                 .write = o->write};
+    struct trace_sink_opts so = cmd_trace_sink_opts(o);
     struct monitor mon = {.o = o, .next_id = MONITOR_ID};
     struct proto_msg m = {.op = PROTO_OP_STATUS}, a;
     struct proto_span answer;

@@ -49,12 +49,7 @@ static void on_event(void *ctx, const struct trace_ev *ev)
 int cmd_proxy(const struct inspect_opts *o)
 {
     enum conn_path_source source = CONN_PATH_ARGUMENT;
-    struct trace_sink_opts so = {.json = o->json,
-                                 .matches = o->matches,
-                                 .n_matches = o->n_matches,
-                                 .count = o->count,
-                                 .duration_ms = o->duration,
-                                 .write = o->write};
+    struct trace_sink_opts so = cmd_trace_sink_opts(o);
     struct proxy_opts popts = {.listen_path = o->listen, .on_event = on_event};
     struct trace_sink *sink = NULL;
     struct proxy *p = NULL;

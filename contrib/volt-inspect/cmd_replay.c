@@ -55,12 +55,9 @@ static int parse_since(const char *text, uint64_t *at_us, bool *relative)
 
 int cmd_replay(const struct inspect_opts *o)
 {
-    struct trace_sink_opts so = {.json = o->json,
-                                 .matches = o->matches,
-                                 .n_matches = o->n_matches,
-                                 .count = o->count,
-                                 .duration_ms = o->duration,
-                                 .replay = true};
+    struct trace_sink_opts so = cmd_trace_sink_opts(o);
+    so.write = NULL; /* replaying never writes a capture */
+    so.replay = true;
     struct proto_buf rec = PROTO_BUF_INIT;
     struct trace_sink *sink = NULL;
     uint64_t since = 0;

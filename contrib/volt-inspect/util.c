@@ -103,14 +103,19 @@ int inspect_parse_duration(const char *text, uint64_t *ms)
     return -1;
 }
 
+void inspect_verror(const char *fmt, va_list ap)
+{
+    fflush(stdout);
+    fputs(INSPECT_PROG ": ", stderr);
+    vfprintf(stderr, fmt, ap);
+}
+
 void inspect_error(const char *fmt, ...)
 {
     va_list ap;
 
-    fflush(stdout);
-    fputs(INSPECT_PROG ": ", stderr);
     va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
+    inspect_verror(fmt, ap);
     va_end(ap);
     fputc('\n', stderr);
 }

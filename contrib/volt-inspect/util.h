@@ -6,6 +6,7 @@
 #ifndef INSPECT_UTIL_H
 #define INSPECT_UTIL_H
 
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -46,5 +47,7 @@ void inspect_json_string(FILE *f, const char *s);
 
 /* "volt-inspect: <message>\n" on stderr. */
 void inspect_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* inspect_error() without the newline, for a caller that adds a line. */
+void inspect_verror(const char *fmt, va_list ap) __attribute__((format(printf, 1, 0)));
 
 #endif

@@ -19,6 +19,7 @@ packages=(
   # The package test (contrib/ci/test-package.sh): build the .debs, lint
   # them, make a clean Debian root and boot it with systemd.
   debhelper dpkg-dev lintian mmdebstrap systemd-container
+  dh-python pybuild-plugin-pyproject python3-all python3-setuptools  # python3-voltclient
 )
 
 as_root() {

@@ -36,7 +36,7 @@ set -euo pipefail
 if [ "${1:-}" = --in-root ]; then
   exec >>/out/test.log 2>&1
   # shellcheck disable=SC1091
-  . /pkgtest/env # DEVSERVER_PORT, DAEMON_PASSWORD, SOURCE_DIR, TRIPLET
+  . /pkgtest/env # DEVSERVER_PORT, DAEMON_PASSWORD, SOURCE_DIR, TRIPLET, PKG_VERSION
   export DEBIAN_FRONTEND=noninteractive LC_ALL=C.UTF-8
   passed=0 failed=0
   ok() { passed=$((passed + 1)); echo "ok: $*"; }
@@ -123,8 +123,10 @@ if [ "${1:-}" = --in-root ]; then
       /usr/share/doc/libvoltclient-dev/examples/volt-example-handler.c"
     [volt-inspect]="/usr/bin/volt-inspect /usr/share/man/man1/volt-inspect.1.gz
       /usr/share/bash-completion/completions/volt-inspect /usr/share/zsh/vendor-completions/_volt-inspect"
+    [python3-voltclient]="/usr/lib/python3/dist-packages/voltclient/__init__.py
+      /usr/lib/python3/dist-packages/voltclient/client.py /usr/lib/python3/dist-packages/voltclient/py.typed"
   )
-  for pkg in volt-broker libvoltclient0 libvoltclient-dev volt-inspect; do
+  for pkg in volt-broker libvoltclient0 libvoltclient-dev volt-inspect python3-voltclient; do
     listed=$(dpkg -L "$pkg")
     missing=""
     for f in ${expect[$pkg]}; do
@@ -143,7 +145,7 @@ if [ "${1:-}" = --in-root ]; then
   unresolved=$(ldd /usr/bin/volt-broker /usr/bin/volt-inspect "/usr/lib/$TRIPLET/libvoltclient.so.0" |
                grep 'not found' || true)
   check "every library the programs need is installed" test -z "$unresolved"
-  refs=$(dpkg -L volt-broker libvoltclient0 libvoltclient-dev volt-inspect |
+  refs=$(dpkg -L volt-broker libvoltclient0 libvoltclient-dev volt-inspect python3-voltclient |
          while read -r f; do [ -f "$f" ] && echo "$f"; done |
          xargs -r zgrep -l -a -F "$SOURCE_DIR" 2>/dev/null || true)
   check "no installed file names the source tree ($SOURCE_DIR)" test -z "$refs"
@@ -215,6 +217,17 @@ if [ "${1:-}" = --in-root ]; then
     check "alice's $prog: echo answered (exit $rc: $got)" \
       test "$rc:$(tr -d ' \n' <<<"$got")" = '0:{"from":"alice","n":1}'
   done
+  # A Python service as a newcomer writes it from python3-voltclient's
+  # README: the system Python, nothing but the package installed.
+  printf '%s\n' 'import asyncio' 'from voltclient import VoltClient' '' 'async def main():' \
+    '    async with VoltClient(name="alice-py") as c:' \
+    '        print(await c.send_command("echo", {"from": "python"}))' '' 'asyncio.run(main())' \
+    >/home/alice/service.py
+  got=$(as alice python3 service.py 2>&1) && rc=0 || rc=$?
+  check "alice's Python service (python3-voltclient): echo answered (exit $rc: $got)" \
+    test "$rc:$got" = "0:{'from': 'python'}"
+  got=$(as alice python3 -c 'import importlib.metadata as m; print(m.version("voltclient"))' 2>&1) || true
+  check "python3-voltclient's metadata says its version ($got)" test "$got" = "$PKG_VERSION"
   install -m 0755 /home/alice/send /usr/local/bin/volt-pkgtest-send
   got=$(as mallory volt-pkgtest-send echo '{}' 2>&1) && rc=0 || rc=$?
   check "mallory (not in volt) is refused (exit $rc: $got)" \
@@ -273,7 +286,7 @@ if [ "${1:-}" = --in-root ]; then
 
   echo "== purge"
   rm -f "$dropin"
-  check "apt-get purge" apt-get purge -y -q volt-broker volt-inspect libvoltclient-dev libvoltclient0
+  check "apt-get purge" apt-get purge -y -q volt-broker volt-inspect libvoltclient-dev libvoltclient0 python3-voltclient
   check "no broker process left" bash -c '! grep -lx volt-broker /proc/[0-9]*/comm'
   for f in /etc/volt/broker.json /lib/systemd/system/volt-broker.service /run/volt/broker.sock /usr/bin/volt-broker; do
     check "gone: $f" test ! -e "$f"
@@ -312,13 +325,18 @@ pkg_version=$(dpkg-parsechangelog -l debian/changelog -S Version)
 cmake_version=$(sed -n 's/^project(volt-broker VERSION \([0-9.]*\).*/\1/p' CMakeLists.txt)
 if [ "$pkg_version" = "$cmake_version" ]; then ok "debian/changelog and CMakeLists.txt agree: $pkg_version"
 else bad "debian/changelog says $pkg_version, CMakeLists.txt $cmake_version"; fi
+py_version=$(sed -n 's/^__version__ = "\(.*\)"$/\1/p' client-lib/python/voltclient/__init__.py)
+if [ "$pkg_version" = "$py_version" ]; then ok "debian/changelog and voltclient.__version__ agree: $py_version"
+else bad "debian/changelog says $pkg_version, voltclient.__version__ $py_version"; fi
 
 echo "==== dpkg-buildpackage -us -uc -b (DEB_BUILD_OPTIONS=nocheck: the suite runs elsewhere)"
 # From a copy of the tracked and new files, so no build tree or
 # node_modules gets in, and the .debs land in the scratch folder.
 # VOLT_PKGTEST_KEEP=DIR keeps the built packages there, and
 # VOLT_PKGTEST_DEBS=DIR takes them from there instead of building (to
-# iterate on the checks; lintian then runs on those).
+# iterate on the checks; lintian then runs on those). The build sees only
+# the system's programs, as on a Debian buildd: a python3 of pyenv's or a
+# node of nvm's earlier in PATH is not what the packages will run with.
 src=$scratch/src/volt-broker-$pkg_version
 mkdir -p "$src"
 git ls-files -co --exclude-standard -z | tar --null -T - -cf - | tar -xf - -C "$src"
@@ -329,7 +347,8 @@ if [ -n "${VOLT_PKGTEST_DEBS:-}" ]; then
   echo "    (not built: taken from $VOLT_PKGTEST_DEBS)"
 fi
 if [ -n "${VOLT_PKGTEST_DEBS:-}" ] ||
-   (cd "$src" && DEB_BUILD_OPTIONS="nocheck parallel=$(nproc)" dpkg-buildpackage -us -uc -b) \
+   (cd "$src" && PATH=/usr/sbin:/usr/bin:/sbin:/bin \
+      DEB_BUILD_OPTIONS="nocheck parallel=$(nproc)" dpkg-buildpackage -us -uc -b) \
      >"$scratch/build.log" 2>&1; then
   ok "packages built: $(cd "$scratch/src" && ls -- *.deb | grep -v dbgsym | xargs)"
 else
@@ -416,6 +435,7 @@ DEVSERVER_PORT=$port
 DAEMON_PASSWORD='$password'
 SOURCE_DIR='$src'
 TRIPLET=$(dpkg-architecture -qDEB_HOST_MULTIARCH)
+PKG_VERSION=$pkg_version
 EOF
 chmod 600 "$merged/pkgtest/env"
 

@@ -372,8 +372,25 @@ static int attack_bad_names(void *arg, char *report, size_t len)
     send_frame(h_conn_fd(c), &b);
     cJSON *r = h_conn_expect(c, "result", 1, 5000);
     refused = r ? h_json_str(r, "code") : "no answer";
-    snprintf(report, len, "register with a non-UTF-8 name: %s", refused ? refused : "ok");
     int rc = r && refused && !strcmp(refused, "BadRequest") ? 0 : 1;
+    char first[64];
+    snprintf(first, sizeof(first), "%s", refused ? refused : "ok");
+    cJSON_Delete(r);
+    /* The same name as a request's command: refused before it is sent. */
+    proto_buf_reset(&b);
+    proto_mp_put_map(&b, 3);
+    proto_mp_put_cstr(&b, "op");
+    proto_mp_put_cstr(&b, "request");
+    proto_mp_put_cstr(&b, "id");
+    proto_mp_put_uint(&b, 2);
+    proto_mp_put_cstr(&b, "command");
+    proto_mp_put_str(&b, "\xff\xfe", 2);
+    send_frame(h_conn_fd(c), &b);
+    r = h_conn_expect(c, "result", 2, 5000);
+    refused = r ? h_json_str(r, "code") : "no answer";
+    snprintf(report, len, "register with a non-UTF-8 name: %s; request with one: %s", first,
+             refused ? refused : "ok");
+    rc |= r && refused && !strcmp(refused, "BadRequest") ? 0 : 1;
     cJSON_Delete(r);
     proto_buf_free(&b);
     return rc; /* the connection stays open until we are told to leave */

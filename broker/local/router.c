@@ -23,6 +23,9 @@
 #define TYPE_FILTER_MAX  256
 #define ERROR_CODE_MAX   64
 
+static const char bad_command_name[] =
+    "command names must be 1..256 bytes of UTF-8 without control characters";
+
 enum match_kind { MATCH_ALL, MATCH_EXACT, MATCH_PREFIX };
 
 struct subscription {
@@ -363,6 +366,10 @@ static void handle_request(struct router *r, struct rclient *c, const struct pro
     const char *why = "the upstream session is not ready";
     int rc;
 
+    if (!valid_name(&m->command, COMMAND_NAME_MAX)) {
+        peer_send_result(c->peer, m->id, PROTO_E_BAD_REQUEST, bad_command_name, NULL, NULL);
+        return;
+    }
     if (!r->session) {
         peer_send_result(c->peer, m->id, PROTO_E_SOCKET_NOT_READY, "no upstream is configured",
                          NULL, NULL);
@@ -676,10 +683,7 @@ static void handle_register(struct router *r, struct rclient *c, const struct pr
     uint32_t n_new = 0;
     while (proto_str_iter_next(&it, &name)) {
         if (!valid_name(&name, COMMAND_NAME_MAX)) {
-            peer_send_result(
-                c->peer, m->id, PROTO_E_BAD_REQUEST,
-                "command names must be 1..256 bytes of UTF-8 without control characters", NULL,
-                NULL);
+            peer_send_result(c->peer, m->id, PROTO_E_BAD_REQUEST, bad_command_name, NULL, NULL);
             return;
         }
         n_new++;

@@ -138,7 +138,10 @@ int volt__request(volt_client *c, struct proto_msg *m, int kind, unsigned flags,
 {
     if (!volt__alive(c) || !volt__has_socket(c)) {
         volt__set_error(c, "not connected to the broker");
-        return VOLT_E_BROKER_GONE;
+        /* A command of a live client: the upstream is not reachable, as
+         * for the other client libraries. */
+        return volt__alive(c) && (flags & VOLT__R_COMMAND) ? VOLT_E_SOCKET_NOT_READY
+                                                           : VOLT_E_BROKER_GONE;
     }
     struct volt__req *r = volt__reqs_alloc(&c->reqs);
     if (!r)
@@ -348,7 +351,10 @@ void volt__fail_all(volt_client *c, int code, const char *message)
     struct volt__req *r = volt__reqs_take_all(&c->reqs);
     while (r) {
         struct volt__req *next = r->next;
-        volt__complete_local(c, r, code, message);
+        /* Commands in flight fail with SOCKET_NOT_READY, once, as in every
+         * client library; the broker's own operations with `code`. */
+        volt__complete_local(c, r, (r->flags & VOLT__R_COMMAND) ? VOLT_E_SOCKET_NOT_READY : code,
+                             message);
         r = next;
     }
 }

@@ -250,7 +250,8 @@ test.before(async () => {
 
 test.after(async () => {
   try {
-    if (broker) assert.strictEqual(await broker.stop(), 0, 'the broker exits cleanly (no leak under valgrind)');
+    // (Not running: a restart scenario failed half-way, and said so.)
+    if (broker && broker.proc) assert.strictEqual(await broker.stop(), 0, 'the broker exits cleanly (no leak under valgrind)');
   } finally {
     if (broker) broker.cleanup();
     if (server) await server.stop();

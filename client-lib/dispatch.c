@@ -1129,6 +1129,12 @@ void volt__dispatch(volt_client *c, const struct proto_span *frame)
     struct proto_msg m;
     const char *why = NULL;
     int rc = proto_msg_decode(frame, &m, &why);
+    if (rc == PROTO_E_UNKNOWN_OP && why && strcmp(why, "missing field 'op'") == 0) {
+        /* Not a frame of the protocol at all: bad input, which ends the
+         * connection as in every client library. */
+        volt__connection_lost(c, VOLT_E_BAD_FRAME, "bad frame from broker: no op");
+        return;
+    }
     if (rc == PROTO_E_UNKNOWN_OP)
         return; /* a newer broker's op */
     if (rc == 0)

@@ -794,8 +794,10 @@ class VoltClient:
             self._on_event(f)
         elif op == "error":
             self._on_error_frame(f)
-        elif not isinstance(op, str):
-            self._report(VoltError(ErrorCode.BAD_FRAME.value, "the broker sent a frame without an op"))
+        elif not isinstance(op, str) and self._conn is not None:
+            # Not a frame of the protocol: the stream is not to be trusted
+            # any more (as in every client library: PROTOCOL.md).
+            self._bad_broker(self._conn, ErrorCode.BAD_FRAME.value, "the broker sent a frame without an op")
         # Other ops (trace, a newer broker's) are not for us: ignored.
 
     def _on_welcome(self, f: Dict[str, Any]) -> None:
@@ -964,11 +966,15 @@ class VoltClient:
         if conn is not self._conn:
             return
         had_session = self._session
+        lost_code = _BROKER_GONE
         if conn.fail_reason is not None:
             why = conn.fail_reason
         else:
             part = conn.reader.partial()
             if part is not None:
+                # A frame cut short is bad input (BadFrame), as in every
+                # client library; a close between frames is the broker going.
+                lost_code = ErrorCode.BAD_FRAME.value
                 why = (
                     f"the broker closed the connection in the middle of a frame"
                     f" ({part[0]} of {part[1]} bytes)"
@@ -989,9 +995,7 @@ class VoltClient:
         self.stats["connections_lost"] += 1
         self._end_session(why, "broker gone")
         if had_session:
-            self._report(
-                VoltError(_BROKER_GONE, f"connection to the broker at {self._socket_path} lost: {why}")
-            )
+            self._report(VoltError(lost_code, f"connection to the broker at {self._socket_path} lost: {why}"))
 
     def _end_session(self, why: Optional[str], down_reason: str) -> None:
         """The session is over: every pending request ends now, once."""

@@ -705,6 +705,10 @@ static void step(struct run *r, const cJSON *s, int i)
             fail_msg("%s: expected %s, got %s", what, w, g);
         }
         cJSON_Delete(ev);
+    } else if (strcmp(op, "server_behavior") == 0) {
+        char *body = cJSON_PrintUnformatted(cJSON_GetObjectItem(s, "body"));
+        cJSON_Delete(http_pumped(r, what, "POST", "/_dev/behavior", body));
+        cJSON_free(body);
     } else if (strcmp(op, "drop_upstream") == 0) {
         char body[96];
         snprintf(body, sizeof body, "{\"mode\":\"%s\"}", str_of(s, "mode"));

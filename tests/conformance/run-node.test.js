@@ -215,6 +215,11 @@ class Run {
         assert.deepStrictEqual(ev.data, s.data, `${what}: expected ${show(s.data)}, got ${show(ev.data)}`);
         return;
       }
+      case 'server_behavior': {
+        const r = await server.post('/_dev/behavior', s.body);
+        assert.strictEqual(r.status, 200, `${what}: HTTP ${r.status} ${show(r.body)}`);
+        return;
+      }
       case 'drop_upstream': {
         const r = await server.post('/_dev/disconnect', { mode: s.mode });
         assert.strictEqual(r.status, 200, `${what}: HTTP ${r.status}`);

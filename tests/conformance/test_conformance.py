@@ -243,6 +243,8 @@ class Run:
                 self.server.wait_events, "message_in", 0, lambda e: e.get("type") == s["type"], slack(WAIT)
             )
             assert ev.get("data") == s["data"], f"{what}: expected {s['data']!r}, got {ev.get('data')!r}"
+        elif do == "server_behavior":
+            await in_thread(self.server.post, "/_dev/behavior", s["body"])
         elif do == "drop_upstream":
             await in_thread(self.server.post, "/_dev/disconnect", {"mode": s["mode"]})
         elif do == "expect_events":

@@ -987,8 +987,12 @@ static void rearm_one(struct volt__req *r, void *arg)
 
 static void on_welcome(volt_client *c, const struct proto_msg *m)
 {
-    if (c->state != VOLT__HELLO)
+    if (c->state != VOLT__HELLO) {
+        /* The broker sends one welcome per connection: a second one is bad
+         * input, which ends the connection as in every client library. */
+        volt__connection_lost(c, VOLT_E_BAD_FRAME, "bad frame from broker: a second welcome");
         return;
+    }
     if (m->version < PROTO_VERSION_MIN || m->version > PROTO_VERSION_MAX) {
         char why[120];
         snprintf(why, sizeof why, "broker chose protocol version %llu; this client speaks %u..%u",
@@ -1140,17 +1144,14 @@ void volt__dispatch(volt_client *c, const struct proto_span *frame)
     if (rc == 0)
         rc = proto_msg_check(&m, &why);
     if (rc < 0) {
-        /* A result we cannot read still ends its request, not by timeout. */
-        struct volt__req *r = NULL;
-        if ((m.op == PROTO_OP_RESULT || m.op == PROTO_OP_PONG) && proto_msg_has(&m, PROTO_F_ID))
-            r = volt__reqs_take(&c->reqs, m.id);
+        /* A known frame with a field missing or of the wrong type: the
+         * broker never sends one, so its stream is not trusted any more.
+         * BadFrame, and the connection ends (what was in flight fails, the
+         * client reconnects), as in every client library. */
         char msg[200];
-        snprintf(msg, sizeof msg, "invalid %s frame from the broker: %s",
+        snprintf(msg, sizeof msg, "bad frame from broker: invalid %s frame: %s",
                  proto_op_name(m.op) ? proto_op_name(m.op) : "?", why ? why : "");
-        if (r)
-            volt__complete_local(c, r, VOLT_E_BAD_REQUEST, msg);
-        else
-            volt__emit_error(c, rc, "%s", msg);
+        volt__connection_lost(c, VOLT_E_BAD_FRAME, msg);
         return;
     }
     if (c->state == VOLT__HELLO && m.op != PROTO_OP_WELCOME && m.op != PROTO_OP_ERROR) {

@@ -1430,7 +1430,8 @@ static void test_broker_sends_garbage(void **state)
     PUMP_UNTIL(f, R.broker_down == 1);
     fb_handshake(f->fb, "ready");
     PUMP_UNTIL(f, R.broker_up == 2);
-    /* A result we cannot read ends its request with an error, not a timeout. */
+    /* A result we cannot read is bad input too: the command fails at once
+     * (SOCKET_NOT_READY, not by timeout), BadFrame, a reconnect. */
     assert_int_equal(volt_send_command(f->c, "y", NULL, 0, 0, rec_result, (void *)2), 0);
     fb_expect(f->fb, PROTO_OP_REQUEST, &m);
     struct proto_msg r;
@@ -1440,14 +1441,18 @@ static void test_broker_sends_garbage(void **state)
     r.id = m.id;
     fb_send(f->fb, &r);
     PUMP_UNTIL(f, R.n_results == 2);
-    assert_int_equal(R.results[1].code, VOLT_E_BAD_REQUEST);
+    assert_int_equal(R.results[1].code, VOLT_E_SOCKET_NOT_READY);
+    assert_int_equal(R.errors[R.n_errors - 1], VOLT_E_BAD_FRAME);
+    PUMP_UNTIL(f, R.broker_down == 2);
+    fb_handshake(f->fb, "ready");
+    PUMP_UNTIL(f, R.broker_up == 3);
     /* A length over max_frame is fatal for the connection: reconnect. */
     static const uint8_t huge[] = {0x7f, 0xff, 0xff, 0xff};
     fb_send_raw(f->fb, huge, sizeof huge);
-    PUMP_UNTIL(f, R.broker_down == 2);
+    PUMP_UNTIL(f, R.broker_down == 3);
     assert_int_equal(R.errors[R.n_errors - 1], VOLT_E_FRAME_TOO_LARGE);
     fb_handshake(f->fb, "ready");
-    PUMP_UNTIL(f, R.broker_up == 3);
+    PUMP_UNTIL(f, R.broker_up == 4);
 }
 
 /* ------------------------------------------------------------------ */

@@ -128,8 +128,8 @@ class Run:
 
     async def step(self, s: Dict[str, Any], i: int) -> None:
         what = f"{self.name} step {i} ({s['do']})"
-        cid = s.get("client")
-        c = self.client(cid) if cid is not None else None
+        cid: str = s.get("client", "")
+        c = self.client(cid) if cid else None
         do = s["do"]
         if do == "connect":
             assert c is not None
@@ -163,10 +163,11 @@ class Run:
             check_outcome(out, s["expect"], what)
         elif do == "send_bg":
             assert c is not None
+            client: VoltClient = c
             t = s.get("timeout_ms")
             ent: Dict[str, Any] = {"settled": 0, "outcome": None}
 
-            async def bg(ent: Dict[str, Any] = ent) -> Outcome:
+            async def bg(ent: Dict[str, Any] = ent, c: VoltClient = client) -> Outcome:
                 out = await outcome_of(c.send_command(s["command"], native(s.get("payload")), t / 1000 if t else None))
                 ent["settled"] += 1
                 ent["outcome"] = out
@@ -187,7 +188,7 @@ class Run:
         elif do == "wait_handlers":
             async def handlers_ok() -> bool:
                 st = await self.status()
-                if not st or sum(1 for x in st["clients"] if s["command"] in x["handlers"]) < s["clients"]:
+                if st is None or sum(1 for x in st["clients"] if s["command"] in x["handlers"]) < s["clients"]:
                     return False
                 return s["command"] in await in_thread(self.server.registered_handlers)
 
@@ -195,13 +196,13 @@ class Run:
         elif do == "wait_subscribers":
             async def subs_ok() -> bool:
                 st = await self.status()
-                return bool(st) and sum(1 for x in st["clients"] if x["subscriptions"]) >= s["clients"]
+                return st is not None and sum(1 for x in st["clients"] if x["subscriptions"]) >= s["clients"]
 
             await wait_until(subs_ok, slack(WAIT), f"{what}: {s['clients']} subscriber(s)")
         elif do == "wait_pending":
             async def pending_ok() -> bool:
                 st = await self.status()
-                return bool(st) and st["counters"]["pending"] >= s["count"]
+                return st is not None and bool(st["counters"]["pending"] >= s["count"])
 
             await wait_until(pending_ok, slack(WAIT), f"{what}: {s['count']} request(s) pending")
         elif do == "server_request":

@@ -51,6 +51,10 @@ enum volt__kind {
 enum volt__req_flag {
     VOLT__R_JSON = 1u << 0,           /* fill volt_result.json */
     VOLT__R_BROKER_TIMEOUT = 1u << 1, /* a command on the broker's commandTimeout */
+    /* A command (op request): when the broker connection ends it fails
+     * with SOCKET_NOT_READY, as in the other client libraries
+     * (PROTOCOL.md, "Client libraries"); other requests with BrokerGone. */
+    VOLT__R_COMMAND = 1u << 2,
 };
 
 /* What the client shares with the calls it delivered and with the threads

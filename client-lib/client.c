@@ -952,13 +952,13 @@ static void dispatch_frames(volt_client *c)
         if (rc == 0)
             return;
         if (rc < 0) {
+            /* The broker never sends a frame it cannot read: its stream is
+             * not to be trusted any more, so the connection ends (and the
+             * client reconnects), as in every client library. */
             char why[200];
-            snprintf(why, sizeof why, "from broker: %s", proto_reader_error(c->reader));
-            if (proto_reader_fatal(c->reader)) {
-                volt__connection_lost(c, rc, why);
-                return;
-            }
-            volt__emit_error(c, rc, "dropped a bad frame %s", why);
+            snprintf(why, sizeof why, "bad frame from broker: %s", proto_reader_error(c->reader));
+            volt__connection_lost(c, rc, why);
+            return;
         } else {
             volt__dispatch(c, &frame);
         }
@@ -985,6 +985,15 @@ static void read_input(volt_client *c)
             return;
         if (n <= 0) {
             char why[160];
+            size_t part = proto_reader_pending(c->reader);
+            if (n == 0 && part) {
+                /* A truncated frame: bad input, as in every client library. */
+                snprintf(why, sizeof why,
+                         "broker closed the connection in the middle of a frame (%zu bytes of it)",
+                         part);
+                volt__connection_lost(c, VOLT_E_BAD_FRAME, why);
+                return;
+            }
             if (n == 0)
                 snprintf(why, sizeof why, "broker closed the connection");
             else

@@ -138,7 +138,10 @@ int volt__request(volt_client *c, struct proto_msg *m, int kind, unsigned flags,
 {
     if (!volt__alive(c) || !volt__has_socket(c)) {
         volt__set_error(c, "not connected to the broker");
-        return VOLT_E_BROKER_GONE;
+        /* A command of a live client: the upstream is not reachable, as
+         * for the other client libraries. */
+        return volt__alive(c) && (flags & VOLT__R_COMMAND) ? VOLT_E_SOCKET_NOT_READY
+                                                           : VOLT_E_BROKER_GONE;
     }
     struct volt__req *r = volt__reqs_alloc(&c->reqs);
     if (!r)
@@ -348,7 +351,10 @@ void volt__fail_all(volt_client *c, int code, const char *message)
     struct volt__req *r = volt__reqs_take_all(&c->reqs);
     while (r) {
         struct volt__req *next = r->next;
-        volt__complete_local(c, r, code, message);
+        /* Commands in flight fail with SOCKET_NOT_READY, once, as in every
+         * client library; the broker's own operations with `code`. */
+        volt__complete_local(c, r, (r->flags & VOLT__R_COMMAND) ? VOLT_E_SOCKET_NOT_READY : code,
+                             message);
         r = next;
     }
 }
@@ -981,8 +987,12 @@ static void rearm_one(struct volt__req *r, void *arg)
 
 static void on_welcome(volt_client *c, const struct proto_msg *m)
 {
-    if (c->state != VOLT__HELLO)
+    if (c->state != VOLT__HELLO) {
+        /* The broker sends one welcome per connection: a second one is bad
+         * input, which ends the connection as in every client library. */
+        volt__connection_lost(c, VOLT_E_BAD_FRAME, "bad frame from broker: a second welcome");
         return;
+    }
     if (m->version < PROTO_VERSION_MIN || m->version > PROTO_VERSION_MAX) {
         char why[120];
         snprintf(why, sizeof why, "broker chose protocol version %llu; this client speaks %u..%u",
@@ -1123,22 +1133,25 @@ void volt__dispatch(volt_client *c, const struct proto_span *frame)
     struct proto_msg m;
     const char *why = NULL;
     int rc = proto_msg_decode(frame, &m, &why);
+    if (rc == PROTO_E_UNKNOWN_OP && why && strcmp(why, "missing field 'op'") == 0) {
+        /* Not a frame of the protocol at all: bad input, which ends the
+         * connection as in every client library. */
+        volt__connection_lost(c, VOLT_E_BAD_FRAME, "bad frame from broker: no op");
+        return;
+    }
     if (rc == PROTO_E_UNKNOWN_OP)
         return; /* a newer broker's op */
     if (rc == 0)
         rc = proto_msg_check(&m, &why);
     if (rc < 0) {
-        /* A result we cannot read still ends its request, not by timeout. */
-        struct volt__req *r = NULL;
-        if ((m.op == PROTO_OP_RESULT || m.op == PROTO_OP_PONG) && proto_msg_has(&m, PROTO_F_ID))
-            r = volt__reqs_take(&c->reqs, m.id);
+        /* A known frame with a field missing or of the wrong type: the
+         * broker never sends one, so its stream is not trusted any more.
+         * BadFrame, and the connection ends (what was in flight fails, the
+         * client reconnects), as in every client library. */
         char msg[200];
-        snprintf(msg, sizeof msg, "invalid %s frame from the broker: %s",
+        snprintf(msg, sizeof msg, "bad frame from broker: invalid %s frame: %s",
                  proto_op_name(m.op) ? proto_op_name(m.op) : "?", why ? why : "");
-        if (r)
-            volt__complete_local(c, r, VOLT_E_BAD_REQUEST, msg);
-        else
-            volt__emit_error(c, rc, "%s", msg);
+        volt__connection_lost(c, VOLT_E_BAD_FRAME, msg);
         return;
     }
     if (c->state == VOLT__HELLO && m.op != PROTO_OP_WELCOME && m.op != PROTO_OP_ERROR) {

@@ -92,6 +92,7 @@ static int command_impl(volt_client *c, const char *command, const struct proto_
 {
     uint32_t t = timeout_ms ? timeout_ms : c->opts.command_timeout_ms;
     int64_t local = 0;
+    flags |= VOLT__R_COMMAND;
     if (t) {
         local = (int64_t)t + c->opts.timeout_grace_ms;
     } else {

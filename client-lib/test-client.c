@@ -702,8 +702,11 @@ static void test_broker_gone_fails_pending(void **state)
     PUMP_UNTIL(f, R.n_results == 4);
     for (int i = 0; i < 4; i++) {
         assert_int_equal(R.results[i].tag, i + 1); /* in request order */
-        assert_int_equal(R.results[i].code, VOLT_E_BROKER_GONE);
-        assert_string_equal(R.results[i].code_name, "BrokerGone");
+        /* Commands fail SOCKET_NOT_READY (as in every client library), the
+         * broker's own operations (the ping) BrokerGone. */
+        int want = i < 3 ? VOLT_E_SOCKET_NOT_READY : VOLT_E_BROKER_GONE;
+        assert_int_equal(R.results[i].code, want);
+        assert_string_equal(R.results[i].code_name, volt_err_name(want));
     }
     assert_int_equal(R.disconnected, 1);
     assert_string_equal(R.reason, "broker gone");
@@ -716,7 +719,8 @@ static void test_broker_gone_fails_pending(void **state)
 
     /* Nothing can be sent until the client is back... */
     assert_int_equal(volt_send_command(f->c, "x", NULL, 0, 0, rec_result, (void *)9),
-                     VOLT_E_BROKER_GONE);
+                     VOLT_E_SOCKET_NOT_READY);
+    assert_int_equal(volt_ping(f->c, rec_result, (void *)10), VOLT_E_BROKER_GONE);
     /* ...which it is by itself once the broker is back. */
     fb_listen(f->fb);
     fb_handshake(f->fb, "ready");
@@ -729,7 +733,7 @@ static void test_send_before_welcome_is_queued(void **state)
 {
     struct fx *f = *state;
     assert_int_equal(volt_send_command(f->c, "x", NULL, 0, 0, rec_result, (void *)1),
-                     VOLT_E_BROKER_GONE);
+                     VOLT_E_SOCKET_NOT_READY);
     assert_int_equal(volt_client_connect(f->c), 0);
     /* Pipelined behind hello. */
     assert_int_equal(volt_send_command(f->c, "early", NULL, 0, 0, rec_result, (void *)2), 0);
@@ -1085,7 +1089,7 @@ static void test_free_in_result_callback(void **state)
     assert_int_equal(R.results[0].tag, 1);
     assert_int_equal(R.results[0].code, 0);
     assert_int_equal(R.results[1].tag, 2);
-    assert_int_equal(R.results[1].code, VOLT_E_BROKER_GONE);
+    assert_int_equal(R.results[1].code, VOLT_E_SOCKET_NOT_READY);
     assert_int_equal(R.n_msgs, 0);
     assert_true(fb_eof(f->fb, 1000));
 }
@@ -1414,15 +1418,20 @@ static void test_broker_sends_garbage(void **state)
     assert_int_equal(volt_send_command(f->c, "x", NULL, 0, 0, rec_result, (void *)1), 0);
     struct proto_msg m;
     fb_expect(f->fb, PROTO_OP_REQUEST, &m);
-    /* A frame whose body is not a map: dropped, the stream stays in sync. */
+    /* A frame whose body is not a map: the broker never sends one, so its
+     * stream is not trusted any more: BadFrame, the command in flight fails
+     * SOCKET_NOT_READY, a reconnect (tests/conformance/bad-input.json). */
     static const uint8_t not_a_map[] = {0, 0, 0, 1, 0x01};
     fb_send_raw(f->fb, not_a_map, sizeof not_a_map);
-    fb_result_ok(f->fb, m.id, NULL, 0);
     PUMP_UNTIL(f, R.n_results == 1);
-    assert_int_equal(R.results[0].code, 0);
+    assert_int_equal(R.results[0].code, VOLT_E_SOCKET_NOT_READY);
     assert_int_equal(R.n_errors, 1);
     assert_int_equal(R.errors[0], VOLT_E_BAD_FRAME);
-    /* A result we cannot read ends its request with an error, not a timeout. */
+    PUMP_UNTIL(f, R.broker_down == 1);
+    fb_handshake(f->fb, "ready");
+    PUMP_UNTIL(f, R.broker_up == 2);
+    /* A result we cannot read is bad input too: the command fails at once
+     * (SOCKET_NOT_READY, not by timeout), BadFrame, a reconnect. */
     assert_int_equal(volt_send_command(f->c, "y", NULL, 0, 0, rec_result, (void *)2), 0);
     fb_expect(f->fb, PROTO_OP_REQUEST, &m);
     struct proto_msg r;
@@ -1432,14 +1441,18 @@ static void test_broker_sends_garbage(void **state)
     r.id = m.id;
     fb_send(f->fb, &r);
     PUMP_UNTIL(f, R.n_results == 2);
-    assert_int_equal(R.results[1].code, VOLT_E_BAD_REQUEST);
+    assert_int_equal(R.results[1].code, VOLT_E_SOCKET_NOT_READY);
+    assert_int_equal(R.errors[R.n_errors - 1], VOLT_E_BAD_FRAME);
+    PUMP_UNTIL(f, R.broker_down == 2);
+    fb_handshake(f->fb, "ready");
+    PUMP_UNTIL(f, R.broker_up == 3);
     /* A length over max_frame is fatal for the connection: reconnect. */
     static const uint8_t huge[] = {0x7f, 0xff, 0xff, 0xff};
     fb_send_raw(f->fb, huge, sizeof huge);
-    PUMP_UNTIL(f, R.broker_down == 1);
+    PUMP_UNTIL(f, R.broker_down == 3);
     assert_int_equal(R.errors[R.n_errors - 1], VOLT_E_FRAME_TOO_LARGE);
     fb_handshake(f->fb, "ready");
-    PUMP_UNTIL(f, R.broker_up == 2);
+    PUMP_UNTIL(f, R.broker_up == 4);
 }
 
 /* ------------------------------------------------------------------ */

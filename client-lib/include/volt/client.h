@@ -66,7 +66,8 @@
  * Every request has its own deadline. A request is completed exactly once:
  * with the broker's result, with VOLT_E_TIMEOUT when its local deadline
  * passes, with VOLT_E_BROKER_GONE when the connection to the broker is lost
- * or the client is freed. A function that starts a request and returns a
+ * or the client is freed (a command: VOLT_E_SOCKET_NOT_READY, as in every
+ * client library). A function that starts a request and returns a
  * negative code did not start it: its callback will never run.
  *
  * Connecting waits for the upstream
@@ -481,9 +482,11 @@ VOLT_EXPORT void volt_result_free(volt_result *r);
  * cb (may be NULL) runs exactly once, later.
  * Errors in the result: SOCKET_NOT_READY, COMMAND_TIMEOUT,
  * COMMAND_REJECTED, PayloadTooLarge, NotJson, LimitExceeded, ShuttingDown,
- * Timeout, BrokerGone. Returns 0 (sent or queued), VOLT_E_BAD_REQUEST
- * (bad argument or payload not one msgpack value), VOLT_E_BROKER_GONE (no
- * connection, not even one being set up), VOLT_E_FRAME_TOO_LARGE,
+ * Timeout (SOCKET_NOT_READY also when the broker connection ends while it
+ * waits). Returns 0 (sent or queued), VOLT_E_BAD_REQUEST (bad argument or
+ * payload not one msgpack value), VOLT_E_SOCKET_NOT_READY (no broker
+ * connection, not even one being set up), VOLT_E_BROKER_GONE (the client
+ * is being freed), VOLT_E_FRAME_TOO_LARGE,
  * VOLT_E_LIMIT_EXCEEDED (output queue full), VOLT_E_NOMEM. */
 VOLT_EXPORT int volt_send_command(volt_client *c, const char *command, const void *payload,
                                   size_t payload_len, uint32_t timeout_ms, volt_result_cb *cb,

@@ -108,6 +108,49 @@ _MAX_ERROR_MESSAGE = 8192
 _SWEEP_INTERVAL = 0.1
 
 
+# Field types of the frames the broker sends (PROTOCOL.md): name -> (type,
+# required). A frame of one of these ops with a field missing or of another
+# type is bad input, which ends the connection as in every client library;
+# unknown ops and keys are ignored (a newer broker may send more).
+_INT = "int"
+_FRAME_FIELDS: Dict[str, Dict[str, Tuple[Any, bool]]] = {
+    "welcome": {"version": (_INT, True), "max_frame": (_INT, True), "state": (str, True),
+                "timeout_ms": (_INT, True), "name": (str, False), "max_timeout_ms": (_INT, False),
+                "team_cluster_id": (str, False), "reason": (str, False), "code": (str, False),
+                "message": (str, False)},
+    "result": {"id": (_INT, True), "ok": (bool, True), "code": (str, False),
+               "message": (str, False), "server_code": (str, False)},
+    "pong": {"id": (_INT, True)},
+    "call": {"id": (_INT, True), "command": (str, True), "timeout_ms": (_INT, False)},
+    "message": {"type": (str, True)},
+    "event": {"event": (str, True), "state": (str, False), "reason": (str, False),
+              "code": (str, False), "message": (str, False), "team_cluster_id": (str, False)},
+    "error": {"code": (str, True), "message": (str, False), "id": (_INT, False),
+              "about": (str, False)},
+}
+
+
+def _frame_problem(f: Dict[str, Any]) -> Optional[str]:
+    """Why a frame of a known op is unusable, or None."""
+    op = f.get("op")
+    if not isinstance(op, str):
+        return "a frame without an op"
+    fields = _FRAME_FIELDS.get(op)
+    if fields is None:
+        return None
+    for name, (kind, required) in fields.items():
+        v = f.get(name)
+        if v is None:
+            if required:
+                return f"a {op!r} frame without {name!r}"
+        elif kind is _INT:
+            if not (isinstance(v, int) and not isinstance(v, bool) and v >= 0):
+                return f"a {op!r} frame with a {type(v).__name__} {name!r} (expected an unsigned integer)"
+        elif not isinstance(v, kind):
+            return f"a {op!r} frame with a {type(v).__name__} {name!r} (expected {kind.__name__})"
+    return None
+
+
 def _name_ok(s: str, max_bytes: int) -> bool:
     """1..max_bytes of UTF-8 without control characters (C0, DEL, C1),
     the broker's rule for commands, message types and error codes."""
@@ -774,6 +817,13 @@ class VoltClient:
 
     def _dispatch(self, f: Dict[str, Any]) -> None:
         op = f.get("op")
+        problem = _frame_problem(f)
+        if problem is None and op == "welcome" and self._session:
+            problem = "a second welcome"
+        if problem is not None:
+            if self._conn is not None:
+                self._bad_broker(self._conn, ErrorCode.BAD_FRAME.value, f"the broker sent {problem}")
+            return
         if not self._session:
             if op == "welcome":
                 self._on_welcome(f)
@@ -794,8 +844,6 @@ class VoltClient:
             self._on_event(f)
         elif op == "error":
             self._on_error_frame(f)
-        elif not isinstance(op, str):
-            self._report(VoltError(ErrorCode.BAD_FRAME.value, "the broker sent a frame without an op"))
         # Other ops (trace, a newer broker's) are not for us: ignored.
 
     def _on_welcome(self, f: Dict[str, Any]) -> None:
@@ -964,11 +1012,15 @@ class VoltClient:
         if conn is not self._conn:
             return
         had_session = self._session
+        lost_code = _BROKER_GONE
         if conn.fail_reason is not None:
             why = conn.fail_reason
         else:
             part = conn.reader.partial()
             if part is not None:
+                # A frame cut short is bad input (BadFrame), as in every
+                # client library; a close between frames is the broker going.
+                lost_code = ErrorCode.BAD_FRAME.value
                 why = (
                     f"the broker closed the connection in the middle of a frame"
                     f" ({part[0]} of {part[1]} bytes)"
@@ -989,9 +1041,7 @@ class VoltClient:
         self.stats["connections_lost"] += 1
         self._end_session(why, "broker gone")
         if had_session:
-            self._report(
-                VoltError(_BROKER_GONE, f"connection to the broker at {self._socket_path} lost: {why}")
-            )
+            self._report(VoltError(lost_code, f"connection to the broker at {self._socket_path} lost: {why}"))
 
     def _end_session(self, why: Optional[str], down_reason: str) -> None:
         """The session is over: every pending request ends now, once."""

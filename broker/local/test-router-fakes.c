@@ -39,9 +39,11 @@ struct peer {
     void *data;
     struct quota *quota;
     struct quota_client account;
-    bool gone, closed, slow;
+    int send_error; /* 0, or what every send fails with */
+    bool closed, slow;
     size_t held;
-    size_t queue_limit; /* frames; 0: none */
+    size_t queue_limit; /* frames */
+    bool limited;
     void (*on_close)(struct peer *, void *);
     void *on_close_ud;
     struct fake_frame frames[FAKE_MAX_FRAMES];
@@ -103,13 +105,19 @@ void fake_peer_clear(struct peer *p)
 
 void fake_peer_set_gone(struct peer *p, bool gone)
 {
-    p->gone = gone;
+    p->send_error = gone ? PROTO_E_BROKER_GONE : 0;
+}
+
+void fake_peer_set_send_error(struct peer *p, int rc)
+{
+    p->send_error = rc;
 }
 
 void fake_peer_set_queue_limit(struct peer *p, size_t frames,
                                void (*on_close)(struct peer *, void *), void *ud)
 {
     p->queue_limit = frames;
+    p->limited = true;
     p->on_close = on_close;
     p->on_close_ud = ud;
 }
@@ -122,11 +130,13 @@ size_t fake_peer_held(const struct peer *p)
 /* Queues f; a full queue closes the peer as a slow consumer. */
 static int queue_frame(struct peer *p, const struct fake_frame *f)
 {
-    if (p->closed || p->gone)
+    if (p->closed)
         return PROTO_E_BROKER_GONE;
+    if (p->send_error)
+        return p->send_error;
     assert(p->n_frames < FAKE_MAX_FRAMES);
     p->frames[p->n_frames++] = *f;
-    if (p->queue_limit && p->n_frames > p->queue_limit) {
+    if (p->limited && p->n_frames > p->queue_limit) {
         p->slow = true;
         p->closed = true;
         if (p->on_close)
@@ -270,12 +280,14 @@ struct session {
     struct fake_emit emits[FAKE_MAX_EMITS];
     size_t n_emits;
     unsigned handlers_changed;
+    size_t handler_room;
 };
 
 struct session *fake_session_new(void)
 {
     struct session *s = calloc(1, sizeof(*s));
     assert(s);
+    s->handler_room = 1 << 20;
     return s;
 }
 
@@ -435,10 +447,14 @@ bool session_is_ready(const struct session *s)
     return s->ready;
 }
 
+void fake_session_set_handler_room(struct session *s, size_t room)
+{
+    s->handler_room = room;
+}
+
 size_t session_handler_room(const struct session *s)
 {
-    (void)s;
-    return 1 << 20;
+    return s->handler_room;
 }
 
 void session_handlers_changed(struct session *s)

@@ -39,6 +39,9 @@ size_t fake_peer_count_op(const struct peer *p, enum proto_op op);
 void fake_peer_clear(struct peer *p);
 /* An evicted peer (closing at the next prepare): sends fail BrokerGone. */
 void fake_peer_set_gone(struct peer *p, bool gone);
+/* Every send fails with rc, nothing queued (0: sends work again); e.g.
+ * PROTO_E_FRAME_TOO_LARGE for a client with a small frame limit. */
+void fake_peer_set_send_error(struct peer *p, int rc);
 /* Past `frames` queued frames the peer is a slow consumer: like peer.c it
  * is closed on the spot (on_close runs inside peer_send, as the broker's
  * closing callback does) and the send fails LimitExceeded. */
@@ -88,5 +91,7 @@ const struct fake_answer *fake_session_answer(const struct session *s, size_t i)
 size_t fake_session_emit_count(const struct session *s);
 const struct fake_emit *fake_session_emit(const struct session *s, size_t i);
 unsigned fake_session_handlers_changed(const struct session *s);
+/* What session_handler_room() answers (default: 1 MiB). */
+void fake_session_set_handler_room(struct session *s, size_t room);
 
 #endif

@@ -888,6 +888,247 @@ static void events_go_to_every_client_that_said_hello(void **state)
     assert_false(router_handle(f->r, c, &req));
 }
 
+/* ---- more races and edges ---- */
+
+static void on_run_for_timer(uv_timer_t *t)
+{
+    *(bool *)t->data = true;
+}
+
+/* For negative checks only: runs the loop for ms (something that must not
+ * happen would have happened by then). */
+static void run_for(struct fixture *f, uint32_t ms)
+{
+    uv_timer_t timer;
+    bool done = false;
+
+    uv_timer_init(&f->loop, &timer);
+    timer.data = &done;
+    uv_timer_start(&timer, on_run_for_timer, ms, 0);
+    while (!done)
+        uv_run(&f->loop, UV_RUN_ONCE);
+    uv_close((uv_handle_t *)&timer, NULL);
+    uv_run(&f->loop, UV_RUN_NOWAIT);
+}
+
+static void holder_leaving_disarms_the_deadline(void **state)
+{
+    struct router_params p = default_params;
+    p.handler_timeout_ms = 20;
+    struct fixture *f = fixture_new(&p, NULL);
+    *state = f;
+    struct peer *a = join(f, 0);
+
+    registration(f, a, true, 1, "work", NULL);
+    size_t in = inbound(f, "work");
+    leave(f, a);
+    assert_answer(f, in, "HandlerError");
+    /* Negative check: well past the deadline, no HandlerTimeout follows
+     * (and under ASan, no timer fires on a freed entry). */
+    run_for(f, 80);
+    assert_answer(f, in, "HandlerError");
+    assert_int_equal(counters(f).inbound_timeout, 0);
+}
+
+static bool timeouts_at_least_one(struct fixture *f)
+{
+    return counters(f).inbound_timeout >= 1;
+}
+
+static void reply_before_the_deadline_is_not_timed_out(void **state)
+{
+    struct router_params p = default_params;
+    p.handler_timeout_ms = 30;
+    struct fixture *f = fixture_new(&p, NULL);
+    *state = f;
+    struct peer *a = join(f, 0);
+
+    registration(f, a, true, 1, "work", NULL);
+    size_t first = inbound(f, "work");
+    uint64_t call = last_call(a, "work");
+    size_t second = inbound(f, "work");
+    reply(f, a, call, true, NULL);
+    /* Both deadlines are the same: when the second has passed, so has the first. */
+    wait_for(f, timeouts_at_least_one, 5000, "the second call's deadline");
+    assert_answer(f, first, NULL);
+    assert_answer(f, second, "HandlerTimeout");
+    assert_int_equal(counters(f).inbound_timeout, 1);
+}
+
+static void call_too_large_for_the_client(void **state)
+{
+    struct fixture *f = *state;
+    struct peer *a = join(f, 0);
+
+    registration(f, a, true, 1, "work", NULL);
+    fake_peer_set_send_error(a, PROTO_E_FRAME_TOO_LARGE);
+    size_t in = inbound(f, "work");
+    assert_answer(f, in, "HandlerError");
+    assert_int_equal(router_open_calls(f->r), 0);
+    assert_int_equal(router_client_count(f->r), 1); /* the client is fine */
+}
+
+static void slow_consumer_closed_by_its_own_result(void **state)
+{
+    struct fixture *f = *state;
+    struct peer *a = join(f, 0), *b = join(f, 1);
+
+    request(f, a, 1, "x", 100);
+    request(f, a, 2, "x", 100);
+    request(f, b, 1, "x", 100);
+    fake_peer_set_queue_limit(a, 0, closed_by_peer, f);
+    /* The result of 1 overflows a: it is closed inside the callback, and
+     * request 2 is released (cancelled) then, exactly once. */
+    fake_session_complete(f->s, 0, 0, NULL, 0);
+    assert_int_equal(router_client_count(f->r), 1);
+    assert_true(fake_session_request(f->s, 1)->cancelled);
+    assert_int_equal(fake_session_cancels(f->s), 1);
+    assert_int_equal(counters(f).requests_released, 1);
+    assert_int_equal(counters(f).slow_consumers, 1);
+    fake_session_complete(f->s, 2, 0, NULL, 0);
+    assert_result(b, 1, 0);
+}
+
+static void router_free_answers_and_releases_everything(void **state)
+{
+    struct fixture *f = *state;
+    struct peer *a = join(f, 0), *b = join(f, 1);
+
+    registration(f, a, true, 1, "work", NULL);
+    registration(f, b, true, 1, "work", NULL);
+    size_t in1 = inbound(f, "work"), in2 = inbound(f, "work");
+    request(f, a, 7, "x", 100);
+    request(f, b, 7, "x", 100);
+    router_free(f->r);
+    f->r = NULL;
+    assert_answer(f, in1, "HandlerError");
+    assert_answer(f, in2, "HandlerError");
+    assert_string_equal(fake_session_answer(f->s, in1)->message, "the broker is stopping");
+    assert_int_equal(fake_session_cancels(f->s), 2);
+}
+
+static void fail_open_calls_on_shutdown(void **state)
+{
+    struct fixture *f = *state;
+    struct peer *a = join(f, 0);
+
+    registration(f, a, true, 1, "work", NULL);
+    size_t in1 = inbound(f, "work");
+    uint64_t call = last_call(a, "work");
+    size_t in2 = inbound(f, "work");
+    assert_int_equal(router_open_calls(f->r), 2);
+    router_fail_open_calls(f->r, "ShuttingDown", "the broker is stopping");
+    assert_int_equal(router_open_calls(f->r), 0);
+    assert_answer(f, in1, "ShuttingDown");
+    assert_answer(f, in2, "ShuttingDown");
+    reply(f, a, call, true, NULL); /* too late: still one answer */
+    assert_answer(f, in1, "ShuttingDown");
+}
+
+static void handler_list_must_fit_the_server(void **state)
+{
+    struct fixture *f = *state;
+    struct peer *a = join(f, 0), *b = join(f, 1);
+
+    /* ["aaa","bbb"] is 13 bytes of JSON. */
+    fake_session_set_handler_room(f->s, 12);
+    registration(f, a, true, 1, "aaa", NULL);
+    assert_result(a, 1, 0);
+    registration(f, b, true, 1, "bbb", NULL);
+    assert_result(b, 1, PROTO_E_LIMIT_EXCEEDED);
+    assert_non_null(strstr(fake_peer_last(b)->message, "maxPayload"));
+    registration(f, b, true, 2, "aaa", NULL); /* adds no name: fits */
+    assert_result(b, 2, 0);
+    assert_handler_list(f, "aaa");
+
+    /* The server lowers its limit under a list that fitted: the newest
+     * names go, and each registrant is told. */
+    fake_session_set_handler_room(f->s, 1 << 20);
+    registration(f, b, true, 3, "bbb", NULL);
+    fake_peer_clear(a);
+    fake_peer_clear(b);
+    router_trim_handlers(f->r, 8);
+    assert_handler_list(f, "aaa");
+    assert_int_equal(fake_peer_count(a), 0);
+    assert_int_equal(fake_peer_count_op(b, PROTO_OP_ERROR), 1);
+    assert_int_equal(fake_peer_last(b)->code, PROTO_E_LIMIT_EXCEEDED);
+    assert_non_null(strstr(fake_peer_last(b)->message, "'bbb'"));
+    size_t in = inbound(f, "bbb");
+    assert_answer(f, in, "NoHandler");
+}
+
+static void subscriptions_per_client_limit(void **state)
+{
+    struct router_params p = default_params;
+    p.max_subscriptions_per_client = 2;
+    struct fixture *f = fixture_new(&p, NULL);
+    *state = f;
+    struct peer *a = join(f, 0);
+
+    subscription(f, a, true, 1, "exact", "a");
+    subscription(f, a, true, 2, "exact", "b");
+    subscription(f, a, true, 3, "exact", "c");
+    assert_result(a, 3, PROTO_E_LIMIT_EXCEEDED);
+    subscription(f, a, true, 4, "exact", "b"); /* the same again: no new filter */
+    assert_result(a, 4, 0);
+    subscription(f, a, false, 5, "exact", "a");
+    subscription(f, a, true, 6, "exact", "c");
+    assert_result(a, 6, 0);
+}
+
+static void no_upstream_configured(void **state)
+{
+    struct fixture *f = *state;
+    struct peer *a = join(f, 0);
+
+    router_set_session(f->r, NULL);
+    request(f, a, 1, "x", 100);
+    assert_result(a, 1, PROTO_E_SOCKET_NOT_READY);
+    emit(f, a, 2, "t", false);
+    assert_result(a, 2, PROTO_E_EMIT_FAILED);
+    registration(f, a, true, 3, "work", NULL);
+    assert_result(a, 3, 0);
+    assert_int_equal(fake_session_request_count(f->s), 0);
+    assert_int_equal(fake_session_handlers_changed(f->s), 0);
+}
+
+static void kept_emit_the_server_refuses_is_dropped_in_turn(void **state)
+{
+    struct fixture *f = *state;
+    struct peer *a = join(f, 0);
+
+    fake_session_set_ready(f->s, false);
+    emit(f, a, 1, "refused", false);
+    emit(f, a, 2, "taken", false);
+    fake_session_set_ready(f->s, true);
+    fake_session_fail_emits(f->s, PROTO_E_PAYLOAD_TOO_LARGE, 1);
+    router_upstream_ready(f->r);
+    assert_int_equal(fake_session_emit_count(f->s), 1);
+    assert_string_equal(fake_session_emit(f->s, 0)->type, "taken");
+    assert_int_equal(counters(f).emits_kept_dropped, 1);
+    assert_int_equal(counters(f).emits_kept_sent, 1);
+    assert_int_equal(fake_peer_held(a), 0);
+}
+
+static void event_fan_out_survives_a_slow_consumer(void **state)
+{
+    struct fixture *f = *state;
+    struct peer *m[3];
+    struct proto_msg ev = {.op = PROTO_OP_EVENT, .fields = PROTO_F_EVENT};
+
+    for (int i = 0; i < 3; i++)
+        m[i] = join(f, i);
+    fake_peer_set_queue_limit(m[1], 0, closed_by_peer, f);
+    ev.event = sp("disconnected");
+    router_broadcast(f->r, &ev);
+    assert_int_equal(router_client_count(f->r), 2);
+    assert_int_equal(fake_peer_count_op(m[0], PROTO_OP_EVENT), 1);
+    assert_int_equal(fake_peer_count_op(m[2], PROTO_OP_EVENT), 1);
+    router_broadcast(f->r, &ev);
+    assert_int_equal(fake_peer_count_op(m[0], PROTO_OP_EVENT), 2);
+    assert_int_equal(fake_peer_count_op(m[1], PROTO_OP_EVENT), 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -915,6 +1156,19 @@ int main(void)
         cmocka_unit_test_setup_teardown(new_emits_queue_behind_kept_ones, setup, teardown),
         cmocka_unit_test_teardown(emit_buffer_full, teardown),
         cmocka_unit_test_setup_teardown(events_go_to_every_client_that_said_hello, setup, teardown),
+        cmocka_unit_test_teardown(holder_leaving_disarms_the_deadline, teardown),
+        cmocka_unit_test_teardown(reply_before_the_deadline_is_not_timed_out, teardown),
+        cmocka_unit_test_setup_teardown(call_too_large_for_the_client, setup, teardown),
+        cmocka_unit_test_setup_teardown(slow_consumer_closed_by_its_own_result, setup, teardown),
+        cmocka_unit_test_setup_teardown(router_free_answers_and_releases_everything, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(fail_open_calls_on_shutdown, setup, teardown),
+        cmocka_unit_test_setup_teardown(handler_list_must_fit_the_server, setup, teardown),
+        cmocka_unit_test_teardown(subscriptions_per_client_limit, teardown),
+        cmocka_unit_test_setup_teardown(no_upstream_configured, setup, teardown),
+        cmocka_unit_test_setup_teardown(kept_emit_the_server_refuses_is_dropped_in_turn, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(event_fan_out_survives_a_slow_consumer, setup, teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

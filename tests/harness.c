@@ -192,7 +192,7 @@ static int wait_pid(pid_t pid, int timeout_ms, int *status)
         if (r == pid)
             return 0;
         if (r < 0)
-            return -1;
+            return h_fail("waitpid %d: %s", (int)pid, strerror(errno));
         if (h_now_ms() >= end)
             return -1;
         h_sleep_ms(10);
@@ -515,7 +515,7 @@ int h_broker_stop(struct h_broker *b, int timeout_ms)
 {
     int st = 0;
     if (b->pid <= 0)
-        return -1;
+        return h_fail("h_broker_stop: no broker is running");
     kill(b->pid, SIGTERM);
     if (wait_pid(b->pid, b->valgrind ? timeout_ms * 4 + 20000 : timeout_ms, &st) < 0) {
         h_fail("broker did not stop within %d ms; killing it", timeout_ms);
@@ -603,7 +603,7 @@ int h_broker_wait(struct h_broker *b, int timeout_ms)
 {
     int st = 0;
     if (b->pid <= 0)
-        return -1;
+        return h_fail("h_broker_wait: no broker is running");
     if (wait_pid(b->pid, b->valgrind ? timeout_ms * 4 + 20000 : timeout_ms, &st) < 0)
         return h_fail("broker (pid %d) did not exit within %d ms", (int)b->pid, timeout_ms);
     b->pid = 0;
@@ -843,12 +843,19 @@ cJSON *h_conn_recv(struct h_conn *c, int timeout_ms)
         if (left <= 0)
             return NULL;
         struct pollfd pfd = {c->fd, POLLIN, 0};
-        if (poll(&pfd, 1, (int)left) <= 0)
-            return NULL;
+        int ready = poll(&pfd, 1, (int)left);
+        if (ready < 0 && errno == EINTR)
+            continue;
+        if (ready < 0)
+            h_fail("poll: %s", strerror(errno));
+        if (ready <= 0)
+            return NULL; /* a timeout is no error: negative checks expect it */
         void *space;
         size_t len;
         proto_reader_space(c->reader, 65536, &space, &len);
         ssize_t r = read(c->fd, space, len);
+        if (r < 0 && errno != ECONNRESET) /* a reset is the broker closing */
+            h_fail("read from the broker: %s", strerror(errno));
         if (r <= 0)
             return NULL;
         proto_reader_commit(c->reader, (size_t)r);

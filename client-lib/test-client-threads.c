@@ -227,7 +227,7 @@ static void *watchdog_main(void *arg)
 {
     /* A test that hangs is a failure, not a CI timeout. */
     volt_client *c = arg;
-    for (int i = 0; i < 300; i++) {
+    for (int i = 0; i < 300; i++) { /* 30 s: a limit, not a wait for a condition */
         usleep(100 * 1000);
         pthread_testcancel();
     }
@@ -347,6 +347,8 @@ static void test_answers_race_loss_and_free(void **state)
 
 static void *stopper_main(void *arg)
 {
+    /* The point: the stop comes while run_for() is waiting (it must
+     * return then, not at its 20 s limit). */
     usleep(50 * 1000);
     volt_client_stop(arg);
     return NULL;

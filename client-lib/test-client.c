@@ -1876,7 +1876,8 @@ static void test_run_and_stop(void **state)
     sigaction(SIGUSR1, &sa, NULL);
     int64_t t0 = now_ms();
     pid_t self = getpid();
-    /* A child signals us after 100 ms. */
+    /* A child signals us after 100 ms: the point is a signal that comes
+     * while run() is asleep in poll(), so the delay stays. */
     pid_t child = fork();
     if (child == 0) {
         usleep(100 * 1000);

@@ -1,3 +1,6 @@
+# Every cmocka test program gets this: VOLT_TEST_FILTER=glob selects tests.
+set(VOLT_TEST_FILTER_SRC ${CMAKE_CURRENT_LIST_DIR}/volt-test-filter.c)
+
 # volt_unit_test(NAME src... LIBS lib...): a cmocka test beside the code it tests.
 function(volt_unit_test name)
   cmake_parse_arguments(T "" "TIMEOUT" "LIBS;LABELS" ${ARGN})
@@ -5,7 +8,7 @@ function(volt_unit_test name)
     message(WARNING "cmocka not found: skipping ${name}")
     return()
   endif()
-  add_executable(${name} ${T_UNPARSED_ARGUMENTS})
+  add_executable(${name} ${T_UNPARSED_ARGUMENTS} ${VOLT_TEST_FILTER_SRC})
   target_link_libraries(${name} PRIVATE ${T_LIBS} PkgConfig::CMOCKA)
   add_test(NAME ${name} COMMAND ${name})
   if(NOT T_TIMEOUT)

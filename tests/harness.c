@@ -192,7 +192,7 @@ static int wait_pid(pid_t pid, int timeout_ms, int *status)
         if (r == pid)
             return 0;
         if (r < 0)
-            return -1;
+            return h_fail("waitpid %d: %s", (int)pid, strerror(errno));
         if (h_now_ms() >= end)
             return -1;
         h_sleep_ms(10);
@@ -319,6 +319,19 @@ double h_server_counter(const struct h_server *s, const char *name)
     return v;
 }
 
+int h_wait_server_counter(const struct h_server *s, const char *name, double min, int timeout_ms)
+{
+    uint64_t end = h_now_ms() + (uint64_t)timeout_ms;
+    double v;
+    while ((v = h_server_counter(s, name)) < min) {
+        if (h_now_ms() >= end)
+            return h_fail("server counter %s is %g, waited %d ms for at least %g", name, v,
+                          timeout_ms, min);
+        h_sleep_ms(20);
+    }
+    return 0;
+}
+
 /* ---- broker ---- */
 
 static char *substitute(const char *in, const struct h_broker *b, const struct h_server *s)
@@ -361,6 +374,8 @@ static void set_sun_path(struct sockaddr_un *a, const char *path)
     a->sun_path[n] = '\0';
 }
 
+static int last_connect_errno; /* of sock_connectable(), for the failure message */
+
 static bool sock_connectable(void *arg)
 {
     const struct h_broker *b = arg;
@@ -369,6 +384,7 @@ static bool sock_connectable(void *arg)
     bool ok;
     set_sun_path(&a, b->sock);
     ok = connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
+    last_connect_errno = ok ? 0 : errno;
     close(fd);
     return ok;
 }
@@ -438,7 +454,8 @@ static int spawn_broker_opts(struct h_broker *b, const struct h_broker_opts *o)
     }
     if (h_wait_for(sock_connectable, b, b->valgrind ? 60000 : 10000) < 0) {
         h_broker_dump_log(b);
-        return h_fail("broker socket %s never accepted connections", b->sock);
+        return h_fail("broker socket %s never accepted connections (last connect: %s)", b->sock,
+                      strerror(last_connect_errno));
     }
     return 0;
 }
@@ -455,7 +472,7 @@ static int write_config(struct h_broker *b, const struct h_server *s, const char
     FILE *f = fopen(b->config, "w");
     if (!f) {
         free(text);
-        return h_fail("cannot write %s", b->config);
+        return h_fail("cannot write %s: %s", b->config, strerror(errno));
     }
     fputs(text, f);
     fclose(f);
@@ -498,7 +515,7 @@ int h_broker_stop(struct h_broker *b, int timeout_ms)
 {
     int st = 0;
     if (b->pid <= 0)
-        return -1;
+        return h_fail("h_broker_stop: no broker is running");
     kill(b->pid, SIGTERM);
     if (wait_pid(b->pid, b->valgrind ? timeout_ms * 4 + 20000 : timeout_ms, &st) < 0) {
         h_fail("broker did not stop within %d ms; killing it", timeout_ms);
@@ -586,7 +603,7 @@ int h_broker_wait(struct h_broker *b, int timeout_ms)
 {
     int st = 0;
     if (b->pid <= 0)
-        return -1;
+        return h_fail("h_broker_wait: no broker is running");
     if (wait_pid(b->pid, b->valgrind ? timeout_ms * 4 + 20000 : timeout_ms, &st) < 0)
         return h_fail("broker (pid %d) did not exit within %d ms", (int)b->pid, timeout_ms);
     b->pid = 0;
@@ -826,12 +843,19 @@ cJSON *h_conn_recv(struct h_conn *c, int timeout_ms)
         if (left <= 0)
             return NULL;
         struct pollfd pfd = {c->fd, POLLIN, 0};
-        if (poll(&pfd, 1, (int)left) <= 0)
-            return NULL;
+        int ready = poll(&pfd, 1, (int)left);
+        if (ready < 0 && errno == EINTR)
+            continue;
+        if (ready < 0)
+            h_fail("poll: %s", strerror(errno));
+        if (ready <= 0)
+            return NULL; /* a timeout is no error: negative checks expect it */
         void *space;
         size_t len;
         proto_reader_space(c->reader, 65536, &space, &len);
         ssize_t r = read(c->fd, space, len);
+        if (r < 0 && errno != ECONNRESET) /* a reset is the broker closing */
+            h_fail("read from the broker: %s", strerror(errno));
         if (r <= 0)
             return NULL;
         proto_reader_commit(c->reader, (size_t)r);
@@ -943,6 +967,23 @@ int h_wait_state(const char *sock_path, const char *state, int timeout_ms)
         h_sleep_ms(50);
     } while (h_now_ms() < end);
     return h_fail("upstream state is '%s', waited %d ms for '%s'", last, timeout_ms, state);
+}
+
+int h_wait_status_num(const char *sock_path, const char *path, double min, int timeout_ms)
+{
+    uint64_t end = h_now_ms() + (uint64_t)timeout_ms;
+    double v;
+    for (;;) {
+        cJSON *st = h_status(sock_path);
+        v = h_json_num(st, path, -1);
+        cJSON_Delete(st);
+        if (v >= min)
+            return 0;
+        if (h_now_ms() >= end)
+            return h_fail("status %s is %g, waited %d ms for at least %g", path, v, timeout_ms,
+                          min);
+        h_sleep_ms(20);
+    }
 }
 
 /* ---- JSON helpers ---- */

@@ -50,6 +50,9 @@ long h_http(const struct h_server *s, const char *method, const char *path, cons
             char **resp);
 /* A counter of the dev server's /_dev/state ("heartbeats", ...), or -1. */
 double h_server_counter(const struct h_server *s, const char *name);
+/* Waits until that counter is at least min. 0, or -1 with the last value
+ * and the expected one on stderr. */
+int h_wait_server_counter(const struct h_server *s, const char *name, double min, int timeout_ms);
 /* Applies $VOLT_TEST_FILTER (a cmocka test-name glob) if set, so ctest
  * entries and people can run one test of a suite. */
 void h_apply_test_filter(void);
@@ -152,6 +155,10 @@ struct h_conn *h_conn_hello(const char *sock_path, const char *name);
 cJSON *h_status(const char *sock_path);
 /* Waits until the upstream state is `state`. 0 or -1. */
 int h_wait_state(const char *sock_path, const char *state, int timeout_ms);
+/* Waits until the status number at path (dotted, as h_json_num: e.g.
+ * "counters.drops") is at least min. 0, or -1 with the last value and the
+ * expected one on stderr. */
+int h_wait_status_num(const char *sock_path, const char *path, double min, int timeout_ms);
 
 /* Polls `cond(arg)` every 20 ms until true or timeout. 0 or -1. */
 int h_wait_for(bool (*cond)(void *arg), void *arg, int timeout_ms);

@@ -830,7 +830,9 @@ static void test_two_monitors(void **state)
     free(json_out);
     free(text_out);
 
-    /* Quiet again: the output stops growing. */
+    /* Quiet again: the output stops growing. A negative check, so it
+     * takes a fixed time: 200 ms for what is in flight, then 600 ms in
+     * which nearly nothing may be added. */
     h_sleep_ms(200);
     char *before = h_proc_stdout(mons[0]);
     h_sleep_ms(600);
@@ -1002,7 +1004,7 @@ static void test_proxy_json(void **state)
     assert_int_equal(h_conn_send(c, "{\"op\":\"request\",\"id\":6,\"command\":\"binary\","
                                     "\"payload\":{\"size\":3000000},\"timeout_ms\":15000}"),
                      0);
-    h_sleep_ms(300);
+    h_sleep_ms(300); /* the point: the answer is read late (back pressure) */
     r = h_conn_expect(c, "result", 6, 16000);
     assert_result_ok(r);
     const char *blob = h_json_str(r, "data.blob.$bin");
@@ -1578,7 +1580,8 @@ static void test_serve_exec(void **state)
     assert_int_equal(count_lines(err), 3); /* "# serving" and two calls */
     free(err);
 
-    /* The slow program's group was killed: its child never wrote. */
+    /* The slow program's group was killed: its child never wrote. A
+     * negative check: the child would have written within this time. */
     h_sleep_ms(1200);
     assert_false(path_exists(marker));
 }

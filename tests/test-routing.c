@@ -138,8 +138,8 @@ static void test_two_services_share_one_session(void **state)
 
 /* A worker process: registers `command`, answers each call with its
  * index (after delay_ms), unless the call's payload says {"hold": index}
- * (then it never answers). Writes one byte to ready_fd once registered
- * and one per call received. */
+ * (then it never answers). Writes one byte to ready_fd once registered,
+ * one per call received and one per reply sent. */
 static pid_t spawn_worker(const char *command, int index, int delay_ms, int ready_fd)
 {
     pid_t pid = fork();
@@ -170,6 +170,8 @@ static pid_t spawn_worker(const char *command, int index, int delay_ms, int read
                      "{\"op\":\"reply\",\"id\":%.0f,\"ok\":true,\"data\":{\"worker\":%d}}",
                      h_json_num(call, "id", 0), index);
             h_conn_send(c, frame);
+            if (write(ready_fd, "a", 1) < 0)
+                _exit(1);
         }
         cJSON_Delete(call);
     }
@@ -209,7 +211,7 @@ static void test_queue_group_round_robin_and_kill(void **state)
     cJSON_Delete(resp);
     for (int i = 0; i < 3; i++)
         assert_int_equal(per_worker[i], 3);
-    wait_bytes(pipefd[0], 9);
+    wait_bytes(pipefd[0], 18); /* 9 calls, 9 replies */
 
     /* One of the three is killed -9 while it holds a call: the server gets
      * HandlerError for that one at once, the others their answers. */
@@ -218,8 +220,9 @@ static void test_queue_group_round_robin_and_kill(void **state)
     pid_t req = server_request_async(
         "{\"command\":\"work\",\"count\":3,\"payload\":{\"hold\":2},\"timeoutMs\":60000}", out[1]);
     close(out[1]);
-    wait_bytes(pipefd[0], 3); /* each worker has its call */
-    h_sleep_ms(100);          /* and workers 0 and 1 have answered */
+    /* Each worker has its call (3 bytes) and workers 0 and 1 have sent
+     * their replies (2 more; worker 2 holds its call). */
+    wait_bytes(pipefd[0], 5);
     uint64_t t0 = h_now_ms();
     kill(workers[2], SIGKILL);
     waitpid(workers[2], NULL, 0);
@@ -279,8 +282,13 @@ static void test_handler_timeout(void **state)
     snprintf(frame, sizeof(frame), "{\"op\":\"reply\",\"id\":%.0f,\"ok\":true}",
              h_json_num(call, "id", 0));
     cJSON_Delete(call);
+    cJSON *before = h_status(broker.sock);
+    double drops = h_json_num(before, "counters.drops", -1);
+    cJSON_Delete(before);
     assert_int_equal(h_conn_send(c, frame), 0);
-    h_sleep_ms(200);
+    /* The broker has dropped it (counted), not forwarded it. */
+    assert_int_equal(h_wait_status_num(broker.sock, "counters.drops", drops + 1, h_slack_ms(5000)),
+                     0);
     cJSON *st = h_http_json(&server, "GET", "/_dev/state", NULL);
     assert_int_equal((int)h_json_num(st, "counters.duplicateServerResponses", -1), 0);
     cJSON_Delete(st);

@@ -244,33 +244,45 @@ void router_inbound_request(struct router *r, struct session_inbound *in,
         respond_upstream(r, in, "NoHandler", "no handler is registered for this command");
         return;
     }
-    c = g->members[g->next_turn++ % g->n];
-    call_id = ++r->next_call_id;
-    key_for(key, 0, call_id);
-    rc = idtable_insert(r->calls, key, &e);
-    if (rc < 0) {
-        r->counters.inbound_handler_error++;
-        respond_upstream(r, in, "HandlerError", "too many inbound requests in progress");
-        return;
-    }
-    e->ctx = in;
-    e->tag = (uint64_t)(uintptr_t)c;
-    e->stamp = uv_now(r->loop);
-    c->open_calls++;
-    timer_queue_add(r->call_deadlines, &e->timer,
-                    timer_queue_deadline_in(r->call_deadlines, r->p.handler_timeout_ms));
-
     m.fields = PROTO_F_ID | PROTO_F_COMMAND | PROTO_F_TIMEOUT_MS;
-    m.id = call_id;
     m.command = *command;
     m.timeout_ms = r->p.handler_timeout_ms;
     if (payload && payload->len) {
         m.fields |= PROTO_F_PAYLOAD;
         m.payload = *payload;
     }
-    /* If the send closes the client (slow consumer), router_peer_leave has
-     * already answered this call with HandlerError: do not touch e. */
-    rc = peer_send(c->peer, &m);
+    /* Each member at most once: one that is being evicted (closed at the
+     * next prepare, still a member until then) refuses the call with
+     * BrokerGone, and the next one in turn gets it instead. */
+    for (uint32_t tries = g->n;; tries--) {
+        if (tries == 0) {
+            r->counters.inbound_handler_error++;
+            respond_upstream(r, in, "HandlerError", "no client of this command is reachable");
+            return;
+        }
+        c = g->members[g->next_turn++ % g->n];
+        call_id = ++r->next_call_id;
+        key_for(key, 0, call_id);
+        rc = idtable_insert(r->calls, key, &e);
+        if (rc < 0) {
+            r->counters.inbound_handler_error++;
+            respond_upstream(r, in, "HandlerError", "too many inbound requests in progress");
+            return;
+        }
+        e->ctx = in;
+        e->tag = (uint64_t)(uintptr_t)c;
+        e->stamp = uv_now(r->loop);
+        c->open_calls++;
+        timer_queue_add(r->call_deadlines, &e->timer,
+                        timer_queue_deadline_in(r->call_deadlines, r->p.handler_timeout_ms));
+        m.id = call_id;
+        /* If the send closes the client (slow consumer), router_peer_leave
+         * has already answered this call with HandlerError: do not touch e. */
+        rc = peer_send(c->peer, &m);
+        if (rc != PROTO_E_BROKER_GONE)
+            break;
+        in = call_take(r, e); /* no close happened: e is still ours */
+    }
     if (rc == PROTO_E_FRAME_TOO_LARGE) {
         r->counters.inbound_handler_error++;
         in = call_take(r, e);

@@ -134,10 +134,11 @@ static void dev_server_stop(struct dev_server *s)
     if (s->pid <= 0)
         return;
     kill(s->pid, SIGTERM);
-    for (int i = 0; i < 300; i++) {
+    /* Up to 3 s by the clock (a count of turns would stretch under load). */
+    for (uint64_t end = uv_hrtime() / 1000000 + 3000; uv_hrtime() / 1000000 < end;) {
         if (waitpid(s->pid, &status, WNOHANG) == s->pid)
             goto reaped;
-        usleep(10000);
+        usleep(10000); /* polling interval */
     }
     kill(s->pid, SIGKILL);
     waitpid(s->pid, &status, 0);

@@ -526,14 +526,17 @@ int volt_put_handler_error(struct volt_out *o, const char *id, size_t id_len, co
 int volt_put_register(struct volt_out *o, const char *team_cluster_id, const char *hostname,
                       const char *version, const struct proto_span *handlers)
 {
-    int rc = put(o, "[\"daemon:register\",{\"teamClusterId\":");
-    rc |= put_str(o, team_cluster_id, strlen(team_cluster_id));
-    rc |= put(o, ",\"hostname\":");
-    rc |= put_str(o, hostname, strlen(hostname));
-    rc |= put(o, ",\"version\":");
-    rc |= put_str(o, version, strlen(version));
-    rc |= put(o, ",\"handlers\":");
-    if (rc < 0)
+    int rc;
+
+    if (put(o, "[\"daemon:register\",{\"teamClusterId\":") < 0)
+        return PROTO_E_NOMEM;
+    if (put_str(o, team_cluster_id, strlen(team_cluster_id)) < 0 || put(o, ",\"hostname\":") < 0 ||
+        put_str(o, hostname, strlen(hostname)) < 0 || put(o, ",\"version\":") < 0 ||
+        put_str(o, version, strlen(version)) < 0) {
+        o->why = "the cluster id, host name or version is not valid UTF-8";
+        return PROTO_E_NOT_JSON;
+    }
+    if (put(o, ",\"handlers\":") < 0)
         return PROTO_E_NOMEM;
     rc = put_value(o, handlers);
     if (rc < 0)

@@ -190,7 +190,8 @@ int volt_put_answer(struct volt_out *o, const char *id, size_t id_len, bool ok,
 int volt_put_handler_error(struct volt_out *o, const char *id, size_t id_len, const char *why);
 
 /* ["daemon:register",{"teamClusterId":..,"hostname":..,"version":..,
- * "handlers":handlers}] (handlers: a msgpack array of str). */
+ * "handlers":handlers}] (handlers: a msgpack array of str). PROTO_E_NOT_JSON
+ * when a string is not UTF-8 (o->why), PROTO_E_NOMEM. */
 int volt_put_register(struct volt_out *o, const char *team_cluster_id, const char *hostname,
                       const char *version, const struct proto_span *handlers);
 

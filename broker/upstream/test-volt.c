@@ -134,6 +134,14 @@ static char *event_with(const char *fmt, const char *value)
     return s;
 }
 
+static struct volt_out out_begin(void)
+{
+    struct volt_out o;
+    proto_buf_reset(&outbuf);
+    volt_out_init(&o, &outbuf);
+    return o;
+}
+
 /* ---- daemon:response ---- */
 
 static void test_response_ok(void **state)
@@ -470,6 +478,38 @@ static void test_server_request_binary_payload(void **state)
                                         "{\"_placeholder\":true,\"num\":\"0\"}]");
 }
 
+/* Integers are exact over all of int64 and uint64, both ways; digits
+ * beyond them become a float64 (proto/PROTOCOL.md, "Values"). */
+static void test_integers_64bit_both_ways(void **state)
+{
+    (void)state;
+    const char *ints = "[18446744073709551615,-9223372036854775808,9223372036854775807,"
+                       "9007199254740993,-9007199254740993,0]";
+    char *text = event_with(
+        "[\"server:request\",{\"requestId\":\"r-1\",\"command\":\"c\",\"payload\":%s}]", ints);
+    struct volt_event ev = parse(text);
+    free(text);
+    assert_kind(ev, VOLT_EV_SERVER_REQUEST);
+    assert_string_equal(js(ev.payload), ints);
+    /* uint64 max as msgpack 0xcf, int64 min as 0xd3: no float in between */
+    assert_int_equal(ev.payload.ptr[1], 0xcf);
+    assert_int_equal(ev.payload.ptr[10], 0xd3);
+
+    struct proto_span data = mp(ints);
+    struct volt_out o = out_begin();
+    assert_int_equal(volt_put_answer(&o, "r-1", 3, true, &data, NULL, NULL), 0);
+    assert_out("[\"server:response\",{\"requestId\":\"r-1\",\"success\":true,\"data\":["
+               "18446744073709551615,"
+               "-9223372036854775808,9223372036854775807,9007199254740993,-9007199254740993,0]}]");
+
+    /* one past either end: a float, as a JavaScript server's digits may be */
+    ev = parse(
+        "[\"message\",{\"type\":\"t\",\"data\":[18446744073709551616,-9223372036854775809]}]");
+    assert_kind(ev, VOLT_EV_MESSAGE);
+    assert_int_equal(ev.data.ptr[1], 0xcb);
+    assert_int_equal(ev.data.ptr[10], 0xcb);
+}
+
 /* ---- message ---- */
 
 static void test_message(void **state)
@@ -716,14 +756,6 @@ static void test_connect_error(void **state)
 }
 
 /* ---- builders ---- */
-
-static struct volt_out out_begin(void)
-{
-    struct volt_out o;
-    proto_buf_reset(&outbuf);
-    volt_out_init(&o, &outbuf);
-    return o;
-}
 
 static void test_put_request(void **state)
 {
@@ -983,6 +1015,7 @@ int main(void)
         cmocka_unit_test(test_server_request_without_command),
         cmocka_unit_test(test_server_request_payload_undeliverable),
         cmocka_unit_test(test_server_request_binary_payload),
+        cmocka_unit_test(test_integers_64bit_both_ways),
         cmocka_unit_test(test_message),
         cmocka_unit_test(test_message_malformed),
         cmocka_unit_test(test_event_shape),

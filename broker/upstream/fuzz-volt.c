@@ -61,7 +61,7 @@ static void check_event(const struct volt_event *ev)
     }
 }
 
-static void message_roundtrip(struct volt *v, const struct volt_event *ev)
+static void message_roundtrip(struct volt_parser *v, const struct volt_event *ev)
 {
     struct proto_buf type, val, json;
     struct volt_out o;
@@ -100,7 +100,7 @@ static void answer_payload(const struct volt_event *ev)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    static struct volt *v;
+    static struct volt_parser *v;
     struct proto_span att[3];
     struct volt_event ev;
     char pid[VOLT_PID_MAX + 1];
@@ -108,7 +108,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     if (size < 1)
         return 0;
-    if (!v && !(v = volt_new()))
+    if (!v && !(v = volt_parser_new()))
         abort();
     uint8_t mode = data[0];
     const char *json = (const char *)data + 1;

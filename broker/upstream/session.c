@@ -120,7 +120,7 @@ struct session {
     struct proto_buf header;
     struct volt_out vo; /* the packet being built in `out` (volt.h) */
     struct proto_buf scratch;
-    struct volt *volt; /* the event parser */
+    struct volt_parser *volt; /* the event parser */
     struct session_inbound *inbound_free;
     uint64_t refused_while_full; /* packets refused since the queue filled; logged once */
     size_t answer_headroom;      /* send-queue bytes only answers may use (see packet_send) */
@@ -1280,7 +1280,7 @@ struct session *session_new(uv_loop_t *loop, const struct session_params *params
     lim.max_attachment_bytes = s->p.max_message;
     lim.max_attachments = VOLT_MAX_ATTACHMENTS;
     sio_assembler_init(&s->sio, &lim);
-    s->volt = volt_new();
+    s->volt = volt_parser_new();
     if (!s->volt) {
         log_error("out of memory");
         goto fail;
@@ -1297,7 +1297,7 @@ struct session *session_new(uv_loop_t *loop, const struct session_params *params
     return s;
 
 fail:
-    volt_free(s->volt);
+    volt_parser_free(s->volt);
     proto_buf_free(&s->handshake_path);
     params_free(&s->p);
     free(s);
@@ -1422,7 +1422,7 @@ void session_free(struct session *s)
     idtable_free(s->pending);
     credstore_free(s->store);
     sio_assembler_free(&s->sio);
-    volt_free(s->volt);
+    volt_parser_free(s->volt);
     proto_buf_free(&s->handshake_path);
     proto_buf_free(&s->out);
     proto_buf_free(&s->header);

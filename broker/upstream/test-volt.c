@@ -27,14 +27,14 @@
 
 #define UUID_A "0b6a2c1e-4f3d-4a5b-9c8d-7e6f5a4b3c2d"
 
-static struct volt *v;
+static struct volt_parser *v;
 static struct proto_buf mpbuf, jsonbuf, outbuf;
 static struct proto_json_doc tdoc;
 
 static int setup(void **state)
 {
     (void)state;
-    v = volt_new();
+    v = volt_parser_new();
     proto_buf_init(&mpbuf);
     proto_buf_init(&jsonbuf);
     proto_buf_init(&outbuf);
@@ -45,7 +45,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     (void)state;
-    volt_free(v);
+    volt_parser_free(v);
     v = NULL;
     proto_buf_free(&mpbuf);
     proto_buf_free(&jsonbuf);

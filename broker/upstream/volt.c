@@ -23,7 +23,7 @@
 #include "proto/text.h"
 #include "util/uuid.h"
 
-struct volt {
+struct volt_parser {
     struct proto_json_doc doc;
     struct proto_buf a; /* converted values */
     struct proto_buf b; /* decoded strings */
@@ -34,9 +34,9 @@ struct volt {
     char text[320]; /* refusals and reasons handed out */
 };
 
-struct volt *volt_new(void)
+struct volt_parser *volt_parser_new(void)
 {
-    struct volt *v = calloc(1, sizeof(*v));
+    struct volt_parser *v = calloc(1, sizeof(*v));
 
     if (!v)
         return NULL;
@@ -47,7 +47,7 @@ struct volt *volt_new(void)
     return v;
 }
 
-void volt_free(struct volt *v)
+void volt_parser_free(struct volt_parser *v)
 {
     if (!v)
         return;
@@ -64,7 +64,7 @@ static struct proto_span span_of(const struct proto_buf *b)
 }
 
 /* The string member `key` of `obj`, decoded into out. 0 or -1. */
-static int string_field(struct volt *v, uint32_t obj, const char *key, struct proto_buf *out)
+static int string_field(struct volt_parser *v, uint32_t obj, const char *key, struct proto_buf *out)
 {
     int tok = proto_json_find(&v->doc, obj, key);
 
@@ -98,7 +98,7 @@ static bool depth_over(const struct proto_json_doc *d, uint32_t tok, uint32_t ma
 
 /* The value of `key` as msgpack in v->a (len 0 when absent). 0, or -1 with
  * the reason in v->value_error. */
-static int value_field(struct volt *v, uint32_t obj, const char *key)
+static int value_field(struct volt_parser *v, uint32_t obj, const char *key)
 {
     int tok = proto_json_find(&v->doc, obj, key);
     struct proto_span att[VOLT_MAX_ATTACHMENTS];
@@ -163,7 +163,7 @@ static bool starts_event(const char *text, size_t len, const char *name)
            !memcmp(text + i + 2, name, n) && text[i + 2 + n] == '"';
 }
 
-static void salvage(struct volt *v, const char *text, size_t len, const char *why,
+static void salvage(struct volt_parser *v, const char *text, size_t len, const char *why,
                     struct volt_event *ev)
 {
     ev->why = why;
@@ -185,7 +185,7 @@ static void salvage(struct volt *v, const char *text, size_t len, const char *wh
 
 /* ---- events ---- */
 
-static void note_offset(struct volt *v, struct volt_event *ev)
+static void note_offset(struct volt_parser *v, struct volt_event *ev)
 {
     uint32_t last = 1;
     for (uint32_t i = 1; i < v->doc.tok[0].count; i++)
@@ -200,7 +200,7 @@ static void note_offset(struct volt *v, struct volt_event *ev)
     }
 }
 
-static void on_response(struct volt *v, uint32_t obj, struct volt_event *ev)
+static void on_response(struct volt_parser *v, uint32_t obj, struct volt_event *ev)
 {
     if (string_field(v, obj, "requestId", &v->b) < 0 ||
         uuid_parse((const char *)v->b.data, v->b.len, ev->uuid) < 0) {
@@ -237,7 +237,7 @@ static void on_response(struct volt *v, uint32_t obj, struct volt_event *ev)
     ev->message = span_of(&v->b);
 }
 
-int volt_response_data(struct volt *v, struct proto_span *out, const char **why)
+int volt_response_data(struct volt_parser *v, struct proto_span *out, const char **why)
 {
     out->ptr = NULL;
     out->len = 0;
@@ -255,7 +255,7 @@ int volt_response_data(struct volt *v, struct proto_span *out, const char **why)
     return 0;
 }
 
-static void on_server_request(struct volt *v, uint32_t obj, struct volt_event *ev)
+static void on_server_request(struct volt_parser *v, uint32_t obj, struct volt_event *ev)
 {
     if (string_field(v, obj, "requestId", &v->b) < 0 || !v->b.len || v->b.len > VOLT_ID_MAX) {
         ev->why = "server:request without a usable requestId";
@@ -281,7 +281,7 @@ static void on_server_request(struct volt *v, uint32_t obj, struct volt_event *e
     ev->payload = span_of(&v->a);
 }
 
-static void on_message(struct volt *v, uint32_t obj, struct volt_event *ev)
+static void on_message(struct volt_parser *v, uint32_t obj, struct volt_event *ev)
 {
     static const uint8_t nil = 0xc0;
 
@@ -301,8 +301,9 @@ static void on_message(struct volt *v, uint32_t obj, struct volt_event *ev)
     ev->data.len = v->a.len ? (uint32_t)v->a.len : 1;
 }
 
-int volt_parse_event(struct volt *v, const char *json, size_t len, const struct proto_span *att,
-                     uint32_t n_att, bool want_offset, struct volt_event *ev)
+int volt_parse_event(struct volt_parser *v, const char *json, size_t len,
+                     const struct proto_span *att, uint32_t n_att, bool want_offset,
+                     struct volt_event *ev)
 {
     struct proto_json_error err;
     uint32_t obj;
@@ -354,13 +355,13 @@ int volt_parse_event(struct volt *v, const char *json, size_t len, const struct 
 
 /* ---- acks and namespace packets ---- */
 
-static void copy_field(struct volt *v, uint32_t obj, const char *key, char *out, size_t size)
+static void copy_field(struct volt_parser *v, uint32_t obj, const char *key, char *out, size_t size)
 {
     if (string_field(v, obj, key, &v->b) == 0)
         snprintf(out, size, "%.*s", (int)v->b.len, (const char *)v->b.data);
 }
 
-void volt_parse_register_ack(struct volt *v, const char *json, size_t len,
+void volt_parse_register_ack(struct volt_parser *v, const char *json, size_t len,
                              struct volt_register_ack *ack)
 {
     memset(ack, 0, sizeof(*ack));
@@ -380,7 +381,8 @@ void volt_parse_register_ack(struct volt *v, const char *json, size_t len,
     }
 }
 
-void volt_parse_connect(struct volt *v, const char *json, size_t len, char pid[VOLT_PID_MAX + 1])
+void volt_parse_connect(struct volt_parser *v, const char *json, size_t len,
+                        char pid[VOLT_PID_MAX + 1])
 {
     pid[0] = '\0';
     v->response_obj = -1;
@@ -392,7 +394,7 @@ void volt_parse_connect(struct volt *v, const char *json, size_t len, char pid[V
     }
 }
 
-const char *volt_parse_connect_error(struct volt *v, const char *json, size_t len)
+const char *volt_parse_connect_error(struct volt_parser *v, const char *json, size_t len)
 {
     v->response_obj = -1;
     if (proto_json_parse(&v->doc, json, len, 0, NULL) == 0 && v->doc.n &&

@@ -4,7 +4,7 @@
  * (which owns the socket, the timers, the pending table and the state
  * machine, and performs what this module decides).
  *
- * Inbound, one parser with its scratch (struct volt, opaque, reused for
+ * Inbound, one parser with its scratch (struct volt_parser, opaque, reused for
  * every packet) turns the JSON of a packet into a `struct volt_event`:
  *
  *   ["daemon:response", {"requestId": <uuid>, "success": true, "data": X}]
@@ -68,11 +68,12 @@
 
 /* ---- inbound ---- */
 
-struct volt;
+struct volt_parser;
 
-/* NULL on out of memory. volt_free(NULL) is a no-op. */
-struct volt *volt_new(void);
-void volt_free(struct volt *v);
+/* NULL on out of memory. volt_parser_free(NULL) is a no-op. (Not
+ * volt_new/volt_free: the client library's public volt_free() has that name.) */
+struct volt_parser *volt_parser_new(void);
+void volt_parser_free(struct volt_parser *v);
 
 enum volt_event_kind {
     VOLT_EV_IGNORED,
@@ -121,13 +122,14 @@ struct volt_event {
  * attachments (placeholder num N is att[N]). want_offset: look for the
  * recovery offset (only a server that keeps sessions appends it). Always
  * fills *ev; returns 0, or PROTO_E_NOMEM. */
-int volt_parse_event(struct volt *v, const char *json, size_t len, const struct proto_span *att,
-                     uint32_t n_att, bool want_offset, struct volt_event *ev);
+int volt_parse_event(struct volt_parser *v, const char *json, size_t len,
+                     const struct proto_span *att, uint32_t n_att, bool want_offset,
+                     struct volt_event *ev);
 
 /* The data of the RESPONSE just parsed (ok) as msgpack in *out (len 0 when
  * the response has none). 0, or a negative code with the reason, ready to
  * give the requester, in *why (valid until the next call). */
-int volt_response_data(struct volt *v, struct proto_span *out, const char **why);
+int volt_response_data(struct volt_parser *v, struct proto_span *out, const char **why);
 
 /* The ack of daemon:register: [{"success": true}] or
  * [{"success": false, "error": {"code": C, "message": M}}]. */
@@ -136,16 +138,17 @@ struct volt_register_ack {
     char code[64];     /* "" when not given (truncated when longer) */
     char message[192]; /* "" when not given */
 };
-void volt_parse_register_ack(struct volt *v, const char *json, size_t len,
+void volt_parse_register_ack(struct volt_parser *v, const char *json, size_t len,
                              struct volt_register_ack *ack);
 
 /* The namespace CONNECT's data: {"sid": ..., "pid": P}. P into pid
  * (VOLT_PID_MAX + 1 bytes), "" when absent, not a string or too long. */
-void volt_parse_connect(struct volt *v, const char *json, size_t len, char pid[VOLT_PID_MAX + 1]);
+void volt_parse_connect(struct volt_parser *v, const char *json, size_t len,
+                        char pid[VOLT_PID_MAX + 1]);
 
 /* The CONNECT_ERROR's message ({"message": M}), NUL-terminated in the
  * parser, or "refused". */
-const char *volt_parse_connect_error(struct volt *v, const char *json, size_t len);
+const char *volt_parse_connect_error(struct volt_parser *v, const char *json, size_t len);
 
 /* ---- outbound ---- */
 

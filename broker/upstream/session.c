@@ -20,6 +20,10 @@
  *   fail with SOCKET_NOT_READY and the backoff starts. Deciding to drop
  *   the link just records the reason and calls ws_close().
  *
+ * What each event means and how each is written is volt.c's (pure, unit
+ * tested, fuzzed): this file only performs what it decides (finish a
+ * pending request, hand a call to the router, answer, drop the link).
+ *
  * Outbound packets are built in one buffer with a gap in front: the JSON
  * is written first (transcoded straight from the local msgpack), and the
  * Engine.IO/Socket.IO header, whose attachment count is only known after

@@ -879,6 +879,11 @@ cJSON *h_conn_expect_event(struct h_conn *c, const char *event, int timeout_ms)
     }
 }
 
+const char *h_conn_last_text(const struct h_conn *c)
+{
+    return c->buf.len ? (const char *)c->buf.data : "";
+}
+
 cJSON *h_conn_expect(struct h_conn *c, const char *op, long long id, int timeout_ms)
 {
     uint64_t end = h_now_ms() + (uint64_t)timeout_ms;

@@ -140,6 +140,10 @@ int h_conn_send(struct h_conn *c, const char *json);
 int h_conn_send_raw(struct h_conn *c, const void *data, size_t len);
 /* Next frame as parsed JSON (caller cJSON_Delete()s), or NULL on timeout/EOF. */
 cJSON *h_conn_recv(struct h_conn *c, int timeout_ms);
+/* The JSON text (proto's exact transcoding of the msgpack, integers digit
+ * for digit, unlike cJSON's doubles) of the frame last returned by
+ * h_conn_recv/h_conn_expect; valid until the next call on c. */
+const char *h_conn_last_text(const struct h_conn *c);
 /* Receives until a frame whose "op" is op (and, if id >= 0, whose "id" is
  * id) arrives; other frames are discarded. NULL on timeout. */
 cJSON *h_conn_expect(struct h_conn *c, const char *op, long long id, int timeout_ms);

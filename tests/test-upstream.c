@@ -157,9 +157,8 @@ static void test_commands(void **state)
     struct h_conn *c = h_conn_hello(fx.broker.sock, "t-commands");
     cJSON *r;
 
-    /* echo, with integers at the edges of exactness and a float. */
-    r = request(c, 1, "echo", "{\"a\":[1,2,3],\"big\":9007199254740993,\"f\":0.1,\"s\":\"é\"}",
-                3000);
+    /* echo, with a float and a non-ASCII string (integers: test_integers_64bit). */
+    r = request(c, 1, "echo", "{\"a\":[1,2,3],\"f\":0.1,\"s\":\"é\"}", 3000);
     assert_ok(r);
     assert_int_equal((int)h_json_num(r, "data.a", -1), -1); /* an array, not a number */
     assert_string_equal(h_json_str(r, "data.s"), "é");
@@ -262,6 +261,152 @@ static void test_disconnect_fails_pending(void **state)
     assert_non_null(r);
     cJSON_Delete(r);
     h_conn_close(c);
+}
+
+/* ---- 4, 6: 64-bit integers ---- */
+
+/* The member `key` of the first object in `text` that has it, as its raw
+ * JSON text (balanced brackets), into out. */
+static const char *member_text(const char *text, const char *key, char *out, size_t size)
+{
+    char pat[64];
+    snprintf(pat, sizeof(pat), "\"%s\":", key);
+    const char *at = text ? strstr(text, pat) : NULL;
+    if (!at)
+        return "(absent)";
+    at += strlen(pat);
+    size_t n = 0;
+    int depth = 0;
+    do {
+        if (at[n] == '[' || at[n] == '{')
+            depth++;
+        else if (at[n] == ']' || at[n] == '}')
+            depth--;
+        n++;
+    } while (at[n] && depth > 0);
+    if (n >= size)
+        n = size - 1;
+    memcpy(out, at, n);
+    out[n] = '\0';
+    return out;
+}
+
+/* Fails, printing both, unless member `key` of `text` is exactly `want`. */
+static bool member_is(const char *where, const char *text, const char *key, const char *want)
+{
+    char got[512];
+    member_text(text, key, got, sizeof(got));
+    if (strcmp(got, want) == 0)
+        return true;
+    fprintf(stderr, "%s: \"%s\"\n  expected %s\n  actual   %s\n", where, key, want, got);
+    return false;
+}
+
+/* The text of the next WebSocket message the broker sends upstream that
+ * contains `needle`, as the monitor `m` traces it (caller frees), or NULL. */
+static char *traced_upstream_out(struct h_conn *m, const char *needle)
+{
+    uint64_t end = h_now_ms() + 5000;
+    while (h_now_ms() < end) {
+        cJSON *t = h_conn_expect(m, "trace", -1, 1000);
+        if (!t)
+            continue;
+        const char *dir = h_json_str(t, "dir");
+        const char *frame = h_json_str(t, "frame");
+        char *found = NULL;
+        if (dir && !strcmp(dir, "upstream-out") && frame && strstr(frame, needle))
+            found = strdup(frame);
+        cJSON_Delete(t);
+        if (found)
+            return found;
+    }
+    return NULL;
+}
+
+/* Integers through the broker, digit for digit.
+ *
+ * The broker is exact over all of int64 and uint64, both ways
+ * (proto/PROTOCOL.md, "Values"): what a client gives goes upstream as the
+ * same decimal digits, and the digits the server writes come back as the
+ * same integer. This checks it at the wire (the monitor shows the
+ * WebSocket messages) and end to end.
+ *
+ * End to end, what comes back also depends on the server. The dev server
+ * is Node, whose JSON.parse makes every number a double, as a VOLT server
+ * in JavaScript does:
+ * - integers a double holds exactly (|n| <= 2^53 - 1: SAFE_INTS, both signs
+ *   of every msgpack width up to there) come back exact, local -> server ->
+ *   local (daemon:request, echoed) and server -> handler -> server
+ *   (server:request, answered);
+ * - beyond that the server keeps the nearest double and writes it in its
+ *   shortest form; the broker reads those digits exactly: an integer when
+ *   they fit int64/uint64, else a float64 (PROTOCOL.md, "Values"). So
+ *   2^53 + 1 comes back 2^53, 2^63 - 1 comes back 9223372036854776000 (an
+ *   integer, not 2^63), 2^64 - 1 and -2^63 come back as floats. */
+#define SAFE_INTS "[9007199254740991,-9007199254740991,4294967296,-2147483649,65536,-129,0,-1]"
+#define OVER_INTS "[9007199254740993,18446744073709551615,-9223372036854775808,9223372036854775807]"
+/* OVER_INTS as a JavaScript server holds them (its JSON.stringify)... */
+#define OVER_INTS_IN_JS                                                                            \
+    "[9007199254740992,18446744073709552000,-9223372036854776000,9223372036854776000]"
+/* ...and as the broker then reads those digits (floats print with ".0"). */
+#define OVER_INTS_VIA_JS                                                                           \
+    "[9007199254740992,18446744073709552000.0,-9223372036854776000.0,9223372036854776000]"
+
+static void test_integers_64bit(void **state)
+{
+    (void)state;
+    assert_int_equal(h_wait_state(fx.broker.sock, "ready", 15000), 0);
+    struct h_conn *c = h_conn_hello(fx.broker.sock, "t-integers");
+    struct h_conn *m = h_conn_hello(fx.broker.sock, "t-integers-monitor");
+    bool ok = true;
+    char *wire;
+
+    assert_int_equal(h_conn_send(m, "{\"op\":\"monitor\",\"id\":1}"), 0);
+    cJSON *r = h_conn_expect(m, "result", 1, 5000);
+    assert_ok(r);
+    cJSON_Delete(r);
+
+    /* local -> server -> local: the dev server's echo */
+    r = request(c, 1, "echo", "{\"safe\":" SAFE_INTS ",\"over\":" OVER_INTS "}", 3000);
+    assert_ok(r);
+    ok &= member_is("echo result", h_conn_last_text(c), "safe", SAFE_INTS);
+    ok &= member_is("echo result", h_conn_last_text(c), "over", OVER_INTS_VIA_JS);
+    cJSON_Delete(r);
+    wire = traced_upstream_out(m, "daemon:request");
+    assert_non_null(wire);
+    ok &= member_is("daemon:request on the wire", wire, "safe", SAFE_INTS);
+    ok &= member_is("daemon:request on the wire", wire, "over", OVER_INTS);
+    free(wire);
+
+    /* server -> handler -> server: a server:request answered with the same
+     * integers, and with those a double cannot hold */
+    register_commands(c, 2, "[\"ints\"]");
+    pid_t pid = fork();
+    if (pid == 0) {
+        char *resp = NULL;
+        long st = h_http(&fx.server, "POST", "/_dev/server-request",
+                         "{\"command\":\"ints\",\"payload\":{\"safe\":" SAFE_INTS "}}", &resp);
+        bool child_ok = st == 200;
+        if (!child_ok)
+            fprintf(stderr, "server-request: expected HTTP 200, actual %ld\n", st);
+        child_ok &= member_is("server:response as the server read it", resp, "safe", SAFE_INTS);
+        child_ok &=
+            member_is("server:response as the server read it", resp, "over", OVER_INTS_IN_JS);
+        _exit(child_ok ? 0 : 1);
+    }
+    r = h_conn_expect(c, "call", -1, 5000);
+    assert_non_null(r);
+    ok &= member_is("call", h_conn_last_text(c), "safe", SAFE_INTS);
+    answer_call(c, r, "\"ok\":true,\"data\":{\"safe\":" SAFE_INTS ",\"over\":" OVER_INTS "}");
+    wire = traced_upstream_out(m, "server:response");
+    assert_non_null(wire);
+    ok &= member_is("server:response on the wire", wire, "safe", SAFE_INTS);
+    ok &= member_is("server:response on the wire", wire, "over", OVER_INTS);
+    free(wire);
+    expect_child_ok(pid);
+    h_conn_close(m);
+    h_conn_close(c);
+    assert_true(ok);
 }
 
 /* ---- 3, 6: handlers, registration, server:request ---- */
@@ -1420,6 +1565,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_commands, setup_plain, teardown),
         cmocka_unit_test_setup_teardown(test_disconnect_fails_pending, setup_plain, teardown),
         cmocka_unit_test_setup_teardown(test_handlers_and_server_requests, setup_plain, teardown),
+        cmocka_unit_test_setup_teardown(test_integers_64bit, setup_plain, teardown),
         cmocka_unit_test_setup_teardown(test_messages_and_binary, setup_plain, teardown),
         cmocka_unit_test_setup_teardown(test_recovery_replays_missed_packets, setup_recovery,
                                         teardown),

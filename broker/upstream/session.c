@@ -20,6 +20,10 @@
  *   fail with SOCKET_NOT_READY and the backoff starts. Deciding to drop
  *   the link just records the reason and calls ws_close().
  *
+ * What each event means and how each is written is volt.c's (pure, unit
+ * tested, fuzzed): this file only performs what it decides (finish a
+ * pending request, hand a call to the router, answer, drop the link).
+ *
  * Outbound packets are built in one buffer with a gap in front: the JSON
  * is written first (transcoded straight from the local msgpack), and the
  * Engine.IO/Socket.IO header, whose attachment count is only known after
@@ -44,6 +48,7 @@
 #include "upstream/http.h"
 #include "upstream/sio.h"
 #include "upstream/url.h"
+#include "upstream/volt.h"
 #include "upstream/ws.h"
 #include "util/backoff.h"
 #include "util/credstore.h"
@@ -53,16 +58,13 @@
 #include "util/timerqueue.h"
 #include "util/uuid.h"
 
-#define MAX_ATTACHMENTS             64
-#define INBOUND_ID_MAX              128
-#define HEADER_GAP_BASE             48
-#define HEARTBEATS_BEFORE_RECONNECT 3
+#define HEADER_GAP_BASE 48
 
 struct session_inbound {
     struct session_inbound *next_free;
     uint32_t generation;
     uint32_t id_len;
-    char id[INBOUND_ID_MAX + 1];
+    char id[VOLT_ID_MAX + 1];
 };
 
 struct session {
@@ -94,12 +96,12 @@ struct session {
     struct sio_assembler sio;
     uint64_t next_ack_id;
     uint64_t register_ack_id;
-    uint32_t generation;   /* bumped per connection: stale inbound answers are dropped */
-    char recovery_pid[64]; /* the server's session id, when it keeps sessions */
-    bool ever_registered;  /* register_when_settled() holds only the first */
+    uint32_t generation; /* bumped per connection: stale inbound answers are dropped */
+    char recovery_pid[VOLT_PID_MAX + 1]; /* the server's session id, when it keeps sessions */
+    bool ever_registered;                /* register_when_settled() holds only the first */
     bool holding_register;
     uint64_t last_local_activity;
-    char recovery_offset[64]; /* of the last event received in it */
+    char recovery_offset[VOLT_OFFSET_MAX + 1]; /* of the last event received in it */
 
     struct backoff backoff;
     uint32_t attempts;
@@ -120,12 +122,9 @@ struct session {
 
     struct proto_buf out;
     struct proto_buf header;
+    struct volt_out vo; /* the packet being built in `out` (volt.h) */
     struct proto_buf scratch;
-    struct proto_buf scratch2;
-    struct proto_json_doc doc;
-    struct proto_json_error json_err; /* details of the last failed conversion */
-    char value_error[200];            /* why the last inbound value could not be converted */
-    struct proto_span attachments[MAX_ATTACHMENTS];
+    struct volt_parser *volt; /* the event parser */
     struct session_inbound *inbound_free;
     uint64_t refused_while_full; /* packets refused since the queue filled; logged once */
     size_t answer_headroom;      /* send-queue bytes only answers may use (see packet_send) */
@@ -206,12 +205,8 @@ static int packet_begin(struct session *s)
     if (proto_buf_reserve(&s->out, header_gap(s) + 256) < 0)
         return PROTO_E_NOMEM;
     s->out.len = header_gap(s);
+    volt_out_init(&s->vo, &s->out);
     return 0;
-}
-
-static int put(struct session *s, const char *text)
-{
-    return proto_buf_append(&s->out, text, strlen(text));
 }
 
 static int send_message(struct session *s, const void *data, size_t len, bool binary)
@@ -242,8 +237,10 @@ enum packet_class { PACKET_OURS, PACKET_ANSWER };
  * Returns 0, PROTO_E_PAYLOAD_TOO_LARGE (nothing sent), or
  * PROTO_E_EMIT_FAILED (the link is gone or its queue is full). */
 static int packet_send(struct session *s, enum sio_packet_type type, const uint64_t *ack_id,
-                       uint32_t n_attach, enum packet_class class)
+                       enum packet_class class)
 {
+    uint32_t n_attach = s->vo.n_att;
+    const struct proto_span *att = s->vo.att;
     size_t gap = header_gap(s);
     size_t body = s->out.len - gap;
     int rc;
@@ -261,14 +258,14 @@ static int packet_send(struct session *s, enum sio_packet_type type, const uint6
     if (s->hs.max_payload && s->header.len + body > s->hs.max_payload)
         return PROTO_E_PAYLOAD_TOO_LARGE;
     for (uint32_t i = 0; i < n_attach; i++) {
-        if (s->hs.max_payload && s->attachments[i].len > s->hs.max_payload)
+        if (s->hs.max_payload && att[i].len > s->hs.max_payload)
             return PROTO_E_PAYLOAD_TOO_LARGE;
     }
     /* All of a packet or none of it: a packet queued without all of its
      * attachments would have the server read the next packets as them. */
     size_t need = s->header.len + body + WS_SEND_OVERHEAD;
     for (uint32_t i = 0; i < n_attach; i++)
-        need += s->attachments[i].len + WS_SEND_OVERHEAD;
+        need += att[i].len + WS_SEND_OVERHEAD;
     size_t keep_free = PONG_RESERVE + (class == PACKET_ANSWER ? 0 : s->answer_headroom);
     size_t room = ws_send_queue_room(s->conn);
     if (room < keep_free || need > room - keep_free) {
@@ -289,33 +286,11 @@ static int packet_send(struct session *s, enum sio_packet_type type, const uint6
     memcpy(start, s->header.data, s->header.len);
     rc = send_message(s, start, s->header.len + body, false);
     for (uint32_t i = 0; rc == 0 && i < n_attach; i++)
-        rc = send_message(s, s->attachments[i].ptr, s->attachments[i].len, true);
+        rc = send_message(s, att[i].ptr, att[i].len, true);
     if (rc < 0) {
         log_warn("upstream: cannot queue a packet (%s)", strerror(-rc));
         return PROTO_E_EMIT_FAILED;
     }
-    return 0;
-}
-
-/* Appends a msgpack value as JSON to the packet; binary values become
- * placeholders numbered on from *n_attach (several values may carry
- * binary in one packet). */
-static int put_value(struct session *s, const struct proto_span *v, uint32_t *n_attach,
-                     const char **why)
-{
-    struct proto_json_opts o = {
-        .bin = PROTO_JSON_BIN_PLACEHOLDER,
-        .attachments = s->attachments,
-        .max_attachments = MAX_ATTACHMENTS,
-        .n_attachments = *n_attach,
-    };
-    int rc = proto_msgpack_to_json(v->ptr, v->len, &s->out, &o, &s->json_err);
-
-    if (rc < 0) {
-        *why = s->json_err.text[0] ? s->json_err.text : "value has no JSON form";
-        return rc == PROTO_E_NOMEM ? rc : PROTO_E_NOT_JSON;
-    }
-    *n_attach = o.n_attachments;
     return 0;
 }
 
@@ -345,17 +320,13 @@ static void on_heartbeat_result(void *ctx, const struct session_result *r)
     struct session *s = ctx;
 
     s->heartbeat_outstanding = false;
-    if (r->code == 0) {
-        s->heartbeat_failures = 0;
+    enum volt_heartbeat_action act = volt_heartbeat_result(&s->heartbeat_failures, r->code);
+    if (act == VOLT_HB_NONE)
         return;
-    }
-    if (r->code == PROTO_E_SOCKET_NOT_READY)
-        return; /* the link went away: that is reported on its own */
-    s->heartbeat_failures++;
     report_error(s, PROTO_E_HEARTBEAT_FAILED, "heartbeat failed (%s%s%.*s), %u in a row",
                  proto_error_name(r->code), r->message.len ? ": " : "", (int)r->message.len,
                  r->message.ptr ? (const char *)r->message.ptr : "", s->heartbeat_failures);
-    if (s->heartbeat_failures >= HEARTBEATS_BEFORE_RECONNECT)
+    if (act == VOLT_HB_DROP)
         drop_link(s, "%u heartbeats failed in a row", s->heartbeat_failures);
 }
 
@@ -364,28 +335,16 @@ static void on_heartbeat_tick(uv_timer_t *t)
     struct session *s = t->data;
     uint64_t clients = 0, handlers = 0;
     const char *why = NULL;
-    uint8_t payload[64];
-    size_t n = 0;
-    struct proto_span command = proto_span_str("runtime.heartbeat", 17);
+    uint8_t payload[VOLT_HEARTBEAT_PAYLOAD_MAX];
+    size_t n;
+    struct proto_span command =
+        proto_span_str(VOLT_HEARTBEAT_COMMAND, sizeof(VOLT_HEARTBEAT_COMMAND) - 1);
 
     if (s->state != SESSION_READY || s->heartbeat_outstanding)
         return;
     if (s->ev.local_counts)
         s->ev.local_counts(s->ev.ud, &clients, &handlers);
-    /* {"uptimeMs":N,"clients":N,"handlers":N} as msgpack, by hand: three
-     * fixed keys and uint64 values (0xcf) fit a small stack buffer. */
-    const char *keys[3] = {"uptimeMs", "clients", "handlers"};
-    uint64_t vals[3] = {uv_now(s->loop) - s->started, clients, handlers};
-    payload[n++] = 0x83;
-    for (int i = 0; i < 3; i++) {
-        size_t kl = strlen(keys[i]);
-        payload[n++] = (uint8_t)(0xa0 | kl);
-        memcpy(payload + n, keys[i], kl);
-        n += kl;
-        payload[n++] = 0xcf;
-        for (int b = 7; b >= 0; b--)
-            payload[n++] = (uint8_t)(vals[i] >> (8 * b));
-    }
+    n = volt_heartbeat_payload(payload, uv_now(s->loop) - s->started, clients, handlers);
     struct proto_span p = {payload, (uint32_t)n};
     uint64_t timeout = s->p.heartbeat_timeout_ms;
     if (session_request(s, &command, &p, timeout, on_heartbeat_result, s, NULL, &why) == 0)
@@ -448,7 +407,6 @@ int session_request(struct session *s, const struct proto_span *command,
     uint8_t id[UUID_LEN];
     char id_text[UUID_STR_LEN + 1];
     struct idtable_entry *e;
-    uint32_t n_attach = 0;
     int rc;
 
     if (s->state != SESSION_READY) {
@@ -463,31 +421,20 @@ int session_request(struct session *s, const struct proto_span *command,
         return PROTO_E_INTERNAL;
     }
     uuid_format(id, id_text);
-    rc = put(s, "[\"daemon:request\",{\"requestId\":\"");
-    rc |= proto_buf_append(&s->out, id_text, UUID_STR_LEN);
-    rc |= put(s, "\",\"command\":");
-    if (rc < 0)
+    rc = volt_put_request(&s->vo, id_text, UUID_STR_LEN, command, payload);
+    if (rc == PROTO_E_NOMEM)
         goto nomem;
-    if (proto_json_put_string(&s->out, (const char *)command->ptr, command->len) < 0) {
-        *why = "the command name is not valid UTF-8";
-        return PROTO_E_NOT_JSON;
+    if (rc < 0) {
+        *why = s->vo.why;
+        return rc;
     }
-    if (payload && payload->len) {
-        if (put(s, ",\"payload\":") < 0)
-            goto nomem;
-        rc = put_value(s, payload, &n_attach, why);
-        if (rc < 0)
-            return rc;
-    }
-    if (put(s, "}]") < 0)
-        goto nomem;
 
     rc = idtable_insert(s->pending, id, &e);
     if (rc < 0) {
         *why = rc == -ENOSPC ? "too many requests waiting for the server" : "request id collision";
         return PROTO_E_LIMIT_EXCEEDED;
     }
-    rc = packet_send(s, SIO_EVENT, NULL, n_attach, PACKET_OURS);
+    rc = packet_send(s, SIO_EVENT, NULL, PACKET_OURS);
     if (rc < 0) {
         idtable_remove(s->pending, e);
         *why = rc == PROTO_E_PAYLOAD_TOO_LARGE ? "the request exceeds the server's maxPayload"
@@ -514,27 +461,22 @@ nomem:
 int session_emit(struct session *s, const struct proto_span *type, const struct proto_span *data,
                  const char **why)
 {
-    uint32_t n_attach = 0;
     int rc;
 
     if (s->state != SESSION_READY) {
         *why = "the upstream session is not ready";
         return PROTO_E_EMIT_FAILED;
     }
-    if (packet_begin(s) < 0 || put(s, "[\"message\",{\"type\":") < 0)
+    if (packet_begin(s) < 0)
         goto nomem;
-    if (proto_json_put_string(&s->out, (const char *)type->ptr, type->len) < 0) {
-        *why = "the message type is not valid UTF-8";
-        return PROTO_E_NOT_JSON;
-    }
-    if (put(s, ",\"data\":") < 0)
+    rc = volt_put_message(&s->vo, type, data);
+    if (rc == PROTO_E_NOMEM)
         goto nomem;
-    rc = put_value(s, data, &n_attach, why);
-    if (rc < 0)
+    if (rc < 0) {
+        *why = s->vo.why;
         return rc;
-    if (put(s, "}]") < 0)
-        goto nomem;
-    rc = packet_send(s, SIO_EVENT, NULL, n_attach, PACKET_OURS);
+    }
+    rc = packet_send(s, SIO_EVENT, NULL, PACKET_OURS);
     if (rc < 0) {
         *why = rc == PROTO_E_PAYLOAD_TOO_LARGE ? "the message exceeds the server's maxPayload"
                                                : "the message could not be written upstream";
@@ -557,50 +499,15 @@ const char *session_inbound_id(const struct session_inbound *in)
 /* A HandlerError answer to `in` saying why, in place of one that cannot go. */
 static int put_handler_error(struct session *s, const struct session_inbound *in, const char *why)
 {
-    int rc = packet_begin(s);
-    rc |= put(s, "[\"server:response\",{\"requestId\":");
-    rc |= proto_json_put_string(&s->out, in->id, in->id_len);
-    rc |= put(s, ",\"success\":false,\"error\":{\"code\":\"HandlerError\",\"message\":");
-    rc |= proto_json_put_string(&s->out, why, strlen(why));
-    rc |= put(s, "}}]");
-    return rc;
-}
-
-/* The handler's answer as a server:response packet. *why is set when its
- * result has no JSON form (then nothing usable was built). */
-static int put_answer(struct session *s, const struct session_inbound *in, bool ok,
-                      const struct proto_span *data, const char *code,
-                      const struct proto_span *message, uint32_t *n_attach, const char **why)
-{
-    int rc = packet_begin(s);
-    rc |= put(s, "[\"server:response\",{\"requestId\":");
-    rc |= proto_json_put_string(&s->out, in->id, in->id_len);
-    if (ok) {
-        rc |= put(s, ",\"success\":true");
-        if (data && data->len) {
-            rc |= put(s, ",\"data\":");
-            if (rc == 0 && put_value(s, data, n_attach, why) < 0)
-                return -1;
-        }
-    } else {
-        rc |= put(s, ",\"success\":false,\"error\":{\"code\":");
-        rc |= proto_json_put_string(&s->out, code, strlen(code));
-        rc |= put(s, ",\"message\":");
-        /* A message that is not UTF-8 is replaced rather than failing the answer. */
-        if (!message ||
-            proto_json_put_string(&s->out, (const char *)message->ptr, message->len) < 0)
-            rc |= put(s, "\"(the handler's message was not valid UTF-8)\"");
-        rc |= put(s, "}");
-    }
-    rc |= put(s, "}]");
-    return rc;
+    if (packet_begin(s) < 0)
+        return PROTO_E_NOMEM;
+    return volt_put_handler_error(&s->vo, in->id, in->id_len, why);
 }
 
 void session_respond(struct session *s, struct session_inbound *in, bool ok,
                      const struct proto_span *data, const char *code,
                      const struct proto_span *message)
 {
-    uint32_t n_attach = 0;
     const char *why = NULL;
     int rc;
 
@@ -611,9 +518,13 @@ void session_respond(struct session *s, struct session_inbound *in, bool ok,
     }
     /* Whatever happens to the handler's answer, the server gets exactly one:
      * it, or a HandlerError saying why it could not be sent. */
-    rc = put_answer(s, in, ok, data, code, message, &n_attach, &why);
+    rc = packet_begin(s);
+    if (rc == 0)
+        rc = volt_put_answer(&s->vo, in->id, in->id_len, ok, data, code, message);
+    if (rc == PROTO_E_NOT_JSON)
+        why = s->vo.why;
     if (rc == 0) {
-        rc = packet_send(s, SIO_EVENT, NULL, n_attach, PACKET_ANSWER);
+        rc = packet_send(s, SIO_EVENT, NULL, PACKET_ANSWER);
         if (rc == PROTO_E_PAYLOAD_TOO_LARGE)
             why = "the handler's answer exceeds the server's maxPayload";
         else if (rc == PROTO_E_EMIT_FAILED && s->conn)
@@ -627,7 +538,7 @@ void session_respond(struct session *s, struct session_inbound *in, bool ok,
         log_warn("upstream: answering %s with HandlerError: %s", in->id, why);
         rc = put_handler_error(s, in, why);
         if (rc == 0)
-            rc = packet_send(s, SIO_EVENT, NULL, 0, PACKET_ANSWER);
+            rc = packet_send(s, SIO_EVENT, NULL, PACKET_ANSWER);
     }
     if (rc < 0)
         log_warn("upstream: could not send the answer to %s", in->id);
@@ -638,365 +549,143 @@ done:
 
 /* ---- inbound packets ---- */
 
-static int json_string_field(struct session *s, uint32_t obj, const char *key,
-                             struct proto_buf *out)
+static struct session_inbound *inbound_new(struct session *s, const struct volt_event *ev)
 {
-    int tok = proto_json_find(&s->doc, obj, key);
-    if (tok < 0 || s->doc.tok[tok].type != PROTO_JSON_STRING)
-        return -1;
-    proto_buf_reset(out);
-    return proto_json_string(&s->doc, (uint32_t)tok, out, NULL) < 0 ? -1 : 0;
+    struct session_inbound *in = s->inbound_free;
+    if (in)
+        s->inbound_free = in->next_free;
+    else if (!(in = malloc(sizeof(*in))))
+        return NULL;
+    in->generation = s->generation;
+    in->id_len = ev->id_len;
+    memcpy(in->id, ev->id, ev->id_len + 1);
+    s->counters.inbound++;
+    return in;
 }
 
-/* The value of `key` as msgpack in out (len 0 when absent). */
-/* True when the subtree at `tok` nests more than `max` containers. Tokens
- * are in preorder and each container knows where its subtree ends, so a
- * stack of those ends gives every token's depth in one pass. */
-static bool json_depth_over(const struct proto_json_doc *d, uint32_t tok, uint32_t max)
+static void on_daemon_response(struct session *s, const struct volt_event *ev)
 {
-    uint32_t ends[PROTO_DEFAULT_MAX_DEPTH + 1];
-    uint32_t depth = 0;
-    uint32_t end = d->tok[tok].next;
+    struct idtable_entry *e = idtable_find(s->pending, ev->uuid);
+    struct session_result r = {0};
+    const char *why = NULL;
 
-    for (uint32_t i = tok; i < end && i < d->n; i++) {
-        while (depth && ends[depth - 1] <= i)
-            depth--;
-        uint8_t type = d->tok[i].type;
-        if (type != PROTO_JSON_ARRAY && type != PROTO_JSON_OBJECT)
-            continue;
-        if (depth == max)
-            return true;
-        ends[depth++] = d->tok[i].next;
-    }
-    return false;
-}
-
-static int json_value_field(struct session *s, uint32_t obj, const char *key,
-                            const struct sio_message *msg, struct proto_buf *out)
-{
-    int tok = proto_json_find(&s->doc, obj, key);
-    struct proto_span att[MAX_ATTACHMENTS];
-    struct proto_json_opts o = {.bin = PROTO_JSON_BIN_PLACEHOLDER, .attachments = att};
-    struct proto_json_error err;
-
-    proto_buf_reset(out);
-    if (tok < 0)
-        return 0;
-    /* The value lands one level inside a local frame (result data, call
-     * payload, message data): what is deeper cannot be delivered. */
-    if (json_depth_over(&s->doc, (uint32_t)tok, PROTO_DEFAULT_MAX_DEPTH - 1)) {
-        snprintf(s->value_error, sizeof(s->value_error),
-                 "'%s' is nested deeper than the local protocol allows (%u levels)", key,
-                 PROTO_DEFAULT_MAX_DEPTH - 1);
-        log_info("upstream: cannot convert %s", s->value_error);
-        return -1;
-    }
-    o.n_attachments =
-        msg->packet.attachments < MAX_ATTACHMENTS ? msg->packet.attachments : MAX_ATTACHMENTS;
-    for (uint32_t i = 0; i < o.n_attachments; i++) {
-        att[i].ptr = msg->attachments[i].data;
-        att[i].len = (uint32_t)msg->attachments[i].len;
-    }
-    if (proto_json_to_msgpack_tok(&s->doc, (uint32_t)tok, out, &o, &err) < 0) {
-        snprintf(s->value_error, sizeof(s->value_error), "'%s': %s", key, err.text);
-        log_info("upstream: cannot convert %s", s->value_error);
-        return -1;
-    }
-    return 0;
-}
-
-static void on_daemon_response(struct session *s, uint32_t obj, const struct sio_message *msg)
-{
-    uint8_t id[UUID_LEN];
-    struct idtable_entry *e;
-    int tok;
-
-    if (json_string_field(s, obj, "requestId", &s->scratch2) < 0 ||
-        uuid_parse((const char *)s->scratch2.data, s->scratch2.len, id) < 0) {
-        log_debug("upstream: daemon:response without a valid requestId ignored");
-        return;
-    }
-    e = idtable_find(s->pending, id);
     if (!e) {
         s->counters.late_responses++;
-        log_debug("upstream: response to unknown or expired request %.*s dropped",
-                  (int)s->scratch2.len, s->scratch2.data);
+        log_debug("upstream: response to unknown or expired request %s dropped", ev->id);
         return;
     }
-    tok = proto_json_find(&s->doc, obj, "success");
-    if (tok >= 0 && s->doc.tok[tok].type == PROTO_JSON_TRUE) {
-        struct session_result r = {0};
-        if (json_value_field(s, obj, "data", msg, &s->scratch) < 0) {
-            char why[300];
-            snprintf(why, sizeof(why), "the server's answer cannot be delivered: %s",
-                     s->value_error);
-            s->counters.undeliverable++;
-            fail_request(s, e, PROTO_E_BAD_FRAME, why);
-            return;
-        }
-        r.data.ptr = s->scratch.data;
-        r.data.len = (uint32_t)s->scratch.len;
-        s->counters.responses_ok++;
+    if (!ev->ok) {
+        r.code = PROTO_E_COMMAND_REJECTED;
+        r.server_code = ev->server_code;
+        r.message = ev->message;
+        s->counters.rejected++;
         finish_request(s, e, &r);
         return;
     }
-    /* success false (or missing): a rejection with the server's words. */
-    struct session_result r = {.code = PROTO_E_COMMAND_REJECTED};
-    int err_tok = proto_json_find(&s->doc, obj, "error");
-    proto_buf_reset(&s->scratch);
-    proto_buf_reset(&s->scratch2);
-    if (err_tok >= 0 && s->doc.tok[err_tok].type == PROTO_JSON_OBJECT) {
-        int c = proto_json_find(&s->doc, (uint32_t)err_tok, "code");
-        int m = proto_json_find(&s->doc, (uint32_t)err_tok, "message");
-        if (c >= 0 && s->doc.tok[c].type == PROTO_JSON_STRING)
-            proto_json_string(&s->doc, (uint32_t)c, &s->scratch, NULL);
-        if (m >= 0 && s->doc.tok[m].type == PROTO_JSON_STRING)
-            proto_json_string(&s->doc, (uint32_t)m, &s->scratch2, NULL);
+    if (volt_response_data(s->volt, &r.data, &why) < 0) {
+        log_info("upstream: %s", why);
+        s->counters.undeliverable++;
+        fail_request(s, e, PROTO_E_BAD_FRAME, why);
+        return;
     }
-    if (!s->scratch2.len)
-        proto_buf_append(&s->scratch2, "rejected by the server", 22);
-    r.server_code.ptr = s->scratch.data;
-    r.server_code.len = (uint32_t)s->scratch.len;
-    r.message.ptr = s->scratch2.data;
-    r.message.len = (uint32_t)s->scratch2.len;
-    s->counters.rejected++;
+    s->counters.responses_ok++;
     finish_request(s, e, &r);
 }
 
-static struct session_inbound *inbound_new(struct session *s)
+/* A server:request is owed exactly one answer: the handler's, or the
+ * HandlerError the parser decided on (no command, undeliverable payload,
+ * an event that did not parse). */
+static void on_server_request(struct session *s, const struct volt_event *ev)
 {
-    struct session_inbound *in = s->inbound_free;
-    if (in) {
-        s->inbound_free = in->next_free;
-        return in;
-    }
-    return malloc(sizeof(*in));
-}
+    struct session_inbound *in = inbound_new(s, ev);
 
-static void on_server_request(struct session *s, uint32_t obj, const struct sio_message *msg)
-{
-    struct session_inbound *in;
-    struct proto_span cmd, payload;
-
-    if (json_string_field(s, obj, "requestId", &s->scratch2) < 0 || !s->scratch2.len ||
-        s->scratch2.len > INBOUND_ID_MAX) {
-        log_warn("upstream: server:request without a usable requestId ignored");
-        return;
-    }
-    in = inbound_new(s);
     if (!in)
         return;
-    in->generation = s->generation;
-    in->id_len = (uint32_t)s->scratch2.len;
-    memcpy(in->id, s->scratch2.data, in->id_len);
-    in->id[in->id_len] = '\0';
-    s->counters.inbound++;
-    if (json_string_field(s, obj, "command", &s->scratch2) < 0) {
-        struct proto_span m = proto_span_str("the request has no command", 26);
+    if (ev->refusal) {
+        struct proto_span m = proto_span_str(ev->refusal, (uint32_t)strlen(ev->refusal));
+        if (ev->undeliverable)
+            s->counters.undeliverable++;
         session_respond(s, in, false, NULL, "HandlerError", &m);
         return;
     }
-    if (json_value_field(s, obj, "payload", msg, &s->scratch) < 0) {
-        char why[300];
-        int n = snprintf(why, sizeof(why), "the payload cannot be delivered to a handler: %s",
-                         s->value_error);
-        struct proto_span m = proto_span_str(why, (uint32_t)(n < (int)sizeof(why) ? n : 0));
-        s->counters.undeliverable++;
-        session_respond(s, in, false, NULL, "HandlerError", &m);
-        return;
-    }
-    cmd.ptr = s->scratch2.data;
-    cmd.len = (uint32_t)s->scratch2.len;
-    payload.ptr = s->scratch.data;
-    payload.len = (uint32_t)s->scratch.len;
-    s->ev.inbound_request(s->ev.ud, in, &cmd, &payload);
-}
-
-static void on_message_event(struct session *s, uint32_t obj, const struct sio_message *msg)
-{
-    struct proto_span type, data;
-    static const uint8_t nil = 0xc0;
-
-    if (json_string_field(s, obj, "type", &s->scratch2) < 0) {
-        log_debug("upstream: message without a type ignored");
-        return;
-    }
-    if (json_value_field(s, obj, "data", msg, &s->scratch) < 0)
-        return;
-    s->counters.messages_in++;
-    type.ptr = s->scratch2.data;
-    type.len = (uint32_t)s->scratch2.len;
-    data.ptr = s->scratch.len ? s->scratch.data : &nil;
-    data.len = s->scratch.len ? (uint32_t)s->scratch.len : 1;
-    s->ev.inbound_message(s->ev.ud, &type, &data);
-}
-
-static void send_register(struct session *s);
-
-/* The value of the first "requestId":"..." in raw text, when it is a
- * plain string of 1..INBOUND_ID_MAX bytes. Only for events that do not
- * parse, to still answer what they were about. */
-static bool find_request_id(const char *text, size_t len, char *out, size_t *out_len)
-{
-    static const char key[] = "\"requestId\"";
-    const char *end = text + len;
-    const char *at = memmem(text, len, key, sizeof(key) - 1);
-
-    if (!at)
-        return false;
-    at += sizeof(key) - 1;
-    while (at < end && (*at == ' ' || *at == '\t' || *at == '\n' || *at == '\r' || *at == ':'))
-        at++;
-    if (at >= end || *at++ != '"')
-        return false;
-    const char *close = memchr(at, '"', (size_t)(end - at));
-    if (!close || close == at || (size_t)(close - at) > INBOUND_ID_MAX ||
-        memchr(at, '\\', (size_t)(close - at)))
-        return false;
-    *out_len = (size_t)(close - at);
-    memcpy(out, at, *out_len);
-    out[*out_len] = '\0';
-    return true;
-}
-
-static bool starts_event(const char *text, size_t len, const char *name)
-{
-    size_t n = strlen(name);
-    size_t i = 0;
-    while (i < len && (text[i] == ' ' || text[i] == '\n' || text[i] == '\r' || text[i] == '\t'))
-        i++;
-    return len - i >= n + 3 && text[i] == '[' && text[i + 1] == '"' &&
-           !memcmp(text + i + 2, name, n) && text[i + 2 + n] == '"';
-}
-
-static struct session_inbound *inbound_new(struct session *s);
-
-/* An event that does not parse is still answered when we can tell what it
- * was: a daemon:response ends its request at once (instead of at its
- * timeout); a server:request gets its HandlerError (instead of none). */
-static void salvage_event(struct session *s, const char *text, size_t len, const char *why)
-{
-    char id[INBOUND_ID_MAX + 1], message[300];
-    size_t id_len = 0;
-
-    if (!find_request_id(text, len, id, &id_len))
-        return;
-    snprintf(message, sizeof(message), "the server's message could not be read: %s", why);
-    if (starts_event(text, len, "daemon:response")) {
-        uint8_t uuid[UUID_LEN];
-        struct idtable_entry *e;
-        if (uuid_parse(id, id_len, uuid) < 0 || !(e = idtable_find(s->pending, uuid)))
-            return;
-        s->counters.undeliverable++;
-        fail_request(s, e, PROTO_E_BAD_FRAME, message);
-        return;
-    }
-    if (starts_event(text, len, "server:request")) {
-        struct session_inbound *in = inbound_new(s);
-        if (!in)
-            return;
-        in->generation = s->generation;
-        in->id_len = (uint32_t)id_len;
-        memcpy(in->id, id, id_len + 1);
-        s->counters.inbound++;
-        s->counters.undeliverable++;
-        struct proto_span m = proto_span_str(message, (uint32_t)strlen(message));
-        session_respond(s, in, false, NULL, "HandlerError", &m);
-    }
-}
-
-static void note_offset(struct session *s)
-{
-    uint32_t last = 1;
-    for (uint32_t i = 1; i < s->doc.tok[0].count; i++)
-        last = s->doc.tok[last].next;
-    if (last >= s->doc.n || s->doc.tok[last].type != PROTO_JSON_STRING)
-        return;
-    proto_buf_reset(&s->scratch2);
-    if (proto_json_string(&s->doc, last, &s->scratch2, NULL) == 0 &&
-        s->scratch2.len < sizeof(s->recovery_offset)) {
-        memcpy(s->recovery_offset, s->scratch2.data, s->scratch2.len);
-        s->recovery_offset[s->scratch2.len] = '\0';
-    }
+    s->ev.inbound_request(s->ev.ud, in, &ev->command, &ev->payload);
 }
 
 static void on_event(struct session *s, const struct sio_message *msg)
 {
     const struct sio_packet *p = &msg->packet;
-    struct proto_json_error err;
-    uint32_t name_tok, obj;
+    struct proto_span att[VOLT_MAX_ATTACHMENTS];
+    uint32_t n_att = p->attachments < VOLT_MAX_ATTACHMENTS ? p->attachments : VOLT_MAX_ATTACHMENTS;
+    struct volt_event ev;
 
-    /* Any depth parses (the tokenizer's stack is fixed): a value too deep
-     * for a local frame is refused where it is converted, with the request
-     * it belongs to answered, not dropped. */
-    if (proto_json_parse(&s->doc, p->data, p->data_len, PROTO_HARD_MAX_DEPTH, &err) < 0) {
-        log_warn("upstream: event with bad JSON: %s", err.text);
-        salvage_event(s, p->data, p->data_len, err.text);
+    for (uint32_t i = 0; i < n_att; i++) {
+        att[i].ptr = msg->attachments[i].data;
+        att[i].len = (uint32_t)msg->attachments[i].len;
+    }
+    if (volt_parse_event(s->volt, p->data, p->data_len, att, n_att, s->recovery_pid[0] != '\0',
+                         &ev) < 0) {
+        log_warn("upstream: out of memory reading an event");
         return;
     }
-    if (s->doc.n < 2 || s->doc.tok[0].type != PROTO_JSON_ARRAY ||
-        s->doc.tok[1].type != PROTO_JSON_STRING) {
-        log_debug("upstream: event without a name ignored");
+    if (ev.malformed)
+        log_warn("upstream: event with bad JSON: %s", ev.why);
+    if (ev.has_offset)
+        memcpy(s->recovery_offset, ev.offset, sizeof(ev.offset));
+    switch (ev.kind) {
+    case VOLT_EV_RESPONSE:
+        on_daemon_response(s, &ev);
+        return;
+    case VOLT_EV_SALVAGE_RESPONSE: {
+        struct idtable_entry *e = idtable_find(s->pending, ev.uuid);
+        if (!e)
+            return;
+        s->counters.undeliverable++;
+        fail_request(s, e, PROTO_E_BAD_FRAME, ev.refusal);
         return;
     }
-    name_tok = 1;
-    /* With recovery on, the server appends the event's offset as a last,
-     * extra string argument: the position to resume from. */
-    if (s->recovery_pid[0] && s->doc.tok[0].count >= 3)
-        note_offset(s);
-    obj = s->doc.tok[name_tok].next;
-    if (obj >= s->doc.n || s->doc.tok[obj].type != PROTO_JSON_OBJECT || s->doc.tok[0].count < 2) {
-        log_debug("upstream: event without an object argument ignored");
+    case VOLT_EV_SERVER_REQUEST:
+    case VOLT_EV_SALVAGE_REQUEST:
+        if (ev.kind == VOLT_EV_SERVER_REQUEST && ev.undeliverable)
+            log_info("upstream: %s", ev.refusal);
+        on_server_request(s, &ev);
+        return;
+    case VOLT_EV_MESSAGE:
+        s->counters.messages_in++;
+        s->ev.inbound_message(s->ev.ud, &ev.type, &ev.data);
+        return;
+    case VOLT_EV_IGNORED:
+        if (ev.undeliverable)
+            log_info("upstream: %s", ev.why);
+        else if (ev.unanswerable)
+            log_warn("upstream: %s ignored", ev.why);
+        else if (!ev.malformed)
+            log_debug("upstream: %s ignored", ev.why);
         return;
     }
-    if (proto_json_string_eq(&s->doc, name_tok, "daemon:response"))
-        on_daemon_response(s, obj, msg);
-    else if (proto_json_string_eq(&s->doc, name_tok, "server:request"))
-        on_server_request(s, obj, msg);
-    else if (proto_json_string_eq(&s->doc, name_tok, "message"))
-        on_message_event(s, obj, msg);
-    else
-        log_debug("upstream: unknown event ignored");
 }
 
 static void on_register_ack(struct session *s, const struct sio_packet *p)
 {
-    struct proto_json_error err;
-    char code[64] = "", message[192] = "";
+    struct volt_register_ack ack;
 
     if (s->state != SESSION_REGISTERING)
         return;
-    if (proto_json_parse(&s->doc, p->data, p->data_len, 0, &err) == 0 && s->doc.n >= 2 &&
-        s->doc.tok[0].type == PROTO_JSON_ARRAY && s->doc.tok[1].type == PROTO_JSON_OBJECT) {
-        int ok = proto_json_find(&s->doc, 1, "success");
-        if (ok >= 0 && s->doc.tok[ok].type == PROTO_JSON_TRUE) {
-            uv_timer_stop(&s->phase_timer);
-            backoff_reset(&s->backoff);
-            s->attempts = 0;
-            s->heartbeat_failures = 0;
-            s->heartbeat_outstanding = false;
-            uv_timer_start(&s->heartbeat_timer, on_heartbeat_tick, s->p.heartbeat_interval_ms,
-                           s->p.heartbeat_interval_ms);
-            set_state(s, SESSION_READY, "registered as %s", s->team_cluster_id);
-            return;
-        }
-        int e = proto_json_find(&s->doc, 1, "error");
-        if (e >= 0 && s->doc.tok[e].type == PROTO_JSON_OBJECT) {
-            int c = proto_json_find(&s->doc, (uint32_t)e, "code");
-            int m = proto_json_find(&s->doc, (uint32_t)e, "message");
-            proto_buf_reset(&s->scratch);
-            if (c >= 0 && s->doc.tok[c].type == PROTO_JSON_STRING &&
-                proto_json_string(&s->doc, (uint32_t)c, &s->scratch, NULL) == 0)
-                snprintf(code, sizeof(code), "%.*s", (int)s->scratch.len, s->scratch.data);
-            proto_buf_reset(&s->scratch);
-            if (m >= 0 && s->doc.tok[m].type == PROTO_JSON_STRING &&
-                proto_json_string(&s->doc, (uint32_t)m, &s->scratch, NULL) == 0)
-                snprintf(message, sizeof(message), "%.*s", (int)s->scratch.len, s->scratch.data);
-        }
+    volt_parse_register_ack(s->volt, p->data, p->data_len, &ack);
+    if (ack.ok) {
+        uv_timer_stop(&s->phase_timer);
+        backoff_reset(&s->backoff);
+        s->attempts = 0;
+        s->heartbeat_failures = 0;
+        s->heartbeat_outstanding = false;
+        uv_timer_start(&s->heartbeat_timer, on_heartbeat_tick, s->p.heartbeat_interval_ms,
+                       s->p.heartbeat_interval_ms);
+        set_state(s, SESSION_READY, "registered as %s", s->team_cluster_id);
+        return;
     }
     report_error(s, PROTO_E_SOCKET_REGISTRATION_FAILED, "registration refused: %s%s%s",
-                 code[0] ? code : "no reason given", message[0] ? ": " : "", message);
-    drop_link(s, "registration refused%s%s", code[0] ? ": " : "", code);
+                 ack.code[0] ? ack.code : "no reason given", ack.message[0] ? ": " : "",
+                 ack.message);
+    drop_link(s, "registration refused%s%s", ack.code[0] ? ": " : "", ack.code);
 }
 
 static void register_when_settled(struct session *s);
@@ -1006,14 +695,9 @@ static void register_when_settled(struct session *s);
  * being replayed); a new one, or none, means a fresh session. */
 static void note_recovery(struct session *s, const struct sio_packet *p)
 {
-    char pid[sizeof(s->recovery_pid)] = "";
+    char pid[VOLT_PID_MAX + 1];
 
-    if (proto_json_parse(&s->doc, p->data, p->data_len, 0, NULL) == 0 && s->doc.n &&
-        s->doc.tok[0].type == PROTO_JSON_OBJECT &&
-        json_string_field(s, 0, "pid", &s->scratch2) == 0 && s->scratch2.len < sizeof(pid)) {
-        memcpy(pid, s->scratch2.data, s->scratch2.len);
-        pid[s->scratch2.len] = '\0';
-    }
+    volt_parse_connect(s->volt, p->data, p->data_len, pid);
     if (pid[0] && !strcmp(pid, s->recovery_pid) && s->recovery_offset[0]) {
         s->counters.recovered++;
         log_info("upstream: session recovered: the server replays what it sent meanwhile");
@@ -1039,12 +723,7 @@ static void on_sio_packet(struct session *s, const struct sio_message *msg)
         }
         return;
     case SIO_CONNECT_ERROR: {
-        const char *text = "refused";
-        if (proto_json_parse(&s->doc, p->data, p->data_len, 0, NULL) == 0 && s->doc.n &&
-            s->doc.tok[0].type == PROTO_JSON_OBJECT &&
-            json_string_field(s, 0, "message", &s->scratch2) == 0 &&
-            proto_buf_append_byte(&s->scratch2, 0) == 0)
-            text = (const char *)s->scratch2.data;
+        const char *text = volt_parse_connect_error(s->volt, p->data, p->data_len);
         report_error(s, PROTO_E_SOCKET_REGISTRATION_FAILED, "the server refused the connection: %s",
                      text);
         drop_link(s, "namespace connection refused: %s", text);
@@ -1114,30 +793,7 @@ void session_local_activity(struct session *s)
 size_t session_handler_room(const struct session *s)
 {
     size_t max = s->hs.max_payload ? s->hs.max_payload : EIO_DEFAULT_MAX_PAYLOAD;
-    /* Everything of daemon:register but the list, at its worst (every byte
-     * of the id and the host name escaped as \u00XX). */
-    size_t rest = header_gap(s) + 128 +
-                  6 * (strlen(s->team_cluster_id ? s->team_cluster_id : "") + strlen(s->hostname));
-    return max > rest ? max - rest : 0;
-}
-
-/* Bytes of a msgpack array of strings written as a JSON array. */
-static size_t json_size_of_names(const struct proto_span *list)
-{
-    struct proto_mp_cursor c;
-    struct proto_mp_value v;
-    size_t size = 2;
-
-    proto_mp_cursor_init(&c, list->ptr, list->len);
-    if (proto_mp_next(&c, &v) < 0 || v.type != PROTO_MP_ARRAY)
-        return SIZE_MAX;
-    for (uint32_t i = 0; i < v.v.count; i++) {
-        struct proto_mp_value name;
-        if (proto_mp_next(&c, &name) < 0 || name.type != PROTO_MP_STR)
-            return SIZE_MAX;
-        size += proto_json_str_size(name.v.str.ptr, name.v.str.len) + (i ? 1 : 0);
-    }
-    return size;
+    return volt_handler_room(max, header_gap(s), s->team_cluster_id, s->hostname);
 }
 
 /* The handler list as msgpack in s->scratch, trimmed first when its JSON
@@ -1156,7 +812,7 @@ static int build_handler_list(struct session *s)
         }
         struct proto_span list = {s->scratch.data, (uint32_t)s->scratch.len};
         size_t room = session_handler_room(s);
-        size_t json = json_size_of_names(&list);
+        size_t json = volt_names_json_size(&list);
         if (json <= room) {
             rc = 0;
             break;
@@ -1173,26 +829,17 @@ static int build_handler_list(struct session *s)
 
 static void send_register(struct session *s)
 {
-    uint32_t n_attach = 0;
-    const char *why = NULL;
-    int rc = 0;
+    int rc;
 
     if (build_handler_list(s) < 0 || packet_begin(s) < 0) {
         drop_link(s, "cannot build daemon:register");
         return;
     }
     struct proto_span handlers = {s->scratch.data, (uint32_t)s->scratch.len};
-    rc |= put(s, "[\"daemon:register\",{\"teamClusterId\":");
-    rc |= proto_json_put_string(&s->out, s->team_cluster_id, strlen(s->team_cluster_id));
-    rc |= put(s, ",\"hostname\":");
-    rc |= proto_json_put_string(&s->out, s->hostname, strlen(s->hostname));
-    rc |= put(s, ",\"version\":\"" VOLT_VERSION "\",\"handlers\":");
-    if (rc == 0)
-        rc = put_value(s, &handlers, &n_attach, &why);
-    rc |= put(s, "}]");
+    rc = volt_put_register(&s->vo, s->team_cluster_id, s->hostname, VOLT_VERSION, &handlers);
     s->register_ack_id = s->next_ack_id++;
     if (rc == 0)
-        rc = packet_send(s, SIO_EVENT, &s->register_ack_id, 0, PACKET_OURS);
+        rc = packet_send(s, SIO_EVENT, &s->register_ack_id, PACKET_OURS);
     if (rc < 0) {
         drop_link(s, "cannot send daemon:register");
         return;
@@ -1203,21 +850,16 @@ static void send_register(struct session *s)
 
 void session_handlers_changed(struct session *s)
 {
-    uint32_t n_attach = 0;
-    const char *why = NULL;
-    int rc = 0;
+    int rc;
 
     if (s->state != SESSION_READY || s->building_handlers)
         return; /* the next registration (or the list being built) carries it */
     if (build_handler_list(s) < 0 || packet_begin(s) < 0)
         return;
     struct proto_span handlers = {s->scratch.data, (uint32_t)s->scratch.len};
-    rc |= put(s, "[\"daemon:handlers\",{\"handlers\":");
+    rc = volt_put_handlers(&s->vo, &handlers);
     if (rc == 0)
-        rc = put_value(s, &handlers, &n_attach, &why);
-    rc |= put(s, "}]");
-    if (rc == 0)
-        rc = packet_send(s, SIO_EVENT, NULL, 0, PACKET_OURS);
+        rc = packet_send(s, SIO_EVENT, NULL, PACKET_OURS);
     if (rc < 0)
         log_warn("upstream: could not announce the handler list");
 }
@@ -1240,29 +882,16 @@ static void send_connect(struct session *s)
     bool tap = s->tap_on;
     int rc = 0;
 
+    size_t secret_at = 0, secret_end = 0;
+
     if (packet_begin(s) < 0)
         return;
-    rc |= put(s, "{\"teamClusterId\":");
-    rc |= proto_json_put_string(&s->out, s->team_cluster_id, strlen(s->team_cluster_id));
-    rc |= put(s, ",\"daemonPassword\":");
-    size_t secret_at = s->out.len;
-    rc |= proto_json_put_string(&s->out, s->daemon_password ? s->daemon_password : "",
-                                s->daemon_password ? strlen(s->daemon_password) : 0);
-    size_t secret_end = s->out.len;
-    /* Connection state recovery (socket.io 4.6+): with the session id
-     * and the offset of the last event we got, a server that keeps
-     * sessions replays what it sent while we were away. */
-    if (s->recovery_pid[0] && s->recovery_offset[0]) {
-        rc |= put(s, ",\"pid\":");
-        rc |= proto_json_put_string(&s->out, s->recovery_pid, strlen(s->recovery_pid));
-        rc |= put(s, ",\"offset\":");
-        rc |= proto_json_put_string(&s->out, s->recovery_offset, strlen(s->recovery_offset));
-    }
-    rc |= put(s, "}");
+    rc = volt_put_auth(&s->vo, s->team_cluster_id, s->daemon_password, s->recovery_pid,
+                       s->recovery_offset, &secret_at, &secret_end);
     /* Monitors see the packet with the password replaced. */
     s->tap_on = false;
     if (rc == 0)
-        rc = packet_send(s, SIO_CONNECT, NULL, 0, PACKET_OURS);
+        rc = packet_send(s, SIO_CONNECT, NULL, PACKET_OURS);
     s->tap_on = tap;
     if (rc == 0 && tap && s->ev.tap) {
         size_t gap = header_gap(s);
@@ -1653,9 +1282,13 @@ struct session *session_new(uv_loop_t *loop, const struct session_params *params
         goto fail;
     }
     lim.max_attachment_bytes = s->p.max_message;
-    lim.max_attachments = MAX_ATTACHMENTS;
+    lim.max_attachments = VOLT_MAX_ATTACHMENTS;
     sio_assembler_init(&s->sio, &lim);
-    proto_json_doc_init(&s->doc);
+    s->volt = volt_parser_new();
+    if (!s->volt) {
+        log_error("out of memory");
+        goto fail;
+    }
     bo.min_ms = s->p.reconnection_delay_ms;
     bo.max_ms = s->p.reconnection_delay_max_ms;
     bo.factor = 2.0;
@@ -1668,6 +1301,7 @@ struct session *session_new(uv_loop_t *loop, const struct session_params *params
     return s;
 
 fail:
+    volt_parser_free(s->volt);
     proto_buf_free(&s->handshake_path);
     params_free(&s->p);
     free(s);
@@ -1792,12 +1426,11 @@ void session_free(struct session *s)
     idtable_free(s->pending);
     credstore_free(s->store);
     sio_assembler_free(&s->sio);
-    proto_json_doc_free(&s->doc);
+    volt_parser_free(s->volt);
     proto_buf_free(&s->handshake_path);
     proto_buf_free(&s->out);
     proto_buf_free(&s->header);
     proto_buf_free(&s->scratch);
-    proto_buf_free(&s->scratch2);
     free(s->team_cluster_id);
     secret_free(s->daemon_password);
     params_free(&s->p);

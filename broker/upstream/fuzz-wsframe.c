@@ -113,6 +113,8 @@ static void run(const uint8_t *data, size_t len, size_t chunk, size_t max_messag
     free(buf);
 }
 
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     static struct trace whole, chunked;

@@ -107,7 +107,7 @@ else
 fi
 
 step "libFuzzer targets, ${fuzz_seconds}s each"
-cmake -S . -B build-ci-fuzz -DCMAKE_C_COMPILER=clang -DVOLT_FUZZ=ON -DBUILD_TESTING=OFF >/dev/null
+cmake -S . -B build-ci-fuzz -DCMAKE_C_COMPILER=clang -DVOLT_FUZZ=ON -DBUILD_TESTING=OFF -DVOLT_WERROR=ON >/dev/null
 cmake --build build-ci-fuzz -j"$jobs"
 if "$top/contrib/ci/fuzz.sh" build-ci-fuzz "$fuzz_seconds"; then
   summary+=("fuzz: ok")

@@ -7,12 +7,15 @@
  * against an idle budget of 8 MiB. So, as systemd does for its optional
  * libraries, we include <curl/curl.h> for types and constants only and
  * call through one table of pointers resolved from "libcurl.so.4" when the
- * first request starts. Once loaded it stays loaded, for three reasons:
- * glibc does not unload libraries that others in the chain marked
- * NODELETE; libraries of that chain leave thread-specific destructors and
- * exit handlers behind, which a later dlclose() would turn into calls into
- * unmapped code; and a second enrollment (a token rotated later) would
- * pay the load again.
+ * first request starts.
+ *
+ * Once loaded it stays loaded. dlclose() would give most of it back (all
+ * but p11-kit, which marks itself NODELETE), but it would run the
+ * finalizers of GnuTLS, Kerberos and the rest in a live process, where a
+ * thread-specific destructor or a resolver thread they left behind would
+ * later call into unmapped code. And the cost is short-lived anyway: a
+ * broker that has enrolled stores its credentials, and from its next
+ * start on never loads libcurl.
  *
  * When the library cannot be loaded (the package was removed, a broken
  * install) the request fails like a network error, from the loop, with

@@ -41,9 +41,9 @@
 
 /* Every libcurl function this file calls, without the curl_ prefix: one
  * row each. Their types come from <curl/curl.h> (__typeof__), so a
- * pointer cannot disagree with the header. Calls go through curl.NAME
- * (not curl_NAME, which the header's type-checking macros would catch
- * and which is not linked). */
+ * pointer cannot disagree with the header. Calls are curl.NAME(...): a
+ * member named curl_easy_setopt would be taken for the header's
+ * type-checking macro of that name, and the prefix is no help anyway. */
 #define HTTP_CURL_FUNCTIONS(X)                                                                     \
     X(global_init)                                                                                 \
     X(global_cleanup)                                                                              \

@@ -1032,6 +1032,22 @@ char *h_file_text(const char *path)
     return read_file(path);
 }
 
+bool h_broker_maps_contain(const struct h_broker *b, const char *needle)
+{
+    char path[64], line[1024];
+    bool found = false;
+    FILE *f;
+
+    snprintf(path, sizeof(path), "/proc/%ld/maps", (long)b->pid);
+    f = fopen(path, "r");
+    if (!f)
+        return false;
+    while (!found && fgets(line, sizeof(line), f))
+        found = strstr(line, needle) != NULL;
+    fclose(f);
+    return found;
+}
+
 /* A pipe that already holds all of input and whose write end is closed;
  * its read end, or -1. */
 static int input_pipe(const char *input)

@@ -90,6 +90,9 @@ void h_broker_cleanup(struct h_broker *b);
 bool h_broker_log_contains(const struct h_broker *b, const char *needle);
 /* Prints the broker's log to stderr (for failed tests). */
 void h_broker_dump_log(const struct h_broker *b);
+/* True if the running broker has a file mapped whose path contains
+ * `needle` (/proc/PID/maps), e.g. "libcurl" to see what it loaded. */
+bool h_broker_maps_contain(const struct h_broker *b, const char *needle);
 
 /* What h_broker_start_opts() does beyond h_broker_start(); zero-initialise
  * and set what a test needs. */

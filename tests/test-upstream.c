@@ -898,6 +898,8 @@ static void test_enrollment_rotation_persisted(void **state)
 
     assert_int_equal(h_wait_state(fx.broker.sock, "ready", 15000), 0);
     assert_int_equal(h_server_counter(&fx.server, "enrollments"), 1);
+    /* libcurl is loaded for the enrollment (upstream/http.c)... */
+    assert_true(h_broker_maps_contain(&fx.broker, "libcurl"));
     cJSON *cred = h_http_json(&fx.server, "GET", "/_dev/credentials", NULL);
     const char *rotated = h_json_str(cred, "daemonPassword");
     assert_non_null(rotated);
@@ -932,6 +934,9 @@ static void test_enrollment_rotation_persisted(void **state)
     assert_int_equal(h_wait_state(fx.broker.sock, "ready", 15000), 0);
     assert_int_equal(h_server_counter(&fx.server, "enrollments"), 1);
     assert_true(h_broker_log_contains(&fx.broker, "not enrolling again"));
+    /* ...and never by a broker with stored credentials: it costs ~3 MiB. */
+    assert_false(h_broker_maps_contain(&fx.broker, "libcurl"));
+    assert_false(h_broker_maps_contain(&fx.broker, "libgnutls"));
     cJSON_Delete(cred);
 }
 

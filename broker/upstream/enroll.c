@@ -145,6 +145,10 @@ static const char *transport_words(int err)
         return "URL refused";
     case -ENOMEM:
         return "out of memory";
+    case -ELIBACC:
+        /* libcurl is loaded on first use (http.c); installing it is
+         * enough for the next attempt. The HTTP text says which and why. */
+        return "HTTP library missing";
     default:
         return err < 0 ? strerror(-err) : "transport error";
     }

@@ -21,7 +21,8 @@
  *                 success that leaves us without a password.
  *   ENROLL_RETRY  Worth another attempt after a delay: 5xx, 408, 429,
  *                 timeouts, DNS/TCP/TLS failures, a dropped connection, a
- *                 malformed or oversized response.
+ *                 malformed or oversized response, libcurl that cannot be
+ *                 loaded (installing it is enough for the next attempt).
  *
  * Secrets: the token and passwords travel only in the request body (wiped
  * after use) and the result's credentials. Every text for people (the

@@ -1,6 +1,33 @@
+/* libcurl is loaded with dlopen() on the first request, not linked.
+ *
+ * Enrollment is the broker's only HTTP exchange: at most once in a node's
+ * life, never when credentials are stored. Linked, libcurl would cost every
+ * broker about 3 MiB of RSS for good (its dependency chain: GnuTLS via
+ * librtmp and libldap, p11-kit, Kerberos, nettle, gmp, libssh2...),
+ * against an idle budget of 8 MiB. So, as systemd does for its optional
+ * libraries, we include <curl/curl.h> for types and constants only and
+ * call through one table of pointers resolved from "libcurl.so.4" when the
+ * first request starts.
+ *
+ * Once loaded it stays loaded. dlclose() would give most of it back (all
+ * but p11-kit, which marks itself NODELETE), but it would run the
+ * finalizers of GnuTLS, Kerberos and the rest in a live process, where a
+ * thread-specific destructor or a resolver thread they left behind would
+ * later call into unmapped code. And the cost is short-lived anyway: a
+ * broker that has enrolled stores its credentials, and from its next
+ * start on never loads libcurl.
+ *
+ * When the library cannot be loaded (the package was removed, a broken
+ * install) the request fails like a network error, from the loop, with
+ * -ELIBACC and a message naming the library and dlerror()'s reason; the
+ * next request tries again, so installing the package is enough.
+ *
+ * The pointers are process-wide and set on the loop's thread: like the
+ * rest of this module, only one thread may use it. */
 #include "http.h"
 
 #include <curl/curl.h>
+#include <dlfcn.h>
 #include <errno.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -10,6 +37,84 @@
 
 #define HTTP_MAX_HEADER_VALUE 256
 #define HTTP_USER_AGENT       "volt-broker"
+#define HTTP_CURL_SONAME      "libcurl.so.4"
+
+/* Every libcurl function this file calls, without the curl_ prefix: one
+ * row each. Their types come from <curl/curl.h> (__typeof__), so a
+ * pointer cannot disagree with the header. Calls are curl.NAME(...): a
+ * member named curl_easy_setopt would be taken for the header's
+ * type-checking macro of that name, and the prefix is no help anyway. */
+#define HTTP_CURL_FUNCTIONS(X)                                                                     \
+    X(global_init)                                                                                 \
+    X(global_cleanup)                                                                              \
+    X(easy_init)                                                                                   \
+    X(easy_cleanup)                                                                                \
+    X(easy_setopt)                                                                                 \
+    X(easy_getinfo)                                                                                \
+    X(easy_strerror)                                                                               \
+    X(multi_init)                                                                                  \
+    X(multi_cleanup)                                                                               \
+    X(multi_setopt)                                                                                \
+    X(multi_assign)                                                                                \
+    X(multi_add_handle)                                                                            \
+    X(multi_remove_handle)                                                                         \
+    X(multi_socket_action)                                                                         \
+    X(multi_info_read)                                                                             \
+    X(slist_append)                                                                                \
+    X(slist_free_all)
+
+static struct {
+    void *dl; /* dlopen() handle; NULL: not loaded (and every pointer NULL) */
+#define HTTP_CURL_POINTER(name) __typeof__(curl_##name) *name;
+    HTTP_CURL_FUNCTIONS(HTTP_CURL_POINTER)
+#undef HTTP_CURL_POINTER
+} curl;
+
+static const char *curl_soname = HTTP_CURL_SONAME;
+
+void http__set_curl_soname(const char *soname)
+{
+    curl_soname = soname ? soname : HTTP_CURL_SONAME;
+}
+
+bool http_curl_loaded(void)
+{
+    return curl.dl != NULL;
+}
+
+/* Load libcurl and resolve the table, unless done already. 0, or -ELIBACC
+ * with one line in `err`; nothing is left half-resolved. */
+static int curl_load(char *err, size_t errlen)
+{
+    const char *why;
+    void *dl, *sym;
+
+    if (curl.dl)
+        return 0;
+    dl = dlopen(curl_soname, RTLD_NOW | RTLD_LOCAL);
+    if (!dl) {
+        why = dlerror();
+        snprintf(err, errlen, "cannot load %s (needed for HTTP): %s", curl_soname,
+                 why ? why : "unknown error");
+        return -ELIBACC;
+    }
+#define HTTP_CURL_RESOLVE(name)                                                                    \
+    sym = dlsym(dl, "curl_" #name);                                                                \
+    memcpy(&curl.name, &sym, sizeof(sym)); /* ISO C has no object -> function cast */              \
+    if (!sym) {                                                                                    \
+        snprintf(err, errlen, "cannot load %s (needed for HTTP): it has no %s", curl_soname,       \
+                 "curl_" #name);                                                                   \
+        goto fail;                                                                                 \
+    }
+    HTTP_CURL_FUNCTIONS(HTTP_CURL_RESOLVE)
+#undef HTTP_CURL_RESOLVE
+    curl.dl = dl;
+    return 0;
+fail:
+    memset(&curl, 0, sizeof(curl));
+    dlclose(dl);
+    return -ELIBACC;
+}
 
 /* One watched socket: curl asked for it, curl tells us when to drop it. */
 struct http_socket {
@@ -31,13 +136,16 @@ struct http_request {
     char *response; /* NUL-terminated once complete */
     size_t response_len, response_cap, response_max;
     bool too_large;
+    int early_result; /* < 0: failed before reaching curl (see on_fail_timer) */
     char errbuf[CURL_ERROR_SIZE];
 };
 
 struct http_client {
     uv_loop_t *loop;
-    CURLM *multi;
-    uv_timer_t timer;
+    CURLM *multi;      /* NULL until the first request that could load libcurl */
+    uv_timer_t timer;  /* curl's timeouts (CURLMOPT_TIMERFUNCTION) */
+    uv_timer_t failed; /* completes the requests that failed before curl had them */
+    bool curl_inited;  /* this client holds one curl_global_init() */
     struct http_request *requests;
     struct http_socket *sockets;
     size_t pending;
@@ -51,8 +159,9 @@ static void client_free_if_done(struct http_client *c)
 {
     if (!c->closing || c->open_handles > 0)
         return;
+    if (c->curl_inited)
+        curl.global_cleanup();
     free(c);
-    curl_global_cleanup();
 }
 
 static void wipe_free(char *p, size_t len)
@@ -79,9 +188,11 @@ static void request_unlink(struct http_request *req)
 
 static void request_free(struct http_request *req)
 {
+    /* Both NULL unless libcurl was loaded. */
     if (req->easy)
-        curl_easy_cleanup(req->easy);
-    curl_slist_free_all(req->headers);
+        curl.easy_cleanup(req->easy);
+    if (req->headers)
+        curl.slist_free_all(req->headers);
     wipe_free(req->body, req->body_len);
     wipe_free(req->response, req->response_cap);
     free(req);
@@ -131,7 +242,7 @@ static void on_socket_ready(uv_poll_t *poll, int status, int events)
         if (events & UV_WRITABLE)
             flags |= CURL_CSELECT_OUT;
     }
-    curl_multi_socket_action(c->multi, s->fd, flags, &running);
+    curl.multi_socket_action(c->multi, s->fd, flags, &running);
     process_completed(c);
 }
 
@@ -167,7 +278,7 @@ static int on_curl_socket(CURL *easy, curl_socket_t fd, int what, void *userp, v
         if (s)
             socket_close(s);
         if (!c->closing)
-            curl_multi_assign(c->multi, fd, NULL);
+            curl.multi_assign(c->multi, fd, NULL);
         return 0;
     }
     if (c->closing)
@@ -176,7 +287,7 @@ static int on_curl_socket(CURL *easy, curl_socket_t fd, int what, void *userp, v
         s = socket_open(c, fd);
         if (!s)
             return -1;
-        curl_multi_assign(c->multi, fd, s);
+        curl.multi_assign(c->multi, fd, s);
     }
     if (what == CURL_POLL_IN || what == CURL_POLL_INOUT)
         events |= UV_READABLE;
@@ -194,7 +305,7 @@ static void on_timer(uv_timer_t *timer)
 
     if (c->closing)
         return;
-    curl_multi_socket_action(c->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+    curl.multi_socket_action(c->multi, CURL_SOCKET_TIMEOUT, 0, &running);
     process_completed(c);
 }
 
@@ -272,9 +383,9 @@ static void complete(struct http_request *req, CURLcode code)
     struct http_response res = {.body = "", .error = ""};
     long os_errno = 0;
 
-    curl_easy_getinfo(req->easy, CURLINFO_RESPONSE_CODE, &res.status);
-    curl_easy_getinfo(req->easy, CURLINFO_OS_ERRNO, &os_errno);
-    curl_multi_remove_handle(c->multi, req->easy);
+    curl.easy_getinfo(req->easy, CURLINFO_RESPONSE_CODE, &res.status);
+    curl.easy_getinfo(req->easy, CURLINFO_OS_ERRNO, &os_errno);
+    curl.multi_remove_handle(c->multi, req->easy);
     request_unlink(req);
 
     res.result = map_curl_error(code, os_errno, req->too_large);
@@ -282,7 +393,7 @@ static void complete(struct http_request *req, CURLcode code)
         snprintf(req->errbuf, sizeof(req->errbuf), "response body larger than %zu bytes",
                  req->response_max);
     else if (res.result < 0 && req->errbuf[0] == '\0')
-        snprintf(req->errbuf, sizeof(req->errbuf), "%s", curl_easy_strerror(code));
+        snprintf(req->errbuf, sizeof(req->errbuf), "%s", curl.easy_strerror(code));
     if (res.result < 0)
         res.error = req->errbuf;
     if (res.result == 0 && req->response) {
@@ -299,13 +410,13 @@ static void process_completed(struct http_client *c)
     int left;
 
     /* A callback may close the client: stop at once then. */
-    while (!c->closing && (msg = curl_multi_info_read(c->multi, &left))) {
+    while (!c->closing && (msg = curl.multi_info_read(c->multi, &left))) {
         CURLcode code = msg->data.result;
         char *private = NULL;
 
         if (msg->msg != CURLMSG_DONE)
             continue;
-        curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, &private);
+        curl.easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, &private);
         complete((struct http_request *)private, code);
     }
 }
@@ -350,32 +461,74 @@ int http_client_new(struct http_client **out, uv_loop_t *loop)
 {
     struct http_client *c;
 
+    /* No libcurl here: a client may never send a request. */
     *out = NULL;
-    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
-        return -EIO;
     c = calloc(1, sizeof(*c));
     if (!c)
-        goto fail;
+        return -ENOMEM;
     c->loop = loop;
-    c->multi = curl_multi_init();
-    if (!c->multi)
-        goto fail;
-    if (curl_multi_setopt(c->multi, CURLMOPT_SOCKETFUNCTION, on_curl_socket) != CURLM_OK ||
-        curl_multi_setopt(c->multi, CURLMOPT_SOCKETDATA, c) != CURLM_OK ||
-        curl_multi_setopt(c->multi, CURLMOPT_TIMERFUNCTION, on_curl_timer) != CURLM_OK ||
-        curl_multi_setopt(c->multi, CURLMOPT_TIMERDATA, c) != CURLM_OK)
-        goto fail;
     uv_timer_init(loop, &c->timer);
     c->timer.data = c;
-    c->open_handles = 1;
+    uv_timer_init(loop, &c->failed);
+    c->failed.data = c;
+    c->open_handles = 2;
     *out = c;
     return 0;
-fail:
-    if (c && c->multi)
-        curl_multi_cleanup(c->multi);
-    free(c);
-    curl_global_cleanup();
-    return -ENOMEM;
+}
+
+/* The multi handle, loading libcurl first if need be. 0; -ELIBACC (with
+ * `err` set) when libcurl cannot be loaded or initialised; -ENOMEM. */
+static int client_start_curl(struct http_client *c, char *err, size_t errlen)
+{
+    int r;
+
+    if (c->multi)
+        return 0;
+    r = curl_load(err, errlen);
+    if (r < 0)
+        return r;
+    if (!c->curl_inited) {
+        if (curl.global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+            snprintf(err, errlen, "%s loaded, but curl_global_init() failed", curl_soname);
+            return -ELIBACC;
+        }
+        c->curl_inited = true;
+    }
+    c->multi = curl.multi_init();
+    if (!c->multi)
+        return -ENOMEM;
+    if (curl.multi_setopt(c->multi, CURLMOPT_SOCKETFUNCTION, on_curl_socket) != CURLM_OK ||
+        curl.multi_setopt(c->multi, CURLMOPT_SOCKETDATA, c) != CURLM_OK ||
+        curl.multi_setopt(c->multi, CURLMOPT_TIMERFUNCTION, on_curl_timer) != CURLM_OK ||
+        curl.multi_setopt(c->multi, CURLMOPT_TIMERDATA, c) != CURLM_OK) {
+        curl.multi_cleanup(c->multi);
+        c->multi = NULL;
+        return -ENOMEM;
+    }
+    return 0;
+}
+
+/* Requests that failed before curl had them (no libcurl) complete here,
+ * from the loop like any other outcome. A callback may cancel others or
+ * close the client: look for the next one afresh each time. */
+static void on_fail_timer(uv_timer_t *timer)
+{
+    struct http_client *c = timer->data;
+
+    while (!c->closing) {
+        struct http_request *req = c->requests;
+        struct http_response res = {.body = "", .error = ""};
+
+        while (req && req->early_result == 0)
+            req = req->next;
+        if (!req)
+            return;
+        request_unlink(req);
+        res.result = req->early_result;
+        res.error = req->errbuf;
+        req->cb(req, &res, req->userdata);
+        request_free(req);
+    }
 }
 
 static void on_timer_closed(uv_handle_t *handle)
@@ -393,17 +546,21 @@ void http_client_close(struct http_client *c)
     c->closing = true;
     while (c->requests) {
         struct http_request *req = c->requests;
-        curl_multi_remove_handle(c->multi, req->easy);
+        if (req->easy)
+            curl.multi_remove_handle(c->multi, req->easy);
         request_unlink(req);
         request_free(req);
     }
     /* May still report CURL_POLL_REMOVE for cached connections. */
-    curl_multi_cleanup(c->multi);
+    if (c->multi)
+        curl.multi_cleanup(c->multi);
     c->multi = NULL;
     while (c->sockets)
         socket_close(c->sockets);
     uv_timer_stop(&c->timer);
     uv_close((uv_handle_t *)&c->timer, on_timer_closed);
+    uv_timer_stop(&c->failed);
+    uv_close((uv_handle_t *)&c->failed, on_timer_closed);
 }
 
 size_t http_client_pending(const struct http_client *c)
@@ -430,7 +587,7 @@ static int add_header(struct http_request *req, const char *name, const char *va
         snprintf(line, sizeof(line), "%s: %s", name, value);
     else
         snprintf(line, sizeof(line), "%s:", name);
-    l = curl_slist_append(req->headers, line);
+    l = curl.slist_append(req->headers, line);
     if (!l)
         return -ENOMEM;
     req->headers = l;
@@ -460,7 +617,7 @@ static int validate(const struct http_request_options *o, bool *post)
 
 #define SETOPT(easy, opt, val)                                                                     \
     do {                                                                                           \
-        if (curl_easy_setopt(easy, opt, val) != CURLE_OK)                                          \
+        if (curl.easy_setopt(easy, opt, val) != CURLE_OK)                                          \
             goto fail_curl;                                                                        \
     } while (0)
 
@@ -551,7 +708,17 @@ int http_request_start(struct http_client *c, const struct http_request_options 
         req->body[opts->body_len] = '\0';
         req->body_len = opts->body_len;
     }
-    req->easy = curl_easy_init();
+    r = client_start_curl(c, req->errbuf, sizeof(req->errbuf));
+    if (r == -ELIBACC) {
+        /* Not an error of the call: the request fails as a network
+         * error would, from the loop, and the next one tries again. */
+        req->early_result = r;
+        uv_timer_start(&c->failed, on_fail_timer, 0, 0);
+        goto started;
+    }
+    if (r < 0)
+        goto fail;
+    req->easy = curl.easy_init();
     if (!req->easy) {
         r = -ENOMEM;
         goto fail;
@@ -559,10 +726,11 @@ int http_request_start(struct http_client *c, const struct http_request_options 
     r = configure(req, opts, post);
     if (r < 0)
         goto fail;
-    if (curl_multi_add_handle(c->multi, req->easy) != CURLM_OK) {
+    if (curl.multi_add_handle(c->multi, req->easy) != CURLM_OK) {
         r = -EIO;
         goto fail;
     }
+started:
     req->next = c->requests;
     if (req->next)
         req->next->prev = req;
@@ -583,7 +751,8 @@ void http_request_cancel(struct http_request *req)
     if (!req)
         return;
     c = req->client;
-    curl_multi_remove_handle(c->multi, req->easy);
+    if (req->easy)
+        curl.multi_remove_handle(c->multi, req->easy);
     request_unlink(req);
     request_free(req);
 }

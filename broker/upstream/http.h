@@ -22,6 +22,11 @@
  *   the client once the loop has run the close callbacks of its handles:
  *   run the loop before uv_loop_close().
  *
+ * libcurl is not linked: the first request loads it (dlopen), so a broker
+ * that never enrolls never maps it (http.c says why and how). Without it,
+ * requests fail with -ELIBACC, through their callback like a network
+ * error.
+ *
  * Request bodies are wiped from our memory when a request ends, since the
  * enrollment body carries the token and the password. Never turn on
  * CURLOPT_VERBOSE for these handles: it would print them.
@@ -70,6 +75,8 @@ struct http_response {
      *   -EBADMSG       the reply was not HTTP
      *   -EMSGSIZE      the body exceeded max_response_bytes (status set)
      *   -EINVAL        libcurl refused the URL
+     *   -ELIBACC       libcurl.so.4 could not be loaded (error says why);
+     *                  the next request tries again
      *   -ENOMEM, or -EIO for anything else. */
     int result;
     long status;      /* HTTP status, 0 if no status line arrived */
@@ -81,8 +88,8 @@ struct http_response {
 typedef void (*http_done_fn)(struct http_request *req, const struct http_response *res,
                              void *userdata);
 
-/* A client on `loop` (which must outlive it). 0, -ENOMEM or -EIO (libcurl
- * init failed). Released by http_client_close(). */
+/* A client on `loop` (which must outlive it). 0 or -ENOMEM. Loads nothing:
+ * libcurl comes with the first request. Released by http_client_close(). */
 int http_client_new(struct http_client **out, uv_loop_t *loop);
 
 /* Cancel all requests without calling their callbacks and release the
@@ -103,5 +110,12 @@ int http_request_start(struct http_client *c, const struct http_request_options 
 /* Abort a request that has not completed: its callback will not run and
  * it is freed now. Must not be called after its callback ran. */
 void http_request_cancel(struct http_request *req);
+
+/* Whether this process has loaded libcurl (for tests and diagnostics). */
+bool http_curl_loaded(void);
+
+/* Tests only: the file name the next load tries (NULL: "libcurl.so.4"),
+ * to see a missing library handled. No effect once libcurl is loaded. */
+void http__set_curl_soname(const char *soname);
 
 #endif

@@ -185,6 +185,8 @@ static void test_classification_table(void **state)
         {-EMSGSIZE, 200, NULL, ENROLL_RETRY, "response too large (HTTP 200)"},
         {-EMSGSIZE, 401, NULL, ENROLL_FINAL, "response too large (HTTP 401)"},
         {-EINVAL, 0, NULL, ENROLL_FINAL, "URL refused"},
+        /* libcurl is dlopen()ed: a broken install is worth retrying */
+        {-ELIBACC, 0, NULL, ENROLL_RETRY, "will retry: HTTP library missing: curl says no"},
     };
 
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
@@ -402,6 +404,39 @@ static void enroll_once(struct fixture *f, const struct enroll_config *cfg, stru
     assert_int_equal(c->calls, 1);
     assert_no_secret(c->message, c->creds.daemon_password);
     assert_no_secret(c->code, c->creds.daemon_password);
+}
+
+/* Runs first, before any fixture has loaded libcurl: without the library
+ * (here: a name that does not exist) the attempt fails from the loop, is
+ * worth retrying, and says which library and why. */
+static void test_missing_libcurl_is_retryable(void **state)
+{
+    struct enroll_config cfg = base_config();
+    struct http_client *http;
+    struct captured c = {0};
+    uv_loop_t loop;
+
+    (void)state;
+    assert_false(http_curl_loaded());
+    cfg.server_url = the_suite->server.url;
+    assert_int_equal(uv_loop_init(&loop), 0);
+    assert_int_equal(http_client_new(&http, &loop), 0);
+    http__set_curl_soname("libcurl-volt-test-missing.so.4");
+    assert_int_equal(enroll_start(http, &cfg, capture, &c, NULL), 0);
+    assert_int_equal(c.calls, 0);
+    while (!c.calls)
+        uv_run(&loop, UV_RUN_ONCE);
+    http__set_curl_soname(NULL);
+    assert_int_equal(c.outcome, ENROLL_RETRY);
+    assert_int_equal(c.transport_error, -ELIBACC);
+    assert_int_equal(c.error, PROTO_E_ENROLLMENT_FAILED);
+    assert_non_null(strstr(c.message, "HTTP library missing"));
+    assert_non_null(strstr(c.message, "cannot load libcurl-volt-test-missing.so.4"));
+    assert_no_secret(c.message, NULL);
+    assert_false(http_curl_loaded());
+    http_client_close(http);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&loop), 0);
 }
 
 /* The dev server's view of the credentials (its password included). */
@@ -745,6 +780,8 @@ int main(void)
     };
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
     const struct CMUnitTest live[] = {
+        /* First: it needs a process that has not loaded libcurl yet. */
+        cmocka_unit_test(test_missing_libcurl_is_retryable),
         T(test_enroll_rotates_password),
         T(test_enroll_without_rotation),
         T(test_enroll_bad_token_is_final),

@@ -149,6 +149,82 @@ static const char enroll_body[] =
     "{\"teamClusterId\":\"cluster-http\",\"enrollmentToken\":\"tok-1\","
     "\"hostname\":\"test-host\",\"version\":\"0.1.0\"}";
 
+/* ---- libcurl loaded on first use ---- */
+
+/* Whether this process has a file mapped whose path contains `needle`. */
+static bool maps_contain(const char *needle)
+{
+    FILE *f = fopen("/proc/self/maps", "r");
+    char line[512];
+    bool found = false;
+
+    assert_non_null(f);
+    while (!found && fgets(line, sizeof(line), f))
+        found = strstr(line, needle) != NULL;
+    fclose(f);
+    return found;
+}
+
+/* Runs first, before any fixture has made a request: this test program
+ * does not link libcurl, so it is mapped only once http.c has loaded it.
+ * A missing library fails the request from the loop, as a network error
+ * does, and the next request loads the real one. */
+static void test_libcurl_loaded_by_first_request(void **state)
+{
+    struct suite *s = the_suite;
+    struct outcome o = {0}, cancelled = {0}, closed = {0};
+    struct http_request *req = NULL;
+    struct http_client *http, *other;
+    uv_loop_t loop;
+    char url[256];
+
+    assert_false(http_curl_loaded());
+    assert_false(maps_contain("libcurl"));
+    assert_int_equal(uv_loop_init(&loop), 0);
+    assert_int_equal(http_client_new(&http, &loop), 0);
+    assert_false(maps_contain("libcurl"));
+    url_for(&s->server, "/_dev/state", url, sizeof(url));
+    struct http_request_options opts = {.method = "GET", .url = url};
+
+    (void)state;
+    http__set_curl_soname("libcurl-volt-test-missing.so.4");
+    assert_int_equal(http_request_start(http, &opts, record_outcome, &o, NULL), 0);
+    assert_int_equal(http_request_start(http, &opts, record_outcome, &cancelled, &req), 0);
+    assert_int_equal(o.calls, 0); /* never from inside http_request_start() */
+    assert_int_equal(http_client_pending(http), 2);
+    http_request_cancel(req);
+    /* A client closed with such a failure not yet reported: no callback. */
+    assert_int_equal(http_client_new(&other, &loop), 0);
+    assert_int_equal(http_request_start(other, &opts, record_outcome, &closed, NULL), 0);
+    http_client_close(other);
+    while (!o.calls)
+        uv_run(&loop, UV_RUN_ONCE);
+    uv_run(&loop, UV_RUN_NOWAIT);
+    assert_int_equal(o.calls, 1);
+    assert_int_equal(cancelled.calls, 0);
+    assert_int_equal(closed.calls, 0);
+    assert_int_equal(o.result, -ELIBACC);
+    assert_non_null(strstr(o.error, "cannot load libcurl-volt-test-missing.so.4"));
+    assert_non_null(strstr(o.error, "cannot open shared object file")); /* dlerror() */
+    assert_int_equal(http_client_pending(http), 0);
+    assert_false(http_curl_loaded());
+
+    /* The next request tries again, and this time finds libcurl. */
+    http__set_curl_soname(NULL);
+    memset(&o, 0, sizeof(o));
+    assert_int_equal(http_request_start(http, &opts, record_outcome, &o, NULL), 0);
+    assert_true(http_curl_loaded());
+    assert_true(maps_contain("libcurl.so.4"));
+    while (!o.calls)
+        uv_run(&loop, UV_RUN_ONCE);
+    assert_int_equal(o.result, 0);
+    assert_int_equal(o.status, 200);
+
+    http_client_close(http);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&loop), 0);
+}
+
 /* ---- plain exchanges ---- */
 
 static void test_post_json_gets_response(void **state)
@@ -692,6 +768,8 @@ int main(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
     const struct CMUnitTest tests[] = {
+        /* First: it needs a process that has not loaded libcurl yet. */
+        cmocka_unit_test(test_libcurl_loaded_by_first_request),
         T(test_post_json_gets_response),
         T(test_error_status_is_a_response),
         T(test_get_request),

@@ -145,6 +145,9 @@ if [ "${1:-}" = --in-root ]; then
   unresolved=$(ldd /usr/bin/volt-broker /usr/bin/volt-inspect "/usr/lib/$TRIPLET/libvoltclient.so.0" |
                grep 'not found' || true)
   check "every library the programs need is installed" test -z "$unresolved"
+  # libcurl is not linked: the broker loads it when it enrolls (dlopen).
+  check "libcurl.so.4, which the broker loads to enroll, is installed" \
+    test -e "/usr/lib/$TRIPLET/libcurl.so.4"
   refs=$(dpkg -L volt-broker libvoltclient0 libvoltclient-dev volt-inspect python3-voltclient |
          while read -r f; do [ -f "$f" ] && echo "$f"; done |
          xargs -r zgrep -l -a -F "$SOURCE_DIR" 2>/dev/null || true)

@@ -28,7 +28,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "timerheap.h"
+#include "timerqueue.h"
 
 #define IDTABLE_ID_LEN    16
 #define IDTABLE_MAX_LIMIT (UINT32_C(1) << 28)

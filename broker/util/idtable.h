@@ -10,8 +10,8 @@
  *   32-bit hash before it touches an entry.
  * - No allocation per request once warm. Entries live in fixed-size
  *   chunks that are never freed before the table; removed entries go to a
- *   free list and are reused first. The index is open addressing (Robin
- *   Hood with backward-shift deletion, so no tombstones) over 8-byte slots
+ *   free list and are reused first. The index is common/hashtab.h (Robin
+ *   Hood with backward-shift deletion, so no tombstones; 12-byte slots)
  *   and doubles when 80% full; it never shrinks.
  * - Bounded: at most `limit` entries; the next insert fails with -ENOSPC
  *   and the caller answers LimitExceeded.
@@ -92,9 +92,9 @@ size_t idtable_count(const struct idtable *table);
 size_t idtable_limit(const struct idtable *table);
 /* Fills *stats; O(slots) because of max_probe, meant for tests and benchmarks. */
 void idtable_stats(const struct idtable *table, struct idtable_stats *stats);
-/* Walks the index and the entries: 0 when every slot leads to an entry in
- * use with that hash, the Robin Hood order holds, each entry in use has
- * exactly one slot and the free list and the count add up; else -EUCLEAN.
+/* Walks the index and the entries: 0 when the index is sound and holds
+ * exactly the entries in use, each under its id's hash, and the free list
+ * and the count add up; else -EUCLEAN.
  * O(slots + entries), for tests. */
 int idtable_check(const struct idtable *table);
 

@@ -173,8 +173,9 @@ static void bench_idtable(size_t n, uint8_t (*ids)[UUID_LEN])
     report("remove + insert + uuid, steady state", now_ns() - t, 1000000);
     printf("  memory: %.1f bytes/entry by malloc accounting, %.1f by the table's own count\n",
            (double)(after - before) / (double)n, (double)stats.bytes / (double)n);
-    printf("          (%zu index slots of 8 bytes, %zu-byte entries, longest probe %zu)\n",
-           stats.slots, sizeof(struct idtable_entry), stats.max_probe);
+    printf("          (%zu index slots of %zu bytes, %zu-byte entries, longest probe %zu)\n",
+           stats.slots, sizeof(uint32_t) + sizeof(void *), sizeof(struct idtable_entry),
+           stats.max_probe);
     idtable_free(table);
     free(unknown);
     free(order);

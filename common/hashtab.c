@@ -115,8 +115,9 @@ int hashtab_insert(struct hashtab *t, uint32_t hash, void *item)
     return 0;
 }
 
-/* The slot of the first item at or after home with this stored hash that
- * `match` accepts, or UINT32_MAX. */
+/* The slot, in the run from the hash's home, of the item with this stored
+ * hash that has `key` (by_key: through eq) or is `key` (by address), or
+ * UINT32_MAX. */
 static uint32_t lookup(const struct hashtab *t, uint32_t hash, const void *key, bool by_key)
 {
     uint32_t pos = hash & t->mask_;

@@ -9,8 +9,8 @@
 #include "common/hashtab.h"
 #include "uuid.h"
 
-#define LINK_IN_USE     UINT32_MAX
-#define LINK_END        (UINT32_MAX - 1)
+#define IN_USE          UINT32_C(0x80000000) /* in serial_; serials stay below 2^28 */
+#define LINK_END        UINT32_MAX
 #define MIN_CHUNK_SHIFT 4u  /* 16 entries */
 #define MAX_CHUNK_SHIFT 10u /* 1024 entries, 64 KiB */
 
@@ -150,7 +150,7 @@ static int take_entry(struct idtable *table, struct idtable_entry **out)
 
     if (table->free_head != LINK_END) {
         entry = entry_at(table, table->free_head);
-        table->free_head = entry->link_;
+        table->free_head = entry->link_; /* serial_ is kept from before */
         *out = entry;
         return 0;
     }
@@ -196,7 +196,7 @@ int idtable_insert(struct idtable *table, const uint8_t id[IDTABLE_ID_LEN],
     entry->tag = 0;
     entry->stamp = 0;
     entry->hash_ = hash;
-    entry->link_ = LINK_IN_USE;
+    entry->serial_ |= IN_USE;
     (void)hashtab_insert(&table->index, hash, entry); /* reserved: cannot fail */
     table->count++;
     *out = entry;
@@ -212,12 +212,13 @@ void idtable_remove(struct idtable *table, struct idtable_entry *entry)
 {
     bool found;
 
-    assert(entry->link_ == LINK_IN_USE);
+    assert(entry->serial_ & IN_USE);
     assert(!timer_node_is_armed(&entry->timer));
     found = hashtab_remove(&table->index, entry->hash_, entry);
     assert(found);
     (void)found;
     entry->ctx = NULL;
+    entry->serial_ &= ~IN_USE;
     entry->link_ = table->free_head;
     table->free_head = entry->serial_;
     table->count--;
@@ -228,7 +229,7 @@ static struct idtable_entry *first_in_use_from(const struct idtable *table, uint
     for (; serial < table->entries; serial++) {
         struct idtable_entry *entry = entry_at(table, serial);
 
-        if (entry->link_ == LINK_IN_USE)
+        if (entry->serial_ & IN_USE)
             return entry;
     }
     return NULL;
@@ -241,7 +242,7 @@ struct idtable_entry *idtable_first(const struct idtable *table)
 
 struct idtable_entry *idtable_next(const struct idtable *table, const struct idtable_entry *entry)
 {
-    return first_in_use_from(table, entry->serial_ + 1);
+    return first_in_use_from(table, (entry->serial_ & ~IN_USE) + 1);
 }
 
 size_t idtable_count(const struct idtable *table)
@@ -280,9 +281,9 @@ int idtable_check(const struct idtable *table)
     for (uint32_t serial = 0; serial < table->entries; serial++) {
         const struct idtable_entry *entry = entry_at(table, serial);
 
-        if (entry->serial_ != serial)
+        if ((entry->serial_ & ~IN_USE) != serial)
             return -EUCLEAN;
-        if (entry->link_ != LINK_IN_USE)
+        if (!(entry->serial_ & IN_USE))
             continue;
         if (hash_id(table, entry->id) != entry->hash_ ||
             hashtab_find(&table->index, entry->hash_, entry->id) != entry)

@@ -42,10 +42,12 @@ struct idtable_entry {
     void *ctx;                  /* the caller's; NULL after insert */
     uint64_t tag;               /* the caller's; 0 after insert */
     uint64_t stamp;             /* the caller's (e.g. when it began); 0 after insert */
-    /* Private to idtable.c. */
-    uint32_t hash_;
-    uint32_t serial_;
-    uint32_t link_;
+    /* Private to idtable.c: 8 bytes, so that an entry is 64. */
+    union {
+        uint32_t hash_; /* in use: the id's hash, to find its index slot */
+        uint32_t link_; /* free: the next free entry */
+    };
+    uint32_t serial_; /* position in the chunks | IN_USE */
 };
 
 struct idtable_stats {

@@ -1,13 +1,13 @@
 /* The table of requests in flight: found by id when the result arrives,
  * ordered by deadline so the earliest can expire.
  *
- * Ids are chosen by the client (monotonic, never reused), so an open
- * addressing hash on the id (linear probing, backward-shift deletion) finds
- * a result's request in O(1) whatever order results come in, and a binary
- * min-heap of the requests that have a deadline gives the next timeout in
- * O(1) and removes any request in O(log n) (each request knows its heap
- * slot). Request structs are recycled through a small free list, so a
- * client in steady state does not allocate per request.
+ * Ids are chosen by the client (monotonic, never reused), so a hash on the
+ * id (common/hashtab.h, Fibonacci hashing of the id) finds a result's
+ * request in O(1) whatever order results come in, and a binary min-heap
+ * (common/minheap.h) of the requests that have a deadline gives the next
+ * timeout in O(1) and removes any request in O(log n) (each request knows
+ * its heap slot). Request structs are recycled through a small free list,
+ * so a client in steady state does not allocate per request.
  */
 #ifndef VOLT_REQTABLE_H
 #define VOLT_REQTABLE_H
@@ -15,25 +15,25 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/hashtab.h"
+#include "common/minheap.h"
+
 #define VOLT__NO_DEADLINE INT64_MAX
 
 struct volt__req {
     uint64_t id;
-    int64_t deadline;  /* monotonic ms, VOLT__NO_DEADLINE for none */
-    size_t heap_index; /* slot in the heap, SIZE_MAX when not in it */
-    int kind;          /* owner-defined */
-    unsigned flags;    /* owner-defined */
-    void (*cb)(void);  /* owner-defined callback (cast back by the owner) */
+    int64_t deadline;         /* monotonic ms, VOLT__NO_DEADLINE for none */
+    struct minheap_node heap; /* in the heap while it has a deadline */
+    int kind;                 /* owner-defined */
+    unsigned flags;           /* owner-defined */
+    void (*cb)(void);         /* owner-defined callback (cast back by the owner) */
     void *privdata;
     struct volt__req *next; /* free list / list returned by take_all */
 };
 
 struct volt__reqs {
-    struct volt__req **slots; /* hash, capacity a power of two, NULL = empty */
-    size_t mask;
-    size_t count;
-    struct volt__req **heap;
-    size_t heap_len, heap_cap;
+    struct hashtab by_id;
+    struct minheap by_deadline;
     struct volt__req *free_list;
     size_t free_count;
 };
@@ -67,7 +67,7 @@ void volt__reqs_each(struct volt__reqs *t, void (*fn)(struct volt__req *r, void 
 struct volt__req *volt__reqs_take_all(struct volt__reqs *t);
 static inline size_t volt__reqs_count(const struct volt__reqs *t)
 {
-    return t->count;
+    return hashtab_count(&t->by_id);
 }
 
 #endif

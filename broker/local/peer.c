@@ -605,7 +605,7 @@ static unsigned drain_frames(struct peer *p)
 static void watch_partial_frame(struct peer *p, unsigned frames_done)
 {
     struct timer_queue *tq = p->list->flusher->timers;
-    bool armed = p->frame_timer.node.index != TIMER_NODE_DETACHED;
+    bool armed = timer_node_is_armed(&p->frame_timer.node);
 
     if (!p->limits.frame_timeout_ms || p->closing || p->evicting)
         return;

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/hashtab.h"
 #include "local/emitq.h"
 #include "local/peer.h"
 #include "local/quota.h"
@@ -61,21 +62,13 @@ struct group {
     uint32_t next_turn; /* round-robin cursor */
 };
 
-/* Command -> group, open addressing with linear probing and backward-shift
- * deletion (no tombstones, so lookups stay short under churn). */
-struct group_map {
-    struct group **slots;
-    uint32_t cap; /* power of two */
-    uint32_t count;
-};
-
 struct router {
     uv_loop_t *loop;
     struct router_params p;
     struct session *session;
     struct rclient *clients;
     uint32_t n_clients;
-    struct group_map groups;
+    struct hashtab groups; /* command -> group, under hash_name() */
     uint64_t next_group_serial;
     size_t names_json; /* sum of the groups' json_size */
     /* Outbound requests, keyed by (peer id, client's id): detects reused
@@ -108,65 +101,24 @@ static uint32_t hash_name(const uint8_t *s, uint32_t len)
     return h;
 }
 
-static struct group *groups_find(const struct group_map *m, const uint8_t *name, uint32_t len,
-                                 uint32_t hash, uint32_t *slot_out)
+/* A command name as the groups' key. */
+struct name_key {
+    const uint8_t *ptr;
+    uint32_t len;
+};
+
+static bool group_has_name(const void *item, const void *key)
 {
-    if (!m->cap)
-        return NULL;
-    for (uint32_t i = hash & (m->cap - 1);; i = (i + 1) & (m->cap - 1)) {
-        struct group *g = m->slots[i];
-        if (!g) {
-            if (slot_out)
-                *slot_out = i;
-            return NULL;
-        }
-        if (g->hash == hash && g->len == len && !memcmp(g->command, name, len)) {
-            if (slot_out)
-                *slot_out = i;
-            return g;
-        }
-    }
+    const struct group *g = item;
+    const struct name_key *k = key;
+
+    return g->len == k->len && !memcmp(g->command, k->ptr, k->len);
 }
 
-static int groups_grow(struct group_map *m)
+static struct group *groups_find(const struct hashtab *m, const uint8_t *name, uint32_t len,
+                                 uint32_t hash)
 {
-    uint32_t cap = m->cap ? m->cap * 2 : 64;
-    struct group **slots = calloc(cap, sizeof(*slots));
-
-    if (!slots)
-        return -ENOMEM;
-    for (uint32_t i = 0; i < m->cap; i++) {
-        struct group *g = m->slots[i];
-        if (!g)
-            continue;
-        uint32_t j = g->hash & (cap - 1);
-        while (slots[j])
-            j = (j + 1) & (cap - 1);
-        slots[j] = g;
-    }
-    free(m->slots);
-    m->slots = slots;
-    m->cap = cap;
-    return 0;
-}
-
-static void groups_remove_slot(struct group_map *m, uint32_t i)
-{
-    uint32_t mask = m->cap - 1;
-
-    m->slots[i] = NULL;
-    m->count--;
-    /* Backward shift: move later entries of the run into the hole when
-     * their home slot allows it. */
-    for (uint32_t j = (i + 1) & mask; m->slots[j]; j = (j + 1) & mask) {
-        uint32_t home = m->slots[j]->hash & mask;
-        bool movable = (j > i) ? (home <= i || home > j) : (home <= i && home > j);
-        if (movable) {
-            m->slots[i] = m->slots[j];
-            m->slots[j] = NULL;
-            i = j;
-        }
-    }
+    return hashtab_find(m, hash, &(struct name_key){.ptr = name, .len = len});
 }
 
 /* ---- helpers ---- */
@@ -228,8 +180,8 @@ static void on_call_deadline(struct timer_node *node, void *ud)
 void router_inbound_request(struct router *r, struct session_inbound *in,
                             const struct proto_span *command, const struct proto_span *payload)
 {
-    struct group *g = groups_find(&r->groups, command->ptr, command->len,
-                                  hash_name(command->ptr, command->len), NULL);
+    struct group *g =
+        groups_find(&r->groups, command->ptr, command->len, hash_name(command->ptr, command->len));
     struct idtable_entry *e;
     struct rclient *c;
     uint8_t key[IDTABLE_ID_LEN];
@@ -593,11 +545,10 @@ static int group_join(struct router *r, struct rclient *c, const struct proto_sp
                       bool *created)
 {
     uint32_t hash = hash_name(name->ptr, name->len);
-    struct group *g = groups_find(&r->groups, name->ptr, name->len, hash, NULL);
-    uint32_t slot = 0;
+    struct group *g = groups_find(&r->groups, name->ptr, name->len, hash);
 
     if (!g) {
-        if ((r->groups.count + 1) * 4 > r->groups.cap * 3 && groups_grow(&r->groups) < 0)
+        if (hashtab_reserve(&r->groups, hashtab_count(&r->groups) + 1) < 0)
             return -ENOMEM;
         g = calloc(1, sizeof(*g));
         if (!g || !(g->command = malloc(name->len + 1))) {
@@ -611,9 +562,7 @@ static int group_join(struct router *r, struct rclient *c, const struct proto_sp
         g->serial = ++r->next_group_serial;
         g->json_size = (uint32_t)proto_json_str_size(name->ptr, name->len);
         r->names_json += g->json_size;
-        groups_find(&r->groups, name->ptr, name->len, hash, &slot);
-        r->groups.slots[slot] = g;
-        r->groups.count++;
+        (void)hashtab_insert(&r->groups, hash, g); /* reserved: cannot fail */
         *created = true;
     }
     if (client_has_group(c, g))
@@ -630,8 +579,6 @@ static int group_join(struct router *r, struct rclient *c, const struct proto_sp
 /* Removes c from g; frees g when empty. True when the union shrank. */
 static bool group_leave(struct router *r, struct rclient *c, struct group *g)
 {
-    uint32_t slot = 0;
-
     for (uint32_t i = 0; i < g->n; i++) {
         if (g->members[i] == c) {
             /* Keep order so round-robin stays fair among the rest. */
@@ -648,8 +595,7 @@ static bool group_leave(struct router *r, struct rclient *c, struct group *g)
     }
     if (g->n)
         return false;
-    groups_find(&r->groups, (const uint8_t *)g->command, g->len, g->hash, &slot);
-    groups_remove_slot(&r->groups, slot);
+    hashtab_remove(&r->groups, g->hash, g);
     r->names_json -= g->json_size;
     free(g->members);
     free(g->command);
@@ -669,13 +615,13 @@ static bool handler_list_fits(const struct router *r, const struct proto_msg *m)
 {
     struct proto_str_iter it;
     struct proto_span name;
-    size_t json = r->names_json, count = r->groups.count;
+    size_t json = r->names_json, count = hashtab_count(&r->groups);
 
     if (!r->session)
         return true;
     proto_msg_commands(m, &it);
     while (proto_str_iter_next(&it, &name)) {
-        if (groups_find(&r->groups, name.ptr, name.len, hash_name(name.ptr, name.len), NULL))
+        if (groups_find(&r->groups, name.ptr, name.len, hash_name(name.ptr, name.len)))
             continue;
         json += proto_json_str_size(name.ptr, name.len);
         count++;
@@ -724,7 +670,7 @@ static void handle_register(struct router *r, struct rclient *c, const struct pr
             continue;
         }
         struct group *g =
-            groups_find(&r->groups, name.ptr, name.len, hash_name(name.ptr, name.len), NULL);
+            groups_find(&r->groups, name.ptr, name.len, hash_name(name.ptr, name.len));
         if (g && client_has_group(c, g))
             changed |= group_leave(r, c, g);
     }
@@ -972,22 +918,21 @@ bool router_handle(struct router *r, struct peer *p, const struct proto_msg *m)
 
 int router_handler_list(struct router *r, struct proto_buf *out)
 {
-    int rc = proto_mp_put_array(out, r->groups.count);
-    for (uint32_t i = 0; i < r->groups.cap && rc == 0; i++) {
-        const struct group *g = r->groups.slots[i];
-        if (g)
-            rc = proto_mp_put_str(out, g->command, g->len);
-    }
+    int rc = proto_mp_put_array(out, hashtab_count(&r->groups));
+    size_t pos = 0;
+    const struct group *g;
+    while (rc == 0 && (g = hashtab_next(&r->groups, &pos)))
+        rc = proto_mp_put_str(out, g->command, g->len);
     return rc;
 }
 
 /* The newest group of all (the one trimmed first). */
 static struct group *newest_group(const struct router *r)
 {
-    struct group *best = NULL;
-    for (uint32_t i = 0; i < r->groups.cap; i++) {
-        struct group *g = r->groups.slots[i];
-        if (g && (!best || g->serial > best->serial))
+    struct group *best = NULL, *g;
+    size_t pos = 0;
+    while ((g = hashtab_next(&r->groups, &pos))) {
+        if (!best || g->serial > best->serial)
             best = g;
     }
     return best;
@@ -997,7 +942,7 @@ void router_trim_handlers(struct router *r, size_t room)
 {
     struct group *g;
 
-    while (list_json(r->names_json, r->groups.count) > room && (g = newest_group(r))) {
+    while (list_json(r->names_json, hashtab_count(&r->groups)) > room && (g = newest_group(r))) {
         /* Each registrant is told and named in the log: the list never
          * silently stops matching what the clients think they serve. */
         while (g->n) {
@@ -1020,7 +965,7 @@ void router_trim_handlers(struct router *r, size_t room)
 
 size_t router_handler_count(const struct router *r)
 {
-    return r->groups.count;
+    return hashtab_count(&r->groups);
 }
 
 size_t router_client_count(const struct router *r)
@@ -1156,6 +1101,7 @@ struct router *router_new(uv_loop_t *loop, const struct router_params *params, s
 
     if (!r)
         return NULL;
+    hashtab_init(&r->groups, group_has_name);
     r->loop = loop;
     r->p = *params;
     r->quota = quota;
@@ -1197,15 +1143,14 @@ void router_free(struct router *r)
         router_fail_open_calls(r, "HandlerError", "the broker is stopping");
     while (r->clients)
         router_peer_leave(r, r->clients->peer);
-    for (uint32_t i = 0; i < r->groups.cap; i++) {
-        struct group *g = r->groups.slots[i];
-        if (g) {
-            free(g->members);
-            free(g->command);
-            free(g);
-        }
+    size_t pos = 0;
+    struct group *g;
+    while ((g = hashtab_next(&r->groups, &pos))) {
+        free(g->members);
+        free(g->command);
+        free(g);
     }
-    free(r->groups.slots);
+    hashtab_destroy(&r->groups);
     if (r->call_deadlines)
         timer_queue_close(r->call_deadlines);
     if (r->kept && emitq_count(r->kept))

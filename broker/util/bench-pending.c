@@ -15,8 +15,8 @@
 #include <time.h>
 #include <uv.h>
 
+#include "common/minheap.h"
 #include "util/idtable.h"
-#include "util/timerheap.h"
 #include "util/timerqueue.h"
 #include "util/uuid.h"
 
@@ -173,8 +173,9 @@ static void bench_idtable(size_t n, uint8_t (*ids)[UUID_LEN])
     report("remove + insert + uuid, steady state", now_ns() - t, 1000000);
     printf("  memory: %.1f bytes/entry by malloc accounting, %.1f by the table's own count\n",
            (double)(after - before) / (double)n, (double)stats.bytes / (double)n);
-    printf("          (%zu index slots of 8 bytes, %zu-byte entries, longest probe %zu)\n",
-           stats.slots, sizeof(struct idtable_entry), stats.max_probe);
+    printf("          (%zu index slots of %zu bytes, %zu-byte entries, longest probe %zu)\n",
+           stats.slots, sizeof(uint32_t) + sizeof(void *), sizeof(struct idtable_entry),
+           stats.max_probe);
     idtable_free(table);
     free(unknown);
     free(order);
@@ -189,41 +190,43 @@ static void bench_timer_heap(void)
 {
     enum { N = EXPIRE_RUN };
     struct pending *items = malloc(N * sizeof(*items));
-    struct timer_heap *heap;
+    struct minheap heap, *hp = &heap;
     uint64_t last = 0;
     double t;
 
-    if (!items || timer_heap_new(&heap) < 0)
+    if (!items)
         die("out of memory");
-    printf("timer_heap, %d nodes (pure, no loop)\n", N);
+    minheap_init(hp);
+    printf("minheap, %d nodes (pure, no loop)\n", N);
     t = now_ns();
     for (size_t i = 0; i < N; i++) {
         timer_node_init(&items[i].timer);
-        if (timer_heap_add(heap, &items[i].timer, rng_next() % 30000) < 0)
+        if (minheap_add(hp, &items[i].timer.heap, rng_next() % 30000) < 0)
             die("heap add failed");
     }
     report("add, random deadline", now_ns() - t, N);
     t = now_ns();
     for (size_t i = 0; i < N; i++) {
-        struct timer_node *node = timer_heap_pop(heap);
+        struct minheap_node *node = minheap_peek(hp);
+        uint64_t key = node ? minheap_key(hp, node) : 0;
 
-        if (!node || node->deadline < last)
+        if (!node || minheap_pop(hp) != node || key < last)
             die("heap order broken");
-        last = node->deadline;
+        last = key;
     }
     report("pop", now_ns() - t, N);
     /* Deadlines that mostly arrive in order, as request timeouts do. */
     t = now_ns();
     for (size_t i = 0; i < N; i++) {
-        if (timer_heap_add(heap, &items[i].timer, 30000 + i / 100) < 0)
+        if (minheap_add(hp, &items[i].timer.heap, 30000 + i / 100) < 0)
             die("heap add failed");
     }
     report("add, ascending deadline", now_ns() - t, N);
     t = now_ns();
     for (size_t i = 0; i < N; i += 2)
-        timer_heap_remove(heap, &items[(i * 7919) % N].timer);
+        minheap_remove(hp, &items[(i * 7919) % N].timer.heap);
     report("remove from the middle", now_ns() - t, N / 2);
-    timer_heap_free(heap);
+    minheap_destroy(hp);
     free(items);
 }
 

@@ -6,25 +6,16 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/hashtab.h"
 #include "uuid.h"
 
-#define SLOT_EMPTY      UINT32_MAX
-#define LINK_IN_USE     UINT32_MAX
-#define LINK_END        (UINT32_MAX - 1)
-#define INITIAL_SLOTS   16u
+#define IN_USE          UINT32_C(0x80000000) /* in serial_; serials stay below 2^28 */
+#define LINK_END        UINT32_MAX
 #define MIN_CHUNK_SHIFT 4u  /* 16 entries */
 #define MAX_CHUNK_SHIFT 10u /* 1024 entries, 64 KiB */
 
-/* One index slot: the entry's hash, to skip most mismatches without
- * touching the entry, and its serial number in the chunks. */
-struct slot {
-    uint32_t hash;
-    uint32_t serial; /* SLOT_EMPTY when free */
-};
-
 struct idtable {
-    struct slot *slots;
-    uint32_t mask; /* slot count - 1; the count is a power of two */
+    struct hashtab index; /* hash_ -> entry */
     uint32_t count;
     uint32_t limit;
     uint64_t key[2];
@@ -103,20 +94,9 @@ static struct idtable_entry *entry_at(const struct idtable *table, uint32_t seri
     return &table->chunks[serial >> table->chunk_shift][serial & chunk_mask];
 }
 
-static uint32_t probe_distance(const struct idtable *table, uint32_t pos, uint32_t hash)
+static bool entry_has_id(const void *item, const void *id)
 {
-    return (pos - hash) & table->mask;
-}
-
-static struct slot *alloc_slots(size_t n)
-{
-    struct slot *slots = malloc(n * sizeof(*slots));
-
-    if (slots) {
-        for (size_t i = 0; i < n; i++)
-            slots[i].serial = SLOT_EMPTY;
-    }
-    return slots;
+    return memcmp(((const struct idtable_entry *)item)->id, id, IDTABLE_ID_LEN) == 0;
 }
 
 int idtable_new(struct idtable **out, size_t limit)
@@ -133,15 +113,14 @@ int idtable_new(struct idtable **out, size_t limit)
     r = uuid_fill_random(table->key, sizeof(table->key));
     if (r < 0)
         goto err_table;
-    r = -ENOMEM;
-    table->slots = alloc_slots(INITIAL_SLOTS);
-    if (!table->slots)
+    hashtab_init(&table->index, entry_has_id);
+    r = hashtab_reserve(&table->index, 1);
+    if (r < 0)
         goto err_table;
     /* Small tables get small chunks; big ones cap at 64 KiB chunks. */
     while (shift < MAX_CHUNK_SHIFT && (UINT32_C(1) << shift) < limit)
         shift++;
     table->chunk_shift = shift;
-    table->mask = INITIAL_SLOTS - 1;
     table->limit = (uint32_t)limit;
     table->free_head = LINK_END;
     *out = table;
@@ -159,59 +138,8 @@ void idtable_free(struct idtable *table)
     for (uint32_t i = 0; i < table->n_chunks; i++)
         free(table->chunks[i]);
     free(table->chunks);
-    free(table->slots);
+    hashtab_destroy(&table->index);
     free(table);
-}
-
-/* Places (hash, serial) Robin Hood style: whoever is further from home
- * keeps the slot, the other walks on. */
-static void place(struct slot *slots, uint32_t mask, struct slot cur)
-{
-    uint32_t pos = cur.hash & mask;
-    uint32_t dist = 0;
-
-    for (;;) {
-        struct slot *s = &slots[pos];
-        uint32_t s_dist;
-
-        if (s->serial == SLOT_EMPTY) {
-            *s = cur;
-            return;
-        }
-        s_dist = (pos - s->hash) & mask;
-        if (s_dist < dist) {
-            struct slot tmp = *s;
-
-            *s = cur;
-            cur = tmp;
-            dist = s_dist;
-        }
-        pos = (pos + 1) & mask;
-        dist++;
-    }
-}
-
-static int grow_slots(struct idtable *table)
-{
-    uint32_t old_n = table->mask + 1;
-    uint32_t new_mask = old_n * 2 - 1;
-    struct slot *slots = alloc_slots((size_t)old_n * 2);
-
-    if (!slots)
-        return -ENOMEM;
-    for (uint32_t i = 0; i < old_n; i++) {
-        if (table->slots[i].serial != SLOT_EMPTY)
-            place(slots, new_mask, table->slots[i]);
-    }
-    free(table->slots);
-    table->slots = slots;
-    table->mask = new_mask;
-    return 0;
-}
-
-static bool over_load(const struct idtable *table, uint32_t count)
-{
-    return (uint64_t)count * 5 > (uint64_t)(table->mask + 1) * 4;
 }
 
 /* An entry from the free list, or a new one carved from the chunks. */
@@ -222,7 +150,7 @@ static int take_entry(struct idtable *table, struct idtable_entry **out)
 
     if (table->free_head != LINK_END) {
         entry = entry_at(table, table->free_head);
-        table->free_head = entry->link_;
+        table->free_head = entry->link_; /* serial_ is kept from before */
         *out = entry;
         return 0;
     }
@@ -244,26 +172,6 @@ static int take_entry(struct idtable *table, struct idtable_entry **out)
     return 0;
 }
 
-static struct idtable_entry *lookup(const struct idtable *table, const uint8_t id[IDTABLE_ID_LEN],
-                                    uint32_t hash)
-{
-    uint32_t pos = hash & table->mask;
-
-    for (uint32_t dist = 0;; dist++, pos = (pos + 1) & table->mask) {
-        const struct slot *s = &table->slots[pos];
-        struct idtable_entry *entry;
-
-        /* Robin Hood: a slot nearer its home than we are to ours ends the run. */
-        if (s->serial == SLOT_EMPTY || probe_distance(table, pos, s->hash) < dist)
-            return NULL;
-        if (s->hash != hash)
-            continue;
-        entry = entry_at(table, s->serial);
-        if (memcmp(entry->id, id, IDTABLE_ID_LEN) == 0)
-            return entry;
-    }
-}
-
 int idtable_insert(struct idtable *table, const uint8_t id[IDTABLE_ID_LEN],
                    struct idtable_entry **out)
 {
@@ -271,15 +179,14 @@ int idtable_insert(struct idtable *table, const uint8_t id[IDTABLE_ID_LEN],
     struct idtable_entry *entry;
     int r;
 
-    if (lookup(table, id, hash))
+    if (hashtab_find(&table->index, hash, id))
         return -EEXIST;
     if (table->count >= table->limit)
         return -ENOSPC;
-    if (over_load(table, table->count + 1)) {
-        r = grow_slots(table);
-        if (r < 0)
-            return r;
-    }
+    /* Room in the index first: after it, nothing can fail but the entry. */
+    r = hashtab_reserve(&table->index, (size_t)table->count + 1);
+    if (r < 0)
+        return r;
     r = take_entry(table, &entry);
     if (r < 0)
         return r;
@@ -289,8 +196,8 @@ int idtable_insert(struct idtable *table, const uint8_t id[IDTABLE_ID_LEN],
     entry->tag = 0;
     entry->stamp = 0;
     entry->hash_ = hash;
-    entry->link_ = LINK_IN_USE;
-    place(table->slots, table->mask, (struct slot){.hash = hash, .serial = entry->serial_});
+    entry->serial_ |= IN_USE;
+    (void)hashtab_insert(&table->index, hash, entry); /* reserved: cannot fail */
     table->count++;
     *out = entry;
     return 0;
@@ -298,38 +205,20 @@ int idtable_insert(struct idtable *table, const uint8_t id[IDTABLE_ID_LEN],
 
 struct idtable_entry *idtable_find(const struct idtable *table, const uint8_t id[IDTABLE_ID_LEN])
 {
-    return lookup(table, id, hash_id(table, id));
-}
-
-/* Backward-shift deletion: pull each following entry of the run one slot
- * back until an empty slot or one already at home, so that no tombstone
- * is needed and runs stay as short as if the entry had never been. */
-static void unlink_slot(struct idtable *table, uint32_t pos)
-{
-    for (;;) {
-        uint32_t next = (pos + 1) & table->mask;
-        struct slot *s = &table->slots[next];
-
-        if (s->serial == SLOT_EMPTY || probe_distance(table, next, s->hash) == 0)
-            break;
-        table->slots[pos] = *s;
-        pos = next;
-    }
-    table->slots[pos].serial = SLOT_EMPTY;
+    return hashtab_find(&table->index, hash_id(table, id), id);
 }
 
 void idtable_remove(struct idtable *table, struct idtable_entry *entry)
 {
-    uint32_t pos = entry->hash_ & table->mask;
+    bool found;
 
-    assert(entry->link_ == LINK_IN_USE);
+    assert(entry->serial_ & IN_USE);
     assert(!timer_node_is_armed(&entry->timer));
-    while (table->slots[pos].serial != entry->serial_) {
-        assert(table->slots[pos].serial != SLOT_EMPTY);
-        pos = (pos + 1) & table->mask;
-    }
-    unlink_slot(table, pos);
+    found = hashtab_remove(&table->index, entry->hash_, entry);
+    assert(found);
+    (void)found;
     entry->ctx = NULL;
+    entry->serial_ &= ~IN_USE;
     entry->link_ = table->free_head;
     table->free_head = entry->serial_;
     table->count--;
@@ -340,7 +229,7 @@ static struct idtable_entry *first_in_use_from(const struct idtable *table, uint
     for (; serial < table->entries; serial++) {
         struct idtable_entry *entry = entry_at(table, serial);
 
-        if (entry->link_ == LINK_IN_USE)
+        if (entry->serial_ & IN_USE)
             return entry;
     }
     return NULL;
@@ -353,7 +242,7 @@ struct idtable_entry *idtable_first(const struct idtable *table)
 
 struct idtable_entry *idtable_next(const struct idtable *table, const struct idtable_entry *entry)
 {
-    return first_in_use_from(table, entry->serial_ + 1);
+    return first_in_use_from(table, (entry->serial_ & ~IN_USE) + 1);
 }
 
 size_t idtable_count(const struct idtable *table)
@@ -368,68 +257,36 @@ size_t idtable_limit(const struct idtable *table)
 
 void idtable_stats(const struct idtable *table, struct idtable_stats *stats)
 {
-    size_t n_slots = (size_t)table->mask + 1;
+    struct hashtab_stats index;
 
+    hashtab_stats(&table->index, &index);
     memset(stats, 0, sizeof(*stats));
     stats->count = table->count;
     stats->limit = table->limit;
-    stats->slots = n_slots;
+    stats->slots = index.slots;
     stats->entries = table->entries;
-    stats->bytes = sizeof(*table) + n_slots * sizeof(struct slot) +
+    stats->bytes = sizeof(*table) + index.bytes +
                    (size_t)table->n_chunks *
                        (sizeof(struct idtable_entry *) +
                         ((size_t)1 << table->chunk_shift) * sizeof(struct idtable_entry));
-    for (uint32_t pos = 0; pos < n_slots; pos++) {
-        const struct slot *s = &table->slots[pos];
-        size_t dist;
-
-        if (s->serial == SLOT_EMPTY)
-            continue;
-        dist = probe_distance(table, pos, s->hash);
-        if (dist > stats->max_probe)
-            stats->max_probe = dist;
-    }
-}
-
-static bool slot_ok(const struct idtable *table, uint32_t pos)
-{
-    const struct slot *s = &table->slots[pos];
-    const struct slot *prev = &table->slots[(pos - 1) & table->mask];
-    uint32_t dist = probe_distance(table, pos, s->hash);
-    const struct idtable_entry *entry;
-
-    if (s->serial >= table->entries)
-        return false;
-    entry = entry_at(table, s->serial);
-    if (entry->link_ != LINK_IN_USE || entry->hash_ != s->hash ||
-        hash_id(table, entry->id) != s->hash)
-        return false;
-    /* Robin Hood order: a run never jumps by more than one step. */
-    if (dist > 0 && (prev->serial == SLOT_EMPTY ||
-                     probe_distance(table, (pos - 1) & table->mask, prev->hash) + 1 < dist))
-        return false;
-    return true;
+    stats->max_probe = index.max_probe;
 }
 
 int idtable_check(const struct idtable *table)
 {
-    uint32_t in_slots = 0, in_use = 0, free_len = 0;
+    uint32_t in_use = 0, free_len = 0;
 
-    for (uint32_t pos = 0; pos <= table->mask; pos++) {
-        if (table->slots[pos].serial == SLOT_EMPTY)
-            continue;
-        if (!slot_ok(table, pos))
-            return -EUCLEAN;
-        in_slots++;
-    }
+    if (hashtab_check(&table->index) < 0 || hashtab_count(&table->index) != table->count)
+        return -EUCLEAN;
     for (uint32_t serial = 0; serial < table->entries; serial++) {
         const struct idtable_entry *entry = entry_at(table, serial);
 
-        if (entry->serial_ != serial)
+        if ((entry->serial_ & ~IN_USE) != serial)
             return -EUCLEAN;
-        if (entry->link_ != LINK_IN_USE)
+        if (!(entry->serial_ & IN_USE))
             continue;
-        if (lookup(table, entry->id, entry->hash_) != entry)
+        if (hash_id(table, entry->id) != entry->hash_ ||
+            hashtab_find(&table->index, entry->hash_, entry->id) != entry)
             return -EUCLEAN;
         in_use++;
     }
@@ -437,8 +294,7 @@ int idtable_check(const struct idtable *table)
         if (s >= table->entries || ++free_len > table->entries)
             return -EUCLEAN;
     }
-    if (in_slots != table->count || in_use != table->count ||
-        free_len != table->entries - table->count)
+    if (in_use != table->count || free_len != table->entries - table->count)
         return -EUCLEAN;
     return 0;
 }

@@ -10,8 +10,8 @@
  *   32-bit hash before it touches an entry.
  * - No allocation per request once warm. Entries live in fixed-size
  *   chunks that are never freed before the table; removed entries go to a
- *   free list and are reused first. The index is open addressing (Robin
- *   Hood with backward-shift deletion, so no tombstones) over 8-byte slots
+ *   free list and are reused first. The index is common/hashtab.h (Robin
+ *   Hood with backward-shift deletion, so no tombstones; 12-byte slots)
  *   and doubles when 80% full; it never shrinks.
  * - Bounded: at most `limit` entries; the next insert fails with -ENOSPC
  *   and the caller answers LimitExceeded.
@@ -28,7 +28,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "timerheap.h"
+#include "timerqueue.h"
 
 #define IDTABLE_ID_LEN    16
 #define IDTABLE_MAX_LIMIT (UINT32_C(1) << 28)
@@ -42,10 +42,12 @@ struct idtable_entry {
     void *ctx;                  /* the caller's; NULL after insert */
     uint64_t tag;               /* the caller's; 0 after insert */
     uint64_t stamp;             /* the caller's (e.g. when it began); 0 after insert */
-    /* Private to idtable.c. */
-    uint32_t hash_;
-    uint32_t serial_;
-    uint32_t link_;
+    /* Private to idtable.c: 8 bytes, so that an entry is 64. */
+    union {
+        uint32_t hash_; /* in use: the id's hash, to find its index slot */
+        uint32_t link_; /* free: the next free entry */
+    };
+    uint32_t serial_; /* position in the chunks | IN_USE */
 };
 
 struct idtable_stats {
@@ -92,9 +94,9 @@ size_t idtable_count(const struct idtable *table);
 size_t idtable_limit(const struct idtable *table);
 /* Fills *stats; O(slots) because of max_probe, meant for tests and benchmarks. */
 void idtable_stats(const struct idtable *table, struct idtable_stats *stats);
-/* Walks the index and the entries: 0 when every slot leads to an entry in
- * use with that hash, the Robin Hood order holds, each entry in use has
- * exactly one slot and the free list and the count add up; else -EUCLEAN.
+/* Walks the index and the entries: 0 when the index is sound and holds
+ * exactly the entries in use, each under its id's hash, and the free list
+ * and the count add up; else -EUCLEAN.
  * O(slots + entries), for tests. */
 int idtable_check(const struct idtable *table);
 

@@ -12,7 +12,7 @@
 #include <cmocka.h>
 
 #include "util/idtable.h"
-#include "util/timerheap.h"
+#include "util/timerqueue.h"
 #include "util/uuid.h"
 
 static uint64_t rng_state;
@@ -364,35 +364,35 @@ static void test_hostile_ids_stay_short(void **state)
     idtable_free(table);
 }
 
-/* The entry's timer in a timer heap leads back to the entry. */
+/* The entry's timer in a heap leads back to the entry. */
 static void test_entry_timer_in_heap(void **state)
 {
     enum { N = 64 };
     struct idtable *table;
-    struct timer_heap *heap;
+    struct minheap heap;
     struct idtable_entry *entry;
-    struct timer_node *node;
+    struct minheap_node *node;
     uint8_t id[IDTABLE_ID_LEN];
     uint64_t expect = 0;
 
     (void)state;
     assert_int_equal(idtable_new(&table, N), 0);
-    assert_int_equal(timer_heap_new(&heap), 0);
+    minheap_init(&heap);
     for (uint32_t i = 0; i < N; i++) {
         counter_id(id, i);
         assert_int_equal(idtable_insert(table, id, &entry), 0);
         entry->tag = N - 1 - i;
-        assert_int_equal(timer_heap_add(heap, &entry->timer, entry->tag), 0);
+        assert_int_equal(minheap_add(&heap, &entry->timer.heap, entry->tag), 0);
     }
-    while ((node = timer_heap_pop(heap))) {
-        entry = container_of(node, struct idtable_entry, timer);
+    while ((node = minheap_pop(&heap))) {
+        entry = container_of(node, struct idtable_entry, timer.heap);
         assert_int_equal(entry->tag, expect++);
         assert_ptr_equal(idtable_find(table, entry->id), entry);
         idtable_remove(table, entry);
     }
     assert_int_equal(expect, N);
     assert_int_equal(idtable_count(table), 0);
-    timer_heap_free(heap);
+    minheap_destroy(&heap);
     idtable_free(table);
 }
 

@@ -15,7 +15,7 @@
 
 struct timer_queue {
     uv_timer_t timer;
-    struct timer_heap *heap;
+    struct minheap heap;
     timer_queue_expire_fn on_expire;
     void *userdata;
     /* When the uv timer is active: at or before every deadline in the heap. */
@@ -37,10 +37,7 @@ int timer_queue_new(struct timer_queue **out, uv_loop_t *loop, timer_queue_expir
 
     if (!queue)
         return -ENOMEM;
-    if (timer_heap_new(&queue->heap) < 0) {
-        free(queue);
-        return -ENOMEM;
-    }
+    minheap_init(&queue->heap);
     uv_timer_init(loop, &queue->timer); /* cannot fail: only fills the struct */
     queue->on_expire = on_expire;
     queue->userdata = userdata;
@@ -63,34 +60,33 @@ void timer_queue_close(struct timer_queue *queue)
     queue->closing = true;
     for (uint32_t i = 0; i < queue->batch_len; i++) {
         if (queue->batch[i]) {
-            queue->batch[i]->index = TIMER_NODE_DETACHED;
+            queue->batch[i]->heap.index = MINHEAP_DETACHED;
             queue->batch[i] = NULL;
         }
     }
     queue->batch_live = 0;
-    timer_heap_free(queue->heap); /* detaches the rest */
-    queue->heap = NULL;
+    minheap_destroy(&queue->heap); /* detaches the rest */
     uv_close((uv_handle_t *)&queue->timer, on_closed);
 }
 
 int timer_queue_reserve(struct timer_queue *queue, size_t n)
 {
-    return timer_heap_reserve(queue->heap, n);
+    return minheap_reserve(&queue->heap, n);
 }
 
 static bool in_batch(const struct timer_node *node)
 {
-    return node->index != TIMER_NODE_DETACHED && (node->index & IN_BATCH);
+    return node->heap.index != MINHEAP_DETACHED && (node->heap.index & IN_BATCH);
 }
 
 static void take_from_batch(struct timer_queue *queue, struct timer_node *node)
 {
-    uint32_t i = node->index & ~IN_BATCH;
+    uint32_t i = node->heap.index & ~IN_BATCH;
 
     assert(i < queue->batch_len && queue->batch[i] == node);
     queue->batch[i] = NULL;
     queue->batch_live--;
-    node->index = TIMER_NODE_DETACHED;
+    node->heap.index = MINHEAP_DETACHED;
 }
 
 static void start_for(struct timer_queue *queue, uint64_t deadline)
@@ -113,10 +109,11 @@ static void after_arm(struct timer_queue *queue, const struct timer_node *node)
 
 int timer_queue_add(struct timer_queue *queue, struct timer_node *node, uint64_t deadline)
 {
-    int r = timer_heap_add(queue->heap, node, deadline);
+    int r = minheap_add(&queue->heap, &node->heap, deadline);
 
     if (r < 0)
         return r;
+    node->deadline = deadline;
     after_arm(queue, node);
     return 0;
 }
@@ -127,14 +124,15 @@ int timer_queue_update(struct timer_queue *queue, struct timer_node *node, uint6
 
     if (in_batch(node)) {
         /* Room first, so that a failure leaves the node armed as it was. */
-        r = timer_heap_reserve(queue->heap, timer_heap_count(queue->heap) + 1);
+        r = minheap_reserve(&queue->heap, minheap_count(&queue->heap) + 1);
         if (r < 0)
             return r;
         take_from_batch(queue, node);
     }
-    r = timer_heap_update(queue->heap, node, deadline);
+    r = minheap_update(&queue->heap, &node->heap, deadline);
     if (r < 0)
         return r;
+    node->deadline = deadline;
     after_arm(queue, node);
     return 0;
 }
@@ -146,9 +144,17 @@ void timer_queue_remove(struct timer_queue *queue, struct timer_node *node)
     if (in_batch(node))
         take_from_batch(queue, node);
     else
-        timer_heap_remove(queue->heap, node);
+        minheap_remove(&queue->heap, &node->heap);
     if (!queue->dispatching && timer_queue_count(queue) == 0)
         uv_timer_stop(&queue->timer);
+}
+
+/* The node with the earliest deadline, or NULL. */
+static struct timer_node *first_node(const struct timer_queue *queue)
+{
+    struct minheap_node *top = minheap_peek(&queue->heap);
+
+    return top ? container_of(top, struct timer_node, heap) : NULL;
 }
 
 static bool batch_push(struct timer_queue *queue, struct timer_node *node)
@@ -165,9 +171,9 @@ static bool batch_push(struct timer_queue *queue, struct timer_node *node)
         queue->batch = batch;
         queue->batch_cap = cap;
     }
-    timer_heap_remove(queue->heap, node);
+    minheap_remove(&queue->heap, &node->heap);
     queue->batch[queue->batch_len] = node;
-    node->index = IN_BATCH | queue->batch_len;
+    node->heap.index = IN_BATCH | queue->batch_len;
     queue->batch_len++;
     queue->batch_live++;
     return true;
@@ -182,7 +188,7 @@ static void dispatch(struct timer_queue *queue)
     struct timer_node *node;
 
     queue->dispatching = true;
-    while ((node = timer_heap_peek(queue->heap)) && node->deadline <= now) {
+    while ((node = first_node(queue)) && node->deadline <= now) {
         if (!batch_push(queue, node))
             break;
     }
@@ -212,7 +218,7 @@ static void on_timer(uv_timer_t *timer)
     dispatch(queue);
     if (queue->closing)
         return;
-    first = timer_heap_peek(queue->heap);
+    first = first_node(queue);
     if (!first) {
         uv_timer_stop(&queue->timer);
         return;
@@ -243,11 +249,11 @@ uint64_t timer_queue_deadline_in(const struct timer_queue *queue, uint64_t timeo
 
 size_t timer_queue_count(const struct timer_queue *queue)
 {
-    return timer_heap_count(queue->heap) + queue->batch_live;
+    return minheap_count(&queue->heap) + queue->batch_live;
 }
 
 size_t timer_queue_memory(const struct timer_queue *queue)
 {
-    return sizeof(*queue) + timer_heap_memory(queue->heap) +
+    return sizeof(*queue) + minheap_memory(&queue->heap) +
            (size_t)queue->batch_cap * sizeof(*queue->batch);
 }

@@ -2,8 +2,8 @@
  *
  * 100k requests in flight each have a deadline; 100k uv timers would put
  * 100k entries in libuv's own heap and cost a uv_timer_start per request.
- * A timer_queue keeps the deadlines in a timer_heap and arms its single uv
- * timer for the earliest one. When it fires, every node whose deadline has
+ * A timer_queue keeps the deadlines in a binary min-heap (common/minheap.h)
+ * and arms its single uv timer for the earliest one. When it fires, every node whose deadline has
  * passed is handed to the queue's callback, once, already disarmed.
  *
  * Arming is lazy in one direction: disarming the earliest node leaves the
@@ -27,13 +27,35 @@
 #ifndef UTIL_TIMERQUEUE_H
 #define UTIL_TIMERQUEUE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <uv.h>
 
-#include "timerheap.h"
+#include "common/minheap.h"
+
+/* One deadline. The owner embeds it in its own struct and gets back to it
+ * with container_of() in the expire callback. */
+struct timer_node {
+    uint64_t deadline;        /* ms on the loop's clock (uv_now); set by timer_queue_add()
+                                 and timer_queue_update(), read-only otherwise */
+    struct minheap_node heap; /* private to timerqueue.c */
+};
 
 struct timer_queue;
+
+/* Marks a node as disarmed. Call once before its first use. */
+static inline void timer_node_init(struct timer_node *node)
+{
+    node->deadline = 0;
+    minheap_node_init(&node->heap);
+}
+
+/* True while the node is armed (in the heap, or expired and waiting to fire). */
+static inline bool timer_node_is_armed(const struct timer_node *node)
+{
+    return node->heap.index != MINHEAP_DETACHED;
+}
 
 /* Called for each expired node, already disarmed (the owner may free it). */
 typedef void (*timer_queue_expire_fn)(struct timer_node *node, void *userdata);

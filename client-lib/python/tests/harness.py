@@ -33,6 +33,15 @@ SOURCE_DIR = Path(os.environ.get("VOLT_SOURCE_DIR") or Path(__file__).resolve().
 VALGRIND = os.environ.get("VOLT_TEST_VALGRIND") == "1"
 
 
+
+def read_text(path: str) -> str:
+    """A log file's text so far ("" before it exists)."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            return f.read()
+    except FileNotFoundError:
+        return ""
+
 def slack(seconds: float) -> float:
     """A time limit for something the broker does: as is natively, much
     more when valgrind slows the broker down (the C harness's rule)."""
@@ -99,11 +108,7 @@ class DevServer:
         self.port = wait_for(listening, 15, "the dev server's listening line")
 
     def log_text(self) -> str:
-        try:
-            with open(self.log, encoding="utf-8", errors="replace") as f:
-                return f.read()
-        except FileNotFoundError:
-            return ""
+        return read_text(self.log)
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         if self.proc is None:
@@ -320,11 +325,7 @@ class Broker:
         self.proc = None
 
     def log_text(self) -> str:
-        try:
-            with open(self.log, encoding="utf-8", errors="replace") as f:
-                return f.read()
-        except FileNotFoundError:
-            return ""
+        return read_text(self.log)
 
     def wait_log(self, needle: str, timeout: float = 5) -> None:
         wait_for(lambda: needle in self.log_text(), slack(timeout), f"broker log line {needle!r}")

@@ -21,6 +21,7 @@
 
 #include "proto/json.h"
 #include "proto/reader.h"
+#include "tests/wait-child.h"
 
 #ifndef VOLT_SOURCE_DIR
 #error "VOLT_SOURCE_DIR must be defined"
@@ -184,19 +185,14 @@ int h_server_start(struct h_server *s, const char *const *extra_args)
     return server_start_on(s, 0, extra_args);
 }
 
+/* -1 on timeout (the child is left running), or after saying why. */
 static int wait_pid(pid_t pid, int timeout_ms, int *status)
 {
-    uint64_t end = h_now_ms() + (uint64_t)timeout_ms;
-    for (;;) {
-        pid_t r = waitpid(pid, status, WNOHANG);
-        if (r == pid)
-            return 0;
-        if (r < 0)
-            return h_fail("waitpid %d: %s", (int)pid, strerror(errno));
-        if (h_now_ms() >= end)
-            return -1;
-        h_sleep_ms(10);
-    }
+    if (wait_child(pid, timeout_ms, status) == 0)
+        return 0;
+    if (errno == ETIMEDOUT)
+        return -1;
+    return h_fail("waiting for child %d: %s", (int)pid, strerror(errno));
 }
 
 static void server_end(struct h_server *s, int signum)

@@ -1,7 +1,8 @@
-/* Test helper (header-only, for test-http.c and test-enroll.c): run the
- * real dev server (contrib/volt-dev-server) in a child process and talk
- * to its /_dev/ control API synchronously through the HTTP client under
- * test, driving the test's own loop until the answer is in.
+/* Test helper (header-only, for test-http.c, test-enroll.c and test-ws.c):
+ * run the real dev server (contrib/volt-dev-server), or another Node script
+ * that announces its port the same way, in a child process, and talk to
+ * the dev server's /_dev/ control API synchronously through the HTTP client
+ * under test, driving the test's own loop until the answer is in.
  *
  * VOLT_DEV_SERVER_DIR is set by CMake. The server prints
  * {"event":"listening","port":N,...} on stdout once it listens; we wait
@@ -14,6 +15,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +25,7 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "tests/wait-child.h"
 #include "upstream/http.h"
 
 #ifndef VOLT_DEV_SERVER_DIR
@@ -40,33 +43,58 @@ struct devserver {
 
 static inline int64_t devserver_now_ms(void)
 {
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return (int64_t)wait_child_now_ms();
 }
 
-/* `extra` is a NULL-terminated list of arguments after
- * "server.js --port 0 --quiet". 0 or -1 (message on stderr). */
-static inline int devserver_start(struct devserver *d, const char *const *extra)
+/* Installs the dev server's npm packages when they are missing (a build
+ * tree used before contrib/ci/setup.sh ran). */
+static inline int devserver_ensure_node_modules(void)
 {
-    const char *argv[DEVSERVER_MAX_ARGS + 6];
+    char cmd[1024];
+
+    if (access(VOLT_DEV_SERVER_DIR "/node_modules/socket.io", F_OK) == 0)
+        return 0;
+    snprintf(cmd, sizeof(cmd), "cd '%s' && npm ci --silent --no-audit --no-fund",
+             VOLT_DEV_SERVER_DIR);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+/* One line of the child's stdout (without the newline) within ms; false at
+ * the deadline or EOF. Byte by byte, so nothing after the line is taken. */
+static inline bool devserver_read_line(struct devserver *d, char *line, size_t size, int ms)
+{
+    int64_t deadline = devserver_now_ms() + ms;
+    size_t used = 0;
+
+    while (used + 1 < size) {
+        struct pollfd pfd = {.fd = d->out_fd, .events = POLLIN};
+        int64_t left = deadline - devserver_now_ms();
+
+        if (left <= 0 || poll(&pfd, 1, (int)left) != 1 || read(d->out_fd, line + used, 1) != 1)
+            return false;
+        if (line[used] == '\n')
+            break;
+        used++;
+    }
+    line[used] = '\0';
+    return true;
+}
+
+/* Runs `node argv[1] argv[2]...` (argv[0] is "node", NULL-terminated) and
+ * waits until it prints {"event":"listening","port":N,...}: the dev server,
+ * or another Node script that says so. 0 or -1 (message on stderr). */
+static inline int devserver_spawn(struct devserver *d, const char *const *argv)
+{
     char line[512];
-    size_t len = 0;
-    int n = 0, pipefd[2];
-    int64_t deadline = devserver_now_ms() + 15000;
+    int pipefd[2];
+    int64_t deadline = devserver_now_ms() + 20000;
 
     memset(d, 0, sizeof(*d));
     d->out_fd = -1;
-    argv[n++] = "node";
-    argv[n++] = VOLT_DEV_SERVER_DIR "/server.js";
-    argv[n++] = "--port";
-    argv[n++] = "0";
-    argv[n++] = "--quiet";
-    for (int i = 0; extra && extra[i] && i < DEVSERVER_MAX_ARGS; i++)
-        argv[n++] = extra[i];
-    argv[n] = NULL;
-
+    if (devserver_ensure_node_modules() < 0) {
+        fprintf(stderr, "devserver: npm ci in %s failed\n", VOLT_DEV_SERVER_DIR);
+        return -1;
+    }
     if (pipe2(pipefd, O_CLOEXEC) < 0)
         return -1;
     d->pid = fork();
@@ -82,30 +110,19 @@ static inline int devserver_start(struct devserver *d, const char *const *extra)
     close(pipefd[1]);
     d->out_fd = pipefd[0];
 
-    while (len + 1 < sizeof(line)) {
-        struct pollfd pfd = {.fd = d->out_fd, .events = POLLIN};
+    for (;;) {
         int64_t left = deadline - devserver_now_ms();
-        ssize_t got;
+        const char *p;
 
-        if (left <= 0 || poll(&pfd, 1, (int)left) <= 0)
+        if (left <= 0 || !devserver_read_line(d, line, sizeof(line), (int)left))
             break;
-        got = read(d->out_fd, line + len, 1);
-        if (got <= 0)
-            break;
-        if (line[len] == '\n') {
-            const char *p;
-            line[len] = '\0';
-            p = strstr(line, "\"port\":");
-            if (p && strstr(line, "\"listening\"")) {
-                d->port = atoi(p + 7);
-                snprintf(d->url, sizeof(d->url), "%s://127.0.0.1:%d",
-                         strstr(line, "\"tls\":true") ? "https" : "http", d->port);
-                return 0;
-            }
-            len = 0;
-            continue;
+        p = strstr(line, "\"port\":");
+        if (p && strstr(line, "\"listening\"")) {
+            d->port = atoi(p + 7);
+            snprintf(d->url, sizeof(d->url), "%s://127.0.0.1:%d",
+                     strstr(line, "\"tls\":true") ? "https" : "http", d->port);
+            return 0;
         }
-        len++;
     }
     fprintf(stderr, "devserver: no \"listening\" line from node %s\n", argv[1]);
     kill(d->pid, SIGKILL);
@@ -115,20 +132,33 @@ static inline int devserver_start(struct devserver *d, const char *const *extra)
     return -1;
 }
 
+/* `extra` is a NULL-terminated list of arguments after
+ * "server.js --port 0 --quiet". 0 or -1 (message on stderr). */
+static inline int devserver_start(struct devserver *d, const char *const *extra)
+{
+    const char *argv[DEVSERVER_MAX_ARGS + 6];
+    int n = 0;
+
+    argv[n++] = "node";
+    argv[n++] = VOLT_DEV_SERVER_DIR "/server.js";
+    argv[n++] = "--port";
+    argv[n++] = "0";
+    argv[n++] = "--quiet";
+    for (int i = 0; extra && extra[i] && i < DEVSERVER_MAX_ARGS; i++)
+        argv[n++] = extra[i];
+    argv[n] = NULL;
+    return devserver_spawn(d, argv);
+}
+
+/* SIGTERM, up to 5 s for it to end, then SIGKILL. */
 static inline void devserver_stop(struct devserver *d)
 {
-    int64_t deadline = devserver_now_ms() + 5000;
-
     if (d->pid <= 0)
         return;
     kill(d->pid, SIGTERM);
-    while (waitpid(d->pid, NULL, WNOHANG) == 0) {
-        if (devserver_now_ms() > deadline) {
-            kill(d->pid, SIGKILL);
-            waitpid(d->pid, NULL, 0);
-            break;
-        }
-        usleep(10000);
+    if (wait_child(d->pid, 5000, NULL) < 0) {
+        kill(d->pid, SIGKILL);
+        waitpid(d->pid, NULL, 0);
     }
     close(d->out_fd);
     d->pid = 0;

@@ -32,6 +32,7 @@
 #include <curl/curl.h>
 #include <uv.h>
 
+#include "upstream/test-devserver.h"
 #include "upstream/ws.h"
 #include "util/log.h"
 
@@ -39,112 +40,12 @@
 #define AUTH     "{\"teamClusterId\":\"cluster-dev\",\"daemonPassword\":\"dev-password\"}"
 #define WAIT_MS  10000
 
-/* ---- the dev server as a child process ---------------------------------- */
+/* ---- the dev server as a child process (test-devserver.h) -------------- */
 
-struct dev_server {
-    pid_t pid;
-    int out_fd;
-    int port;
-};
-
-static void ensure_node_modules(void)
+static void dev_server_start(struct devserver *s, const char *const *extra)
 {
-    char path[1024];
-    struct stat st;
-
-    snprintf(path, sizeof(path), "%s/node_modules/socket.io", VOLT_DEV_SERVER_DIR);
-    if (stat(path, &st) == 0)
-        return;
-    snprintf(path, sizeof(path), "cd '%s' && npm ci --silent --no-audit --no-fund",
-             VOLT_DEV_SERVER_DIR);
-    if (system(path) != 0)
-        fail_msg("npm ci in %s failed", VOLT_DEV_SERVER_DIR);
-}
-
-/* Reads one line from the child's stdout (without the newline); false
- * after `ms` or at EOF. */
-static bool child_read_line(struct dev_server *s, char *line, size_t size, int ms)
-{
-    size_t used = 0;
-
-    while (used < size - 1) {
-        struct pollfd pfd = {s->out_fd, POLLIN, 0};
-
-        if (poll(&pfd, 1, ms) != 1 || read(s->out_fd, line + used, 1) != 1)
-            return false;
-        if (line[used] == '\n')
-            break;
-        used++;
-    }
-    line[used] = '\0';
-    return true;
-}
-
-/* Starts `node argv...` and reads the port from its first line,
- * {"event":"listening","port":N}. */
-static void node_start(struct dev_server *s, const char *const *argv)
-{
-    char line[512];
-    int pipefd[2];
-    const char *p;
-
-    ensure_node_modules();
-    assert_int_equal(pipe2(pipefd, O_CLOEXEC), 0);
-    s->pid = fork();
-    assert_true(s->pid >= 0);
-    if (s->pid == 0) {
-        /* Dies with the test, even when the test crashes. */
-        prctl(PR_SET_PDEATHSIG, SIGTERM);
-        dup2(pipefd[1], STDOUT_FILENO);
-        execvp("node", (char *const *)argv);
-        _exit(127);
-    }
-    close(pipefd[1]);
-    s->out_fd = pipefd[0];
-    if (!child_read_line(s, line, sizeof(line), 20000))
-        fail_msg("%s did not say it was listening within 20 s", argv[1]);
-    p = strstr(line, "\"port\":");
-    if (!p || sscanf(p + 7, "%d", &s->port) != 1 || s->port <= 0)
-        fail_msg("unexpected first line from %s: %s", argv[1], line);
-}
-
-/* Starts `node server.js --port 0 --quiet extra...`. */
-static void dev_server_start(struct dev_server *s, const char *const *extra)
-{
-    char script[1024];
-    const char *argv[32];
-    size_t argc = 0;
-
-    snprintf(script, sizeof(script), "%s/server.js", VOLT_DEV_SERVER_DIR);
-    argv[argc++] = "node";
-    argv[argc++] = script;
-    argv[argc++] = "--port";
-    argv[argc++] = "0";
-    argv[argc++] = "--quiet";
-    for (size_t i = 0; extra && extra[i]; i++)
-        argv[argc++] = extra[i];
-    argv[argc] = NULL;
-    node_start(s, argv);
-}
-
-static void dev_server_stop(struct dev_server *s)
-{
-    int status;
-
-    if (s->pid <= 0)
-        return;
-    kill(s->pid, SIGTERM);
-    /* Up to 3 s by the clock (a count of turns would stretch under load). */
-    for (uint64_t end = uv_hrtime() / 1000000 + 3000; uv_hrtime() / 1000000 < end;) {
-        if (waitpid(s->pid, &status, WNOHANG) == s->pid)
-            goto reaped;
-        usleep(10000); /* polling interval */
-    }
-    kill(s->pid, SIGKILL);
-    waitpid(s->pid, &status, 0);
-reaped:
-    close(s->out_fd);
-    s->pid = 0;
+    if (devserver_start(s, extra) < 0)
+        fail_msg("the dev server did not start");
 }
 
 static size_t discard_body(char *data, size_t size, size_t n, void *ud)
@@ -233,7 +134,7 @@ struct fixture {
     bool transport_closed;
 };
 
-static struct dev_server plain_server; /* fast pings, shared by most tests */
+static struct devserver plain_server; /* fast pings, shared by most tests */
 
 static void on_deadline(uv_timer_t *timer)
 {
@@ -713,7 +614,7 @@ static void test_garbage_after_upgrade(void **state)
 static void test_ipv6_literal(void **state)
 {
     struct fixture *fx = *state;
-    struct dev_server v6 = {0};
+    struct devserver v6 = {0};
     const char *extra[] = {"--host", "::1", NULL};
     struct client cl = {.answer_pings = true};
     struct ws_connect_options o = plain_options(EIO_PATH);
@@ -724,7 +625,7 @@ static void test_ipv6_literal(void **state)
     client_open_control(fx, &cl, &o);
     client_close_and_wait(fx, &cl);
     assert_int_equal(cl.info.cause, WS_CLOSE_LOCAL);
-    dev_server_stop(&v6);
+    devserver_stop(&v6);
     client_free(&cl);
 }
 
@@ -1118,7 +1019,7 @@ static void run_tls_case(const struct tls_case *tc, int port)
 
 static void test_tls(void **state)
 {
-    struct dev_server tls_server = {0}, tls6_server = {0}, tls6_named = {0};
+    struct devserver tls_server = {0}, tls6_server = {0}, tls6_named = {0};
     const char *extra[] = {"--tls-cert", NULL, "--tls-key", NULL, NULL};
     const char *extra6[] = {"--tls-cert", NULL, "--tls-key", NULL, "--host", "::1", NULL};
     const char *extra6_named[] = {"--tls-cert", NULL, "--tls-key", NULL, "--host", "::1", NULL};
@@ -1155,15 +1056,15 @@ static void test_tls(void **state)
     dev_server_start(&tls_server, extra);
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
         run_tls_case(&cases[i], tls_server.port);
-    dev_server_stop(&tls_server);
+    devserver_stop(&tls_server);
     dev_server_start(&tls6_server, extra6);
     for (size_t i = 0; i < sizeof(cases6) / sizeof(cases6[0]); i++)
         run_tls_case(&cases6[i], tls6_server.port);
-    dev_server_stop(&tls6_server);
+    devserver_stop(&tls6_server);
     dev_server_start(&tls6_named, extra6_named);
     for (size_t i = 0; i < sizeof(cases6_named) / sizeof(cases6_named[0]); i++)
         run_tls_case(&cases6_named[i], tls6_named.port);
-    dev_server_stop(&tls6_named);
+    devserver_stop(&tls6_named);
     tls_remove_cert();
 }
 
@@ -1333,13 +1234,13 @@ static void check_case_messages(const struct ws_case *wc, const struct client *c
 }
 
 /* The server's report of connection `name`: one JSON line. */
-static void read_case_result(struct dev_server *srv, const char *name, char *line, size_t size)
+static void read_case_result(struct devserver *srv, const char *name, char *line, size_t size)
 {
     char want[96];
 
     snprintf(want, sizeof(want), "\"case\":\"%s\"", name);
     do {
-        if (!child_read_line(srv, line, size, WAIT_MS))
+        if (!devserver_read_line(srv, line, size, WAIT_MS))
             fail_msg("%s: no report from the case server", name);
     } while (!strstr(line, want));
 }
@@ -1347,12 +1248,13 @@ static void read_case_result(struct dev_server *srv, const char *name, char *lin
 static void test_autobahn_style_cases(void **state)
 {
     struct fixture *fx = *state;
-    struct dev_server srv = {0};
+    struct devserver srv = {0};
     char script[1024], path[128], line[4096];
     const char *argv[] = {"node", script, NULL};
 
     snprintf(script, sizeof(script), "%s/ws-cases.js", WS_TESTDATA_DIR);
-    node_start(&srv, argv);
+    if (devserver_spawn(&srv, argv) < 0)
+        fail_msg("%s did not say it was listening", script);
     for (size_t i = 0; i < sizeof(ws_cases) / sizeof(ws_cases[0]); i++) {
         const struct ws_case *wc = &ws_cases[i];
         struct client cl = {0};
@@ -1393,7 +1295,7 @@ static void test_autobahn_style_cases(void **state)
             fail_msg("%s: we sent unmasked frames: %s", wc->name, line);
         client_free(&cl);
     }
-    dev_server_stop(&srv);
+    devserver_stop(&srv);
 }
 
 /* ---- main ------------------------------------------------------------------- */
@@ -1412,7 +1314,7 @@ static int group_setup(void **state)
 
 static int group_teardown(void **state)
 {
-    dev_server_stop(&plain_server);
+    devserver_stop(&plain_server);
     tls_remove_cert();
     curl_global_cleanup();
     return 0;

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -492,10 +493,42 @@ static void test_command_timeout_is_the_brokers(void **state)
 
 /* ---- answers from worker threads; a handler's own error code ---- */
 
+/* The thread that runs the client's loop, and whether that loop is idle
+ * now, blocked in its wait (poll for the library's own loop, epoll for
+ * libuv, libevent and sd-event): /proc/self/task/TID/syscall starts with
+ * the number of the system call the thread is in. */
+static pid_t loop_tid;
+
+static bool loop_is_waiting(void *arg)
+{
+    (void)arg;
+    char path[64], text[64] = "";
+    snprintf(path, sizeof(path), "/proc/self/task/%d/syscall", (int)loop_tid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return false;
+    long nr = -1;
+    if (fgets(text, sizeof(text), f))
+        nr = strtol(text, NULL, 10);
+    fclose(f);
+#ifdef SYS_poll
+    if (nr == SYS_poll)
+        return true;
+#endif
+#ifdef SYS_epoll_wait
+    if (nr == SYS_epoll_wait)
+        return true;
+#endif
+    return nr == SYS_ppoll || nr == SYS_epoll_pwait;
+}
+
 static void *worker_reply(void *arg)
 {
     volt_call *call = arg;
-    usleep(30 * 1000); /* the point: the answer comes while the client's loop is idle */
+    /* The point: the answer comes while the client's loop is blocked in
+     * its wait, so only the library's wakeup can get it sent. */
+    if (h_wait_for(loop_is_waiting, NULL, h_slack_ms(5000)) < 0)
+        return (void *)(intptr_t)-1000; /* join_workers() fails the test */
     const char *json = volt_call_payload_json(call);
     if (json && strstr(json, "missing"))
         return (void *)(intptr_t)volt_call_fail_code(call, "NOT_FOUND", "no such container");
@@ -528,9 +561,11 @@ static void test_worker_thread_answers(void **state)
     (void)state;
     volt_client *c = new_client("t-workers");
     n_workers = 0;
+    loop_tid = (pid_t)syscall(SYS_gettid);
     assert_int_equal(volt_register_handler(c, "inspect", to_worker, NULL), 0);
     assert_int_equal(volt_client_connect_blocking(c, h_slack_ms(10000)), 0);
-    for (int i = 0; i < 100 && !server_has_handler("inspect"); i++)
+    for (uint64_t end = h_now_ms() + (uint64_t)h_slack_ms(5000);
+         !server_has_handler("inspect") && h_now_ms() < end;)
         volt_client_run_for(c, 20);
     pid_t a = server_request_child("{\"command\":\"inspect\",\"payload\":{\"id\":\"c-1\"}}",
                                    "response.data.by", "worker");
@@ -583,19 +618,30 @@ enum loop_kind { LOOP_LIBUV, LOOP_LIBEVENT, LOOP_SDEVENT };
 struct loop {
     enum loop_kind kind;
     uv_loop_t uv;
+    uv_timer_t turn_bound; /* ends a libuv turn that nothing else ends */
     struct event_base *ev;
+    struct event *ev_turn_bound; /* the same for libevent */
     sd_event *sd;
 };
+
+static void ev_turn_bound_fired(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    (void)arg;
+}
 
 static void loop_init(struct loop *l, enum loop_kind kind)
 {
     memset(l, 0, sizeof *l);
     l->kind = kind;
-    if (kind == LOOP_LIBUV)
+    if (kind == LOOP_LIBUV) {
         assert_int_equal(uv_loop_init(&l->uv), 0);
-    else if (kind == LOOP_LIBEVENT)
+        assert_int_equal(uv_timer_init(&l->uv, &l->turn_bound), 0);
+    } else if (kind == LOOP_LIBEVENT) {
         assert_non_null(l->ev = event_base_new());
-    else
+        assert_non_null(l->ev_turn_bound = evtimer_new(l->ev, ev_turn_bound_fired, NULL));
+    } else
         assert_int_equal(sd_event_new(&l->sd), 0);
 }
 
@@ -608,25 +654,37 @@ static int loop_attach(struct loop *l, volt_client *c)
     return volt_sdevent_attach(c, l->sd);
 }
 
-/* One turn of the loop, waiting up to about 10 ms. */
+static void turn_bound_fired(uv_timer_t *t)
+{
+    (void)t;
+}
+
+/* One turn of the loop: blocked in the loop's own wait until something
+ * happens, or for at most TURN_MS (so conditions are checked again). */
+#define TURN_MS 10
+
 static void loop_turn(struct loop *l)
 {
     if (l->kind == LOOP_LIBUV) {
-        uv_run(&l->uv, UV_RUN_NOWAIT);
+        uv_timer_start(&l->turn_bound, turn_bound_fired, TURN_MS, 0);
+        uv_run(&l->uv, UV_RUN_ONCE);
     } else if (l->kind == LOOP_LIBEVENT) {
-        event_base_loop(l->ev, EVLOOP_NONBLOCK);
+        struct timeval bound = {0, TURN_MS * 1000};
+        evtimer_add(l->ev_turn_bound, &bound);
+        event_base_loop(l->ev, EVLOOP_ONCE);
     } else {
-        assert_true(sd_event_run(l->sd, 0) >= 0);
+        assert_true(sd_event_run(l->sd, TURN_MS * 1000) >= 0);
     }
-    h_sleep_ms(2);
 }
 
 static void loop_close(struct loop *l)
 {
     if (l->kind == LOOP_LIBUV) {
+        uv_close((uv_handle_t *)&l->turn_bound, NULL);
         uv_run(&l->uv, UV_RUN_NOWAIT);
         assert_int_equal(uv_loop_close(&l->uv), 0); /* every handle closed */
     } else if (l->kind == LOOP_LIBEVENT) {
+        event_free(l->ev_turn_bound);
         assert_int_equal(event_base_get_num_events(l->ev, EVENT_BASE_COUNT_ADDED), 0);
         event_base_free(l->ev);
     } else {
@@ -648,6 +706,7 @@ static void adapter_exchange(enum loop_kind kind, const char *command)
     loop_init(&l, kind);
     volt_client *c = new_client(command);
     n_workers = 0;
+    loop_tid = (pid_t)syscall(SYS_gettid);
     assert_int_equal(volt_register_handler(c, command, to_worker, NULL), 0);
     assert_int_equal(loop_attach(&l, c), 0);
     struct adapter_run a;

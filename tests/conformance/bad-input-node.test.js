@@ -8,8 +8,8 @@ const fs = require('fs');
 const path = require('path');
 
 const NODE_DIR = path.resolve(__dirname, '../../client-lib/node');
-const { ClusterDaemonClient, DaemonClientError } = require(NODE_DIR);
-const { FakeBroker } = require(path.join(NODE_DIR, 'test/fake-broker'));
+const { DaemonClientError } = require(NODE_DIR);
+const { FakeBroker, fakeClient } = require(path.join(NODE_DIR, 'test/fake-broker'));
 const h = require(path.join(NODE_DIR, 'test/helpers'));
 
 const SPEC = JSON.parse(fs.readFileSync(path.join(__dirname, 'bad-input.json'), 'utf8'));
@@ -19,15 +19,8 @@ test.after(() => unhandled.assertNone());
 for (const bad of SPEC.cases) {
   test(bad.name, async () => {
     const fake = await new FakeBroker().start();
-    const c = new ClusterDaemonClient({
-      serverUrl: 'http://unused',
-      controlSocketUrl: 'ws://unused/control',
-      credentials: { teamClusterId: 'cluster-fake', daemonPassword: 'x' },
-      brokerSocket: fake.sock,
-      socket: { reconnectionDelay: 20, reconnectionDelayMax: 100, timeout: 3000 },
-    });
-    const errors = [];
-    c.onError((e) => errors.push(e));
+    const c = fakeClient(fake);
+    const errors = c.errors;
     const show = () => errors.map((e) => `${e.code}: ${e.message}`).join('; ');
     try {
       await h.within(c.connect(), 5000, 'connect()');

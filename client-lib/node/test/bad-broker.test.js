@@ -10,29 +10,13 @@
 const test = require('node:test');
 const assert = require('assert');
 const { encode } = require('@msgpack/msgpack');
-const { ClusterDaemonClient, DaemonClientError } = require('..');
-const { FakeBroker, frame } = require('./fake-broker');
+const { DaemonClientError } = require('..');
+const { FakeBroker, frame, fakeClient: client } = require('./fake-broker');
 const h = require('./helpers');
 
 const unhandled = h.trackUnhandled();
 test.after(() => unhandled.assertNone());
 
-function client(fake, extra = {}) {
-  const c = new ClusterDaemonClient({
-    serverUrl: 'http://unused',
-    controlSocketUrl: 'ws://unused/control',
-    credentials: { teamClusterId: 'cluster-fake', daemonPassword: 'x' },
-    brokerSocket: fake.sock,
-    socket: { reconnectionDelay: 20, reconnectionDelayMax: 100, timeout: 3000 },
-    ...extra,
-  });
-  c.errors = [];
-  c.events = [];
-  c.onError((e) => c.errors.push(e));
-  c.onConnected(() => c.events.push('connected'));
-  c.onDisconnected((r) => c.events.push(`disconnected: ${r}`));
-  return c;
-}
 
 function rawFrame(body) {
   const b = Buffer.from(body);

@@ -10,6 +10,7 @@ const fs = require('fs');
 const net = require('net');
 const path = require('path');
 const { encode } = require('@msgpack/msgpack');
+const { ClusterDaemonClient } = require('..');
 const { FrameReader } = require('../lib/frame');
 const { Decoder } = require('@msgpack/msgpack');
 const h = require('./helpers');
@@ -114,4 +115,24 @@ class FakeBroker {
   }
 }
 
-module.exports = { FakeBroker, frame };
+// A ClusterDaemonClient of the fake broker `fake`, reconnecting fast; it
+// records its errors (c.errors) and its connected/disconnected events
+// (c.events).
+function fakeClient(fake, extra = {}) {
+  const c = new ClusterDaemonClient({
+    serverUrl: 'http://unused',
+    controlSocketUrl: 'ws://unused/control',
+    credentials: { teamClusterId: 'cluster-fake', daemonPassword: 'x' },
+    brokerSocket: fake.sock,
+    socket: { reconnectionDelay: 20, reconnectionDelayMax: 100, timeout: 3000 },
+    ...extra,
+  });
+  c.errors = [];
+  c.events = [];
+  c.onError((e) => c.errors.push(e));
+  c.onConnected(() => c.events.push('connected'));
+  c.onDisconnected((r) => c.events.push(`disconnected: ${r}`));
+  return c;
+}
+
+module.exports = { FakeBroker, frame, fakeClient };

@@ -13,18 +13,7 @@
 #include <cmocka.h>
 
 #include "common/hashtab.h"
-
-/* splitmix64: a seeded generator, so a failure replays exactly. */
-static uint64_t rng_state;
-
-static uint64_t rng_next(void)
-{
-    uint64_t z = (rng_state += UINT64_C(0x9e3779b97f4a7c15));
-
-    z = (z ^ (z >> 30)) * UINT64_C(0xbf58476d1ce4e5b9);
-    z = (z ^ (z >> 27)) * UINT64_C(0x94d049bb133111eb);
-    return z ^ (z >> 31);
-}
+#include "tests/test-rng.h"
 
 struct item {
     uint64_t id;

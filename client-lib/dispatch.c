@@ -1133,7 +1133,7 @@ void volt__dispatch(volt_client *c, const struct proto_span *frame)
     struct proto_msg m;
     const char *why = NULL;
     int rc = proto_msg_decode(frame, &m, &why);
-    if (rc == PROTO_E_UNKNOWN_OP && why && strcmp(why, "missing field 'op'") == 0) {
+    if (rc == PROTO_E_UNKNOWN_OP && why == proto_msg_why_no_op) {
         /* Not a frame of the protocol at all: bad input, which ends the
          * connection as in every client library. */
         volt__connection_lost(c, VOLT_E_BAD_FRAME, "bad frame from broker: no op");

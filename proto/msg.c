@@ -309,7 +309,7 @@ int proto_msg_decode(const struct proto_span *frame, struct proto_msg *m, const 
         return PROTO_E_UNKNOWN_OP;
     }
     if (!have_op) {
-        *why = "missing field 'op'";
+        *why = proto_msg_why_no_op;
         return PROTO_E_UNKNOWN_OP;
     }
     if (err) {
@@ -322,6 +322,8 @@ bad_frame:
     *why = "truncated msgpack";
     return PROTO_E_BAD_FRAME;
 }
+
+const char proto_msg_why_no_op[] = "missing field 'op'";
 
 static const char *missing(enum proto_field bit)
 {

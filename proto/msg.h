@@ -148,6 +148,10 @@ enum proto_op proto_op_from_name(const char *name, size_t len);
  * PROTO_E_BAD_REQUEST. Bytes that did not come from a reader are read
  * safely: malformed msgpack is PROTO_E_BAD_FRAME. */
 int proto_msg_decode(const struct proto_span *frame, struct proto_msg *m, const char **why);
+/* The *why of proto_msg_decode's PROTO_E_UNKNOWN_OP when the map has no
+ * `op` at all (compare the pointer): not a newer peer's op, but no frame
+ * of the protocol. */
+extern const char proto_msg_why_no_op[];
 
 /* Checks that the op's required fields are present (see PROTOCOL.md).
  * 0, or PROTO_E_BAD_REQUEST with *why naming the missing field. */

@@ -427,6 +427,7 @@ static void test_op_errors(void **state)
     proto_mp_put_uint(&b, 4);
     assert_int_equal(decode_buf(&b, &m, &why), PROTO_E_UNKNOWN_OP);
     assert_string_equal(why, "missing field 'op'");
+    assert_ptr_equal(why, proto_msg_why_no_op);
     assert_int_equal(m.id, 4);
     /* op of the wrong type (a container) */
     body_begin(&b, 2, NULL);

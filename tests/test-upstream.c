@@ -841,6 +841,41 @@ static void test_connect_error(void **state)
     assert_false(h_broker_log_contains(&fx.broker, "\"wrong\""));
 }
 
+static bool server_has_late_cmd(void *arg)
+{
+    (void)arg;
+    char *text = server_handlers();
+    bool there = text && strstr(text, "late-cmd");
+    free(text);
+    return there;
+}
+
+/* A handler registered while daemon:register is on its way (sent with the
+ * list as it was, not yet acknowledged) reaches the server once the
+ * registration is acknowledged: it is neither in that packet nor lost. */
+static void test_handler_registered_while_registering(void **state)
+{
+    (void)state;
+    assert_int_equal(h_wait_state(fx.broker.sock, "ready", 15000), 0);
+    struct h_conn *c = h_conn_hello(fx.broker.sock, "t-late");
+    assert_non_null(c);
+    assert_int_equal(h_http(&fx.server, "POST", "/_dev/behavior", "{\"registerHold\":1}", NULL),
+                     200);
+    assert_int_equal(h_http(&fx.server, "POST", "/_dev/disconnect", "{}", NULL), 200);
+    assert_int_equal(h_wait_state(fx.broker.sock, "registering", 10000), 0);
+    register_commands(c, 1, "[\"late-cmd\"]");
+    cJSON *released = h_http_json(&fx.server, "POST", "/_dev/release-registrations", "{}");
+    assert_int_equal((int)h_json_num(released, "released", -1), 1);
+    cJSON_Delete(released);
+    assert_int_equal(h_wait_state(fx.broker.sock, "ready", 10000), 0);
+    if (h_wait_for(server_has_late_cmd, NULL, h_slack_ms(5000)) < 0) {
+        char *text = server_handlers();
+        fail_msg("the server's handler list is %s, expected it to hold late-cmd",
+                 text ? text : "(none)");
+    }
+    h_conn_close(c);
+}
+
 static void test_registration_refused_then_ready(void **state)
 {
     (void)state;
@@ -1580,6 +1615,8 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_heartbeat, setup_heartbeat, teardown),
         cmocka_unit_test_setup_teardown(test_connect_error, setup_bad_password, teardown),
+        cmocka_unit_test_setup_teardown(test_handler_registered_while_registering, setup_plain,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_registration_refused_then_ready, setup_plain,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_enrollment_rotation_persisted, setup_enroll, teardown),

@@ -100,6 +100,7 @@ struct session {
     char recovery_pid[VOLT_PID_MAX + 1]; /* the server's session id, when it keeps sessions */
     bool ever_registered;                /* register_when_settled() holds only the first */
     bool holding_register;
+    bool handlers_changed_in_flight; /* the list changed after daemon:register was built */
     uint64_t last_local_activity;
     char recovery_offset[VOLT_OFFSET_MAX + 1]; /* of the last event received in it */
 
@@ -680,6 +681,8 @@ static void on_register_ack(struct session *s, const struct sio_packet *p)
         uv_timer_start(&s->heartbeat_timer, on_heartbeat_tick, s->p.heartbeat_interval_ms,
                        s->p.heartbeat_interval_ms);
         set_state(s, SESSION_READY, "registered as %s", s->team_cluster_id);
+        if (s->handlers_changed_in_flight)
+            session_handlers_changed(s);
         return;
     }
     report_error(s, PROTO_E_SOCKET_REGISTRATION_FAILED, "registration refused: %s%s%s",
@@ -835,6 +838,7 @@ static void send_register(struct session *s)
         drop_link(s, "cannot build daemon:register");
         return;
     }
+    s->handlers_changed_in_flight = false;
     struct proto_span handlers = {s->scratch.data, (uint32_t)s->scratch.len};
     rc = volt_put_register(&s->vo, s->team_cluster_id, s->hostname, VOLT_VERSION, &handlers);
     s->register_ack_id = s->next_ack_id++;
@@ -852,8 +856,17 @@ void session_handlers_changed(struct session *s)
 {
     int rc;
 
-    if (s->state != SESSION_READY || s->building_handlers)
-        return; /* the next registration (or the list being built) carries it */
+    if (s->building_handlers)
+        return; /* the list being built carries it */
+    if (s->state == SESSION_REGISTERING) {
+        /* daemon:register is on its way with the list as it was: this
+         * change is announced once the server has acknowledged it. */
+        s->handlers_changed_in_flight = true;
+        return;
+    }
+    if (s->state != SESSION_READY)
+        return; /* the next registration carries it */
+    s->handlers_changed_in_flight = false;
     if (build_handler_list(s) < 0 || packet_begin(s) < 0)
         return;
     struct proto_span handlers = {s->scratch.data, (uint32_t)s->scratch.len};

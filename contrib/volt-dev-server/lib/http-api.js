@@ -194,7 +194,7 @@ function createHandler({ state, volt, cfg }) {
   }
 
   function postBehavior(body) {
-    const known = ['enrollStatuses', 'registerRefuse', 'registerSilent', 'connectRefuse',
+    const known = ['enrollStatuses', 'registerRefuse', 'registerSilent', 'registerHold', 'connectRefuse',
       'heartbeat', 'credentials', 'tokens', 'rotate'];
     const unknown = Object.keys(body).filter((k) => !known.includes(k));
     if (unknown.length) throw new HttpError(400, `unknown behavior keys: ${unknown.join(', ')}`);
@@ -204,7 +204,7 @@ function createHandler({ state, volt, cfg }) {
         && !(Array.isArray(body.enrollStatuses) && body.enrollStatuses.every(validEnrollStatus))) {
       throw new HttpError(400, 'enrollStatuses must be an array of HTTP statuses, "hang" or "close"');
     }
-    for (const k of ['registerRefuse', 'registerSilent', 'connectRefuse']) {
+    for (const k of ['registerRefuse', 'registerSilent', 'registerHold', 'connectRefuse']) {
       if (body[k] !== undefined && !isCount(body[k])) throw new HttpError(400, `${k} must be a non-negative integer`);
     }
     if (body.heartbeat !== undefined && !['ok', 'fail', 'never'].includes(body.heartbeat)) {
@@ -221,7 +221,7 @@ function createHandler({ state, volt, cfg }) {
     if (body.rotate !== undefined && typeof body.rotate !== 'boolean') throw new HttpError(400, 'rotate must be a boolean');
 
     if (body.enrollStatuses !== undefined) state.behavior.enrollStatuses = [...body.enrollStatuses];
-    for (const k of ['registerRefuse', 'registerSilent', 'connectRefuse', 'heartbeat']) {
+    for (const k of ['registerRefuse', 'registerSilent', 'registerHold', 'connectRefuse', 'heartbeat']) {
       if (body[k] !== undefined) state.behavior[k] = body[k];
     }
     if (c !== undefined) {
@@ -289,6 +289,10 @@ function createHandler({ state, volt, cfg }) {
         need('POST');
         return sendJson(res, 200, postBehavior(await json()));
       }
+      case '/_dev/release-registrations':
+        need('POST');
+        await json();
+        return sendJson(res, 200, { released: volt.releaseRegistrations() });
       case '/_dev/reset':
         need('POST');
         await json();

@@ -64,7 +64,7 @@ class State {
     this.events = [];
     this.counters = Object.fromEntries(COUNTER_NAMES.map((n) => [n, 0]));
     this.behavior = {
-      enrollStatuses: [], registerRefuse: 0, registerSilent: 0,
+      enrollStatuses: [], registerRefuse: 0, registerSilent: 0, registerHold: 0,
       connectRefuse: 0, heartbeat: 'ok',
     };
     // requestId -> number of server:response seen; lives until reset so

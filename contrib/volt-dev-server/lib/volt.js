@@ -75,6 +75,7 @@ class Volt {
     this.sockets = new Map(); // socket.id -> socket, in connection order
     this.daemons = new Map(); // socket.id -> public info shown in /_dev/state
     this.pending = new Map(); // requestId -> waiter of an open server:request
+    this.heldRegisterAcks = []; // acks kept back by the registerHold behavior
     // With connection state recovery, what goes to a daemon is broadcast to
     // its own room (socket.emit bypasses the adapter, so it would be neither
     // stored nor given an offset) and the last registered daemon stays a
@@ -181,7 +182,19 @@ class Volt {
       socket: socket.id, teamClusterId: p.teamClusterId, hostname: p.hostname,
       version: p.version, handlers: info.handlers, recovered: socket.recovered === true,
     });
+    if (this.state.consume('registerHold')) {
+      // Acknowledged later, by POST /_dev/release-registrations.
+      this.heldRegisterAcks.push(() => ack({ success: true }));
+      return;
+    }
     ack({ success: true });
+  }
+
+  // Acknowledges the registrations held by the registerHold behavior.
+  releaseRegistrations() {
+    const held = this.heldRegisterAcks.splice(0);
+    held.forEach((ack) => ack());
+    return held.length;
   }
 
   onHandlers(socket, info, args) {

@@ -904,6 +904,9 @@ static void on_pending_result(volt_client *c, const volt_result *r, void *privda
         pending_failed++;
 }
 
+/* Half the broker's default maxInFlightPerClient. */
+#define PENDING_PER_HOLDER 5000u
+
 static int memory_main(const struct options *o)
 {
     pid_t broker = sample_pid(o, "broker");
@@ -912,7 +915,7 @@ static int memory_main(const struct options *o)
     struct http_body b = {0};
     long idle_kb, before_kb, after_kb, pend_before_kb, pend_after_kb, base_requests, now_requests;
     uint64_t deadline = now_ns() + (uint64_t)o->deadline_ms * 1000000u;
-    uint32_t sent = 0;
+    uint32_t sent = 0, holders;
     int rc = EXIT_FAILED;
 
     if (!broker || !clients || !curl || !o->server_url) {
@@ -929,7 +932,19 @@ static int memory_main(const struct options *o)
         }
     }
     after_kb = bench_proc_status_kb(broker, "VmRSS");
-    for (uint32_t i = 1; i < o->mem_clients; i++) {
+    /* The pending requests are spread over enough clients to stay within
+     * the broker's default maxInFlightPerClient (10000): the figure is
+     * what a pending request costs, not what a refused one does. */
+    holders = (o->mem_pending + PENDING_PER_HOLDER - 1) / PENDING_PER_HOLDER;
+    if (holders == 0)
+        holders = 1;
+    if (holders > o->mem_clients) {
+        fprintf(stderr,
+                "bench-broker: %" PRIu32 " pending requests need %" PRIu32 " clients (--clients)\n",
+                o->mem_pending, holders);
+        goto out;
+    }
+    for (uint32_t i = holders; i < o->mem_clients; i++) {
         volt_client_free(clients[i]);
         clients[i] = NULL;
     }
@@ -938,9 +953,10 @@ static int memory_main(const struct options *o)
     base_requests = dev_requests(curl, o, &b);
     pend_before_kb = bench_proc_status_kb(broker, "VmRSS");
     while (sent < o->mem_pending) {
-        int r = volt_send_command(clients[0], "never", "\xc0", 1, 600000, on_pending_result, NULL);
+        volt_client *holder = clients[sent % holders];
+        int r = volt_send_command(holder, "never", "\xc0", 1, 600000, on_pending_result, NULL);
         if (r == VOLT_E_LIMIT_EXCEEDED) {
-            volt_client_run_for(clients[0], 1);
+            volt_client_run_for(holder, 1);
             continue;
         }
         if (r < 0) {
@@ -955,7 +971,8 @@ static int memory_main(const struct options *o)
             fprintf(stderr, "bench-broker: the server did not see the pending requests in time\n");
             goto out;
         }
-        volt_client_run_for(clients[0], 50);
+        for (uint32_t i = 0; i < holders; i++)
+            volt_client_run_for(clients[i], 50 / holders + 1);
         now_requests = dev_requests(curl, o, &b);
     } while (base_requests < 0 || now_requests < base_requests + (long)o->mem_pending);
     pend_after_kb = bench_proc_status_kb(broker, "VmRSS");

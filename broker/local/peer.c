@@ -72,6 +72,7 @@ struct peer {
     uint32_t flags;
     struct proto_reader *reader;
     struct proto_buf writing; /* handed to uv_write, untouched until it completes */
+    size_t writing_done;      /* its first bytes, written by uv_try_write() before */
     struct proto_buf queued;  /* collecting the next write */
     bool write_in_flight;
     bool closing;
@@ -234,6 +235,7 @@ static void on_write_done(uv_write_t *req, int status)
 
     p->write_in_flight = false;
     proto_buf_reset(&p->writing);
+    p->writing_done = 0;
     if (p->writing.cap > OUTPUT_KEEP)
         proto_buf_free(&p->writing);
     if (p->closing) {
@@ -418,9 +420,10 @@ static void start_write(struct peer *p)
         peer_close(p, why);
         return;
     }
-    if (rc > 0)
-        proto_buf_consume(&p->queued, (size_t)rc);
-    if (p->queued.len == 0) {
+    if (rc < 0)
+        rc = 0;
+    if ((size_t)rc == p->queued.len) {
+        proto_buf_reset(&p->queued);
         /* Drained at once: as in on_write_done(), a burst's buffer goes. */
         if (p->queued.cap > OUTPUT_KEEP) {
             proto_buf_free(&p->queued);
@@ -431,14 +434,18 @@ static void start_write(struct peer *p)
             peer_close(p, p->close_reason);
         return;
     }
+    /* The rest goes from where the socket stopped taking it: no moving
+     * of what is left (a burst of large results is megabytes). */
     p->writing = p->queued;
+    p->writing_done = (size_t)rc;
     p->queued = tmp;
-    b = uv_buf_init((char *)p->writing.data, (unsigned)p->writing.len);
+    b = uv_buf_init((char *)p->writing.data + rc, (unsigned)(p->writing.len - (size_t)rc));
     p->write_req.data = p;
     rc = uv_write(&p->write_req, (uv_stream_t *)&p->pipe, &b, 1, on_write_done);
     if (rc < 0) {
         char why[96];
         proto_buf_reset(&p->writing);
+        p->writing_done = 0;
         snprintf(why, sizeof(why), "write failed: %s", uv_strerror(rc));
         peer_close(p, why);
         return;
@@ -448,7 +455,7 @@ static void start_write(struct peer *p)
 
 size_t peer_queue_bytes(const struct peer *p)
 {
-    return p->writing.len + p->queued.len;
+    return p->writing.len - p->writing_done + p->queued.len;
 }
 
 int peer_send(struct peer *p, const struct proto_msg *m)

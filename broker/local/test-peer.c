@@ -738,6 +738,45 @@ static void test_sends_are_batched_and_in_order(void **state)
     finish(f);
 }
 
+/* A batch larger than the socket takes: what the socket took at once is
+ * not counted as queued, and the rest follows, intact and in order. */
+static void test_a_batch_larger_than_the_socket_arrives_whole(void **state)
+{
+    struct fixture *f = *state;
+    struct proto_buf data = PROTO_BUF_INIT, payload = PROTO_BUF_INIT;
+    const size_t n = 200;
+    size_t total = 0;
+    struct peer *p;
+
+    assert_int_equal(proto_buf_reserve(&payload, 16384), 0);
+    for (size_t i = 0; i < 16384; i++)
+        payload.data[i] = (uint8_t)(i * 7);
+    payload.len = 16384;
+    assert_int_equal(proto_mp_put_bin(&data, payload.data, payload.len), 0);
+    f->limits.max_queue_bytes = 64u << 20;
+    p = connect_client(f);
+    for (size_t i = 0; i < n; i++) {
+        struct proto_msg m = result_with_data(i, &data);
+        assert_int_equal(peer_send(p, &m), 0);
+        total += PROTO_LENGTH_PREFIX + f->sent.f[i].len;
+    }
+    /* One turn: the batch's first bytes go at once, the rest is written
+     * from where the socket stopped, as it drains. */
+    uv_run(&f->loop, UV_RUN_NOWAIT);
+    assert_true(client_inq(f) > 0);
+    assert_true(peer_queue_bytes(p) > 0);
+    assert_int_equal(peer_queue_bytes(p) + (size_t)client_inq(f), total);
+
+    f->want = n;
+    assert_true(run_until(f, client_received_want));
+    assert_same_frames(&f->received, f->sent.f, n);
+    assert_int_equal(peer_queue_bytes(p), 0);
+    assert_int_equal(f->n_closing, 0);
+    proto_buf_free(&data);
+    proto_buf_free(&payload);
+    finish(f);
+}
+
 static void test_slow_consumer_is_closed(void **state)
 {
     struct fixture *f = *state;
@@ -981,6 +1020,8 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_oversize_length_prefix_is_fatal, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sends_are_batched_and_in_order, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_a_batch_larger_than_the_socket_arrives_whole, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_slow_consumer_is_closed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_close_with_a_stuck_write_does_not_wait, setup,
                                         teardown),

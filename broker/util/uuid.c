@@ -120,16 +120,14 @@ void uuid_format(const uint8_t id[UUID_LEN], char out[UUID_STR_LEN + 1])
     out[UUID_STR_LEN] = '\0';
 }
 
-static int hex_value(unsigned char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
+/* A hex digit's value plus one, 0 for anything else (so that the rest of
+ * the table can stay zero): one load per character on the path of every
+ * response, which carries its requestId as text. */
+static const uint8_t hex_plus_one[256] = {
+    ['0'] = 1,  ['1'] = 2,  ['2'] = 3,  ['3'] = 4,  ['4'] = 5,  ['5'] = 6,  ['6'] = 7,  ['7'] = 8,
+    ['8'] = 9,  ['9'] = 10, ['a'] = 11, ['b'] = 12, ['c'] = 13, ['d'] = 14, ['e'] = 15, ['f'] = 16,
+    ['A'] = 11, ['B'] = 12, ['C'] = 13, ['D'] = 14, ['E'] = 15, ['F'] = 16,
+};
 
 int uuid_parse(const char *text, size_t len, uint8_t out[UUID_LEN])
 {
@@ -139,15 +137,15 @@ int uuid_parse(const char *text, size_t len, uint8_t out[UUID_LEN])
     if (len != UUID_STR_LEN)
         return -EINVAL;
     for (size_t i = 0; i < UUID_STR_LEN; i += 2) {
-        int hi, lo;
+        unsigned hi, lo;
 
         if (is_hyphen_position(i) && text[i++] != '-')
             return -EINVAL;
-        hi = hex_value((unsigned char)text[i]);
-        lo = hex_value((unsigned char)text[i + 1]);
-        if (hi < 0 || lo < 0)
+        hi = hex_plus_one[(unsigned char)text[i]];
+        lo = hex_plus_one[(unsigned char)text[i + 1]];
+        if (!hi || !lo)
             return -EINVAL;
-        id[byte++] = (uint8_t)(hi << 4 | lo);
+        id[byte++] = (uint8_t)((hi - 1) << 4 | (lo - 1));
     }
     memcpy(out, id, UUID_LEN);
     return 0;

@@ -132,6 +132,28 @@ function main() {
     out.push(row('dev server CPU us/req (context)', fmt(g(o, 'serverCpu')), fmt(g(p, 'serverCpu')),
       ratio(g(o, 'serverCpu'), g(p, 'serverCpu')), ''));
   }
+  // The same figures as ratios to the floor: how far the broker is from a
+  // relay that does only what cannot be avoided (1.00x = at the floor).
+  const against = [];
+  for (const sc of SCENARIOS) {
+    const o = pick(sc.name, 'broker');
+    const fl = pick(sc.name, 'floor');
+    const p = pick(sc.name, 'peer');
+    if (!o || !fl) continue;
+    const g = (m, k) => (m ? m[k] : NaN);
+    let line = `  ${pad(sc.title, 40)} broker CPU ${lpad(ratio(g(o, 'brokerCpu'), g(fl, 'brokerCpu')), 6)}` +
+      `  syscalls ${lpad(ratio(g(o, 'syscalls'), g(fl, 'syscalls')), 6)}`;
+    if (p) {
+      line += `  daemon/peer: ours ${lpad(ratio(g(o, 'daemonCpu'), g(p, 'daemonCpu')), 6)},` +
+        ` floor ${lpad(ratio(g(fl, 'daemonCpu'), g(p, 'daemonCpu')), 6)}`;
+    }
+    if (sc.latency) line += `  p50 ${ratio(g(o, 'p50'), g(fl, 'p50'))}`;
+    against.push(line.trimEnd());
+  }
+  if (against.length) {
+    out.push('ours against the floor (medians of the same run; 1.00x = as cheap as the relay)');
+    out.push(...against);
+  }
   const om = pick('memory', 'broker');
   const pm = pick('memory', 'peer');
   const os_ = pick('startup', 'broker');

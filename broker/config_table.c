@@ -128,9 +128,11 @@ const struct setting config_settings[] = {
     {S_BROKER, "broker.stateDir", "VOLT_STATE_DIR", "state-dir", T_STR, OFF(state_dir), NULL,
      "/var/lib/volt-broker for root; otherwise $XDG_STATE_HOME/volt-broker, else "
      "$HOME/.local/state/volt-broker, else /tmp/volt-UID/state",
-     false, "where enrolled credentials are kept",
-     "Where enrolled credentials are kept. The directory must belong to the broker's user or "
-     "root and must not be accessible by others (created 0700)."},
+     false, "where enrolled credentials and the last handler list are kept",
+     "Where enrolled credentials (credentials.json) and the handlers registered at the last "
+     "graceful stop (handlers.json, see broker.announceDelay) are kept. The directory must "
+     "belong to the broker's user or root and must not be accessible by others (created "
+     "0700)."},
     {S_BROKER, "broker.logLevel", "VOLT_LOG_LEVEL", "log-level", T_LOGLEVEL, OFF(log_level), "info",
      NULL, true, "error, warn, info or debug", "error, warn, info or debug."},
     {S_BROKER, "broker.logFormat", "VOLT_LOG_FORMAT", "log-format", T_LOGFORMAT, OFF(log_format),
@@ -147,11 +149,15 @@ const struct setting config_settings[] = {
      "How long a local handler has to reply to a command from the server, in ms, before the "
      "broker answers HandlerTimeout for it. 0 means commandTimeout."},
     {S_BROKER, "broker.announceDelay", NULL, "announce-delay", T_U32, OFF(announce_delay_ms),
-     "2000", NULL, false, "after start, how long to hold the first registration, ms",
-     "After the broker starts, how long the first daemon:register is held back, in ms, so that "
-     "the services that were connected before a restart can register their handlers again "
-     "first: a command arriving meanwhile would otherwise get NoHandler. The hold ends early "
-     "once no client has connected for a tenth of it. 0 registers at once."},
+     "2000", NULL, false, "after start, the longest hold of the first registration, ms",
+     "After the broker starts, how long at most the first daemon:register is held back, in ms, "
+     "so that the services that were connected before a restart can register their handlers "
+     "again first: a command arriving meanwhile would otherwise get NoHandler. A graceful stop "
+     "keeps the registered command names in handlers.json in broker.stateDir; the next start "
+     "holds until all of them are registered again (no hold when there were none, nor on a "
+     "first start, when there is no such file). After a crash, or when the file cannot be "
+     "used, the names are unknown: the hold then ends once no client has connected or "
+     "registered for a tenth of it. Reconnections never wait. 0 registers at once."},
     {S_BROKER, "broker.metrics.textfile", "VOLT_METRICS_TEXTFILE", "metrics-textfile", T_STR,
      OFF(metrics_textfile), NULL, NULL, true,
      "write the metrics there (node_exporter textfile collector)",

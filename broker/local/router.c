@@ -20,7 +20,7 @@
 #include "util/metrics.h"
 #include "util/timerqueue.h"
 
-#define COMMAND_NAME_MAX 256
+#define COMMAND_NAME_MAX ROUTER_COMMAND_NAME_MAX
 #define TYPE_FILTER_MAX  256
 #define ERROR_CODE_MAX   64
 
@@ -966,6 +966,15 @@ void router_trim_handlers(struct router *r, size_t room)
 size_t router_handler_count(const struct router *r)
 {
     return hashtab_count(&r->groups);
+}
+
+bool router_has_handler(const struct router *r, const uint8_t *name, size_t len)
+{
+    if (len > UINT32_MAX)
+        return false;
+    const struct group *g =
+        groups_find(&r->groups, name, (uint32_t)len, hash_name(name, (uint32_t)len));
+    return g && g->n > 0;
 }
 
 size_t router_client_count(const struct router *r)

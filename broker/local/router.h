@@ -47,6 +47,9 @@
 #include "proto/msg.h"
 #include "upstream/session.h"
 
+/* Longest command name a client may register (bytes). */
+#define ROUTER_COMMAND_NAME_MAX 256
+
 struct router;
 struct quota;
 struct peer;
@@ -114,6 +117,8 @@ void router_fail_open_calls(struct router *r, const char *code, const char *mess
 /* Status: appends the "clients" array (msgpack) to out. */
 int router_status_clients(const struct router *r, struct proto_buf *out);
 size_t router_handler_count(const struct router *r);
+/* Whether a client serves the command name[0..len) now. */
+bool router_has_handler(const struct router *r, const uint8_t *name, size_t len);
 size_t router_client_count(const struct router *r);
 void router_get_counters(const struct router *r, struct router_counters *out);
 /* Appends the per-client-name gauges and the latency histograms

@@ -724,6 +724,29 @@ static void handler_list_announced_when_union_changes(void **state)
     assert_handler_list(f, "");
 }
 
+#define HAS(f, name) router_has_handler((f)->r, (const uint8_t *)(name), strlen(name))
+
+/* The broker asks whether the handlers of the last run are back. */
+static void has_handler_follows_registrations(void **state)
+{
+    struct fixture *f = *state;
+    struct peer *a = join(f, 0), *b = join(f, 1);
+
+    assert_false(HAS(f, "x"));
+    registration(f, a, true, 1, "x", NULL);
+    registration(f, b, true, 1, "x", "y", NULL);
+    assert_true(HAS(f, "x"));
+    assert_true(HAS(f, "y"));
+    assert_false(HAS(f, "xy"));
+    assert_false(HAS(f, ""));
+    assert_true(router_has_handler(f->r, (const uint8_t *)"xyz", 1)); /* by length, not NUL */
+    registration(f, a, false, 2, "x", NULL);                          /* b still serves it */
+    assert_true(HAS(f, "x"));
+    leave(f, b);
+    assert_false(HAS(f, "x"));
+    assert_false(HAS(f, "y"));
+}
+
 static void handlers_per_client_limit(void **state)
 {
     struct router_params p = default_params;
@@ -1145,6 +1168,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(slow_consumer_holding_a_call, setup, teardown),
         cmocka_unit_test_setup_teardown(slow_consumer_in_a_fan_out, setup, teardown),
         cmocka_unit_test_setup_teardown(handler_list_announced_when_union_changes, setup, teardown),
+        cmocka_unit_test_setup_teardown(has_handler_follows_registrations, setup, teardown),
         cmocka_unit_test_teardown(handlers_per_client_limit, teardown),
         cmocka_unit_test_setup_teardown(subscriptions_deliver_once_per_client, setup, teardown),
         cmocka_unit_test_setup_teardown(emits_kept_while_not_ready_in_order, setup, teardown),

@@ -759,28 +759,31 @@ static void on_phase_timeout(uv_timer_t *t);
 static void begin_attempt(struct session *s);
 static void send_register(struct session *s);
 
-/* The first registration after the broker starts is held back a little
- * (announceDelay, ending early once the local clients have gone quiet for
- * a tenth of it): after a restart, the services that were connected come
- * back and register their handlers within moments, and a server request
- * arriving in between would otherwise get NoHandler for a command that is
- * about to be served. Later registrations (reconnects) never wait: the
- * handlers are all known then. */
+/* The first registration after the broker starts may be held back
+ * (volt_register_hold() has the rule and why): until the handlers of the
+ * last run are back, or, when they are unknown, while local clients are
+ * still arriving; announceDelay at most. Later registrations (reconnects)
+ * never wait: the handlers are all known then. */
 static void register_when_settled(struct session *s)
 {
     uint64_t now = uv_now(s->loop);
-    uint64_t end = s->started + s->p.announce_delay_ms;
-    uint64_t quiet = s->p.announce_delay_ms / 10;
-    uint64_t last = s->last_local_activity > s->started ? s->last_local_activity : s->started;
+    uint64_t wait = 0;
 
-    if (!s->ever_registered && now < end && now < last + quiet) {
-        uint64_t until = last + quiet < end ? last + quiet : end;
-        if (!s->holding_register)
-            log_info("upstream: holding the first registration up to %u ms while local clients "
-                     "register their handlers",
-                     s->p.announce_delay_ms);
+    if (!s->ever_registered) {
+        enum volt_handlers_back back =
+            s->ev.handlers_back ? s->ev.handlers_back(s->ev.ud) : VOLT_HANDLERS_UNKNOWN;
+        wait = volt_register_hold(now, s->started, s->p.announce_delay_ms, s->last_local_activity,
+                                  back);
+        if (wait && !s->holding_register)
+            log_info("upstream: holding the first registration up to %" PRIu64
+                     " ms while local clients register %s",
+                     s->started + s->p.announce_delay_ms - now,
+                     back == VOLT_HANDLERS_WAITING ? "the handlers of the last run again"
+                                                   : "their handlers");
+    }
+    if (wait) {
         s->holding_register = true;
-        uv_timer_start(&s->phase_timer, on_phase_timeout, until - now, 0);
+        uv_timer_start(&s->phase_timer, on_phase_timeout, wait, 0);
         return;
     }
     s->holding_register = false;
@@ -858,6 +861,10 @@ void session_handlers_changed(struct session *s)
 
     if (s->building_handlers)
         return; /* the list being built carries it */
+    if (s->state == SESSION_CONNECTING && s->holding_register) {
+        register_when_settled(s); /* it may have been waiting for this one */
+        return;
+    }
     if (s->state == SESSION_REGISTERING) {
         /* daemon:register is on its way with the list as it was: this
          * change is announced once the server has acknowledged it. */

@@ -27,6 +27,7 @@
 
 #include "proto/buf.h"
 #include "proto/msgpack.h"
+#include "upstream/volt.h"
 
 struct session;
 
@@ -55,7 +56,7 @@ struct session_params {
     uint32_t reconnection_delay_ms;
     uint32_t reconnection_delay_max_ms;
     double randomization_factor;
-    uint32_t announce_delay_ms; /* hold of the first registration (see session.c) */
+    uint32_t announce_delay_ms; /* longest hold of the first registration (volt.h) */
     /* Sizes. */
     uint32_t max_pending;        /* outbound requests waiting for the server */
     uint32_t max_message;        /* largest message accepted from the server */
@@ -110,6 +111,10 @@ struct session_events {
     void (*tap)(void *ud, bool out, const void *data, size_t len, bool binary);
     /* Local figures for the heartbeat payload. */
     void (*local_counts)(void *ud, uint64_t *clients, uint64_t *handlers);
+    /* Whether the handlers registered at the last stop are back (asked
+     * while the first registration is held: on the hold's timer and on
+     * every session_handlers_changed()). NULL: always UNKNOWN. */
+    enum volt_handlers_back (*handlers_back)(void *ud);
 };
 
 /* Creates an idle session; nothing happens before session_start(). The
@@ -173,10 +178,12 @@ int session_emit(struct session *s, const struct proto_span *type, const struct 
 /* Turns the tap on or off (off costs one branch per packet). */
 void session_set_tap(struct session *s, bool on);
 
-/* A local client said hello or registered: the first registration waits
- * for the clients to settle (announceDelay). */
+/* A local client said hello or registered: while the handlers of the
+ * last run are unknown, the first registration waits for the clients to
+ * settle (announceDelay; volt_register_hold()). */
 void session_local_activity(struct session *s);
-/* The handler list changed: announce it (daemon:handlers) if ready. */
+/* The handler list changed: announce it (daemon:handlers) if ready, or
+ * end the first registration's hold if that completes what it waits for. */
 void session_handlers_changed(struct session *s);
 /* Bytes the handler list's JSON may take so that daemon:register fits in
  * one packet within the server's maxPayload (its default before the first

@@ -995,6 +995,41 @@ static void test_heartbeat_result(void **state)
     assert_int_equal(volt_heartbeat_result(&failures, PROTO_E_COMMAND_TIMEOUT), VOLT_HB_REPORT);
 }
 
+/* The first registration's hold: every branch. */
+static void test_register_hold(void **state)
+{
+    (void)state;
+    const uint64_t t0 = 1000;
+
+    /* announceDelay 0: never, whatever is known */
+    assert_int_equal(volt_register_hold(t0, t0, 0, 0, VOLT_HANDLERS_WAITING), 0);
+    assert_int_equal(volt_register_hold(t0, t0, 0, 0, VOLT_HANDLERS_UNKNOWN), 0);
+    /* nothing missing (first start, empty list, list complete): at once */
+    assert_int_equal(volt_register_hold(t0, t0, 2000, 0, VOLT_HANDLERS_RESTORED), 0);
+    assert_int_equal(volt_register_hold(t0 + 5, t0, 2000, t0 + 5, VOLT_HANDLERS_RESTORED), 0);
+    /* waiting for a known list: up to the deadline, activity or not */
+    assert_int_equal(volt_register_hold(t0, t0, 2000, 0, VOLT_HANDLERS_WAITING), 2000);
+    assert_int_equal(volt_register_hold(t0 + 500, t0, 2000, 0, VOLT_HANDLERS_WAITING), 1500);
+    assert_int_equal(volt_register_hold(t0 + 500, t0, 2000, t0 + 490, VOLT_HANDLERS_WAITING), 1500);
+    assert_int_equal(volt_register_hold(t0 + 1999, t0, 2000, 0, VOLT_HANDLERS_WAITING), 1);
+    assert_int_equal(volt_register_hold(t0 + 2000, t0, 2000, 0, VOLT_HANDLERS_WAITING), 0);
+    assert_int_equal(volt_register_hold(t0 + 9000, t0, 2000, 0, VOLT_HANDLERS_WAITING), 0);
+    /* unknown: the quiet rule, a tenth of announceDelay without activity,
+     * counted from the start when there was none since */
+    assert_int_equal(volt_register_hold(t0, t0, 2000, 0, VOLT_HANDLERS_UNKNOWN), 200);
+    assert_int_equal(volt_register_hold(t0 + 150, t0, 2000, 0, VOLT_HANDLERS_UNKNOWN), 50);
+    assert_int_equal(volt_register_hold(t0 + 150, t0, 2000, t0 - 10, VOLT_HANDLERS_UNKNOWN), 50);
+    assert_int_equal(volt_register_hold(t0 + 200, t0, 2000, 0, VOLT_HANDLERS_UNKNOWN), 0);
+    assert_int_equal(volt_register_hold(t0 + 300, t0, 2000, t0 + 250, VOLT_HANDLERS_UNKNOWN), 150);
+    assert_int_equal(volt_register_hold(t0 + 450, t0, 2000, t0 + 250, VOLT_HANDLERS_UNKNOWN), 0);
+    /* ... and never past the deadline, however busy the clients are */
+    assert_int_equal(volt_register_hold(t0 + 1900, t0, 2000, t0 + 1890, VOLT_HANDLERS_UNKNOWN),
+                     100);
+    assert_int_equal(volt_register_hold(t0 + 2000, t0, 2000, t0 + 1999, VOLT_HANDLERS_UNKNOWN), 0);
+    /* a delay under 10 ms has no quiet period left */
+    assert_int_equal(volt_register_hold(t0, t0, 9, 0, VOLT_HANDLERS_UNKNOWN), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1036,6 +1071,7 @@ int main(void)
         cmocka_unit_test(test_handler_room),
         cmocka_unit_test(test_heartbeat_payload),
         cmocka_unit_test(test_heartbeat_result),
+        cmocka_unit_test(test_register_hold),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

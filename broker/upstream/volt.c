@@ -644,3 +644,21 @@ enum volt_heartbeat_action volt_heartbeat_result(uint32_t *failures, int code)
     (*failures)++;
     return *failures >= VOLT_HEARTBEATS_BEFORE_RECONNECT ? VOLT_HB_DROP : VOLT_HB_REPORT;
 }
+
+uint64_t volt_register_hold(uint64_t now, uint64_t started, uint32_t announce_delay,
+                            uint64_t last_activity, enum volt_handlers_back back)
+{
+    uint64_t end = started + announce_delay;
+
+    if (announce_delay == 0 || now >= end || back == VOLT_HANDLERS_RESTORED)
+        return 0;
+    if (back == VOLT_HANDLERS_WAITING)
+        return end - now;
+    /* Nothing tells what to wait for: a client arriving now and then
+     * keeps the hold going; a quiet moment ends it. */
+    uint64_t last = last_activity > started ? last_activity : started;
+    uint64_t quiet_end = last + announce_delay / 10;
+    if (now >= quiet_end)
+        return 0;
+    return (quiet_end < end ? quiet_end : end) - now;
+}

@@ -240,4 +240,29 @@ enum volt_heartbeat_action {
  * PROTO_E_SOCKET_NOT_READY, or another failure). */
 enum volt_heartbeat_action volt_heartbeat_result(uint32_t *failures, int code);
 
+/* ---- the first registration's hold ---- */
+
+/* What the broker knows about the handlers that were registered when it
+ * last stopped. */
+enum volt_handlers_back {
+    VOLT_HANDLERS_UNKNOWN,  /* after a crash, or the list could not be read */
+    VOLT_HANDLERS_WAITING,  /* the last stop's handlers are not all registered again */
+    VOLT_HANDLERS_RESTORED, /* they are (or there were none, or this is a first start) */
+};
+
+/* Whether the first daemon:register after a start may go now (0) or
+ * should wait: the ms until it is worth asking again (a handler list
+ * change is also worth asking again). After a restart the services come
+ * back and register within moments; a server request arriving before
+ * their handlers are announced would get NoHandler. So, within
+ * announce_delay ms of `started` (0: never hold):
+ *   RESTORED  register now: nothing known is missing;
+ *   WAITING   wait until the deadline (the list may complete earlier);
+ *   UNKNOWN   wait while local clients are still arriving: until no
+ *             client activity (hello, register) for announce_delay / 10,
+ *             counted from `started` when there was none since.
+ * Times in ms on one clock (uv_now). */
+uint64_t volt_register_hold(uint64_t now, uint64_t started, uint32_t announce_delay,
+                            uint64_t last_activity, enum volt_handlers_back back);
+
 #endif

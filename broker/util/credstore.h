@@ -3,11 +3,8 @@
  * Enrollment spends the token and may rotate the password, so the result
  * must survive a crash at any instant: `<state_dir>/credentials.json`
  * holds {"teamClusterId", "daemonPassword", "enrolledAt"} and is replaced
- * atomically and durably. A store writes a new file beside the target
- * (created 0600 with O_EXCL, so it is never briefly readable by others
- * and never follows a planted symlink), fsyncs it, renames it over the
- * target and fsyncs the directory. After a crash the file is either the
- * old credentials or the new ones, never a mix, never empty.
+ * atomically and durably (util/statefile.h): after a crash the file is
+ * either the old credentials or the new ones, never a mix, never empty.
  *
  * A load refuses a file that is not ours (another owner, group/other
  * permission bits, not a regular file, a symlink): a password somebody
@@ -16,9 +13,8 @@
  * These are plain blocking file calls, on purpose. They run once at
  * startup and once after an enrollment, on a file of a few hundred
  * bytes, and the enrollment ordering requires the credentials to be on
- * disk before the socket connects anyway; splitting open/write/fsync/
- * rename/fsync into uv_fs_* callbacks would buy no concurrency worth the
- * extra states. The worst pause of the loop is one fsync, once.
+ * disk before the socket connects anyway (statefile.h says why blocking
+ * is fine for such files).
  */
 #ifndef UTIL_CREDSTORE_H
 #define UTIL_CREDSTORE_H

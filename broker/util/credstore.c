@@ -1,10 +1,10 @@
 #include "credstore.h"
 
+#include "util/errbuf.h"
 #include "util/secret.h"
 #include "util/statefile.h"
 #include <cjson/cJSON.h>
 #include <errno.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,20 +17,6 @@ struct credstore {
     char *dir;
     char *path;
 };
-
-static void set_error(char *errbuf, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void set_error(char *errbuf, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (!errbuf || errlen == 0)
-        return;
-    va_start(ap, fmt);
-    vsnprintf(errbuf, errlen, fmt, ap);
-    va_end(ap);
-}
 
 int credstore_new(struct credstore **out, const char *state_dir)
 {
@@ -210,9 +196,9 @@ int credstore_load(struct credstore *cs, struct credentials *out, char *errbuf, 
         return r;
     r = parse_credentials(text, len, out, &what);
     if (r == -EBADMSG)
-        set_error(errbuf, errlen, "credentials file %s is corrupted: %s", cs->path, what);
+        errbuf_set(errbuf, errlen, "credentials file %s is corrupted: %s", cs->path, what);
     else if (r < 0)
-        set_error(errbuf, errlen, "credentials file %s: %s", cs->path, strerror(-r));
+        errbuf_set(errbuf, errlen, "credentials file %s: %s", cs->path, strerror(-r));
     if (r < 0)
         credentials_clear(out);
     statefile_text_free(text, len);
@@ -247,13 +233,13 @@ int credstore_store(struct credstore *cs, const struct credentials *creds, char 
 
     if (!credentials_value_valid(creds->team_cluster_id) ||
         !credentials_value_valid(creds->daemon_password)) {
-        set_error(errbuf, errlen, "refusing to store empty or malformed credentials");
+        errbuf_set(errbuf, errlen, "refusing to store empty or malformed credentials");
         return -EINVAL;
     }
     text = render_credentials(creds);
     if (!text) {
-        set_error(errbuf, errlen, "storing credentials in %s failed (render): %s", cs->dir,
-                  strerror(ENOMEM));
+        errbuf_set(errbuf, errlen, "storing credentials in %s failed (render): %s", cs->dir,
+                   strerror(ENOMEM));
         return -ENOMEM;
     }
     len = strlen(text);

@@ -2,7 +2,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -12,22 +11,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "util/errbuf.h"
+
 #define TEMP_NAME_ATTEMPTS 16
 #define TEMP_NAME_BYTES    300
-
-static void set_error(char *errbuf, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void set_error(char *errbuf, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (!errbuf || errlen == 0)
-        return;
-    va_start(ap, fmt);
-    vsnprintf(errbuf, errlen, fmt, ap);
-    va_end(ap);
-}
 
 int statefile_path(char *out, size_t outlen, const char *dir, const char *name)
 {
@@ -115,23 +102,23 @@ static int check_file_is_ours(int fd, const char *what, const char *path, char *
 
     if (fstat(fd, &st) < 0) {
         int err = -errno;
-        set_error(errbuf, errlen, "%s file %s: stat failed: %s", what, path, strerror(-err));
+        errbuf_set(errbuf, errlen, "%s file %s: stat failed: %s", what, path, strerror(-err));
         return err;
     }
     if (!S_ISREG(st.st_mode)) {
-        set_error(errbuf, errlen, "%s file %s is not a regular file", what, path);
+        errbuf_set(errbuf, errlen, "%s file %s is not a regular file", what, path);
         return -EPERM;
     }
     if (st.st_uid != geteuid()) {
-        set_error(errbuf, errlen, "%s file %s is owned by uid %lu, not by this process (uid %lu)",
-                  what, path, (unsigned long)st.st_uid, (unsigned long)geteuid());
+        errbuf_set(errbuf, errlen, "%s file %s is owned by uid %lu, not by this process (uid %lu)",
+                   what, path, (unsigned long)st.st_uid, (unsigned long)geteuid());
         return -EPERM;
     }
     if (st.st_mode & (S_IRWXG | S_IRWXO)) {
-        set_error(errbuf, errlen,
-                  "%s file %s has mode %04o: group/others may access it; "
-                  "it must be 0600 (chmod 600 it after checking nobody else changed it)",
-                  what, path, (unsigned)(st.st_mode & 07777));
+        errbuf_set(errbuf, errlen,
+                   "%s file %s has mode %04o: group/others may access it; "
+                   "it must be 0600 (chmod 600 it after checking nobody else changed it)",
+                   what, path, (unsigned)(st.st_mode & 07777));
         return -EPERM;
     }
     return 0;
@@ -147,14 +134,14 @@ static int check_dir(int dfd, const char *dir, char *errbuf, size_t errlen)
     if (fstat(dfd, &st) < 0)
         return -errno;
     if (st.st_uid != geteuid() && st.st_uid != 0) {
-        set_error(errbuf, errlen, "state directory %s belongs to uid %lu, not to us or root", dir,
-                  (unsigned long)st.st_uid);
+        errbuf_set(errbuf, errlen, "state directory %s belongs to uid %lu, not to us or root", dir,
+                   (unsigned long)st.st_uid);
         return -EPERM;
     }
     if (st.st_mode & (S_IWGRP | S_IWOTH)) {
-        set_error(errbuf, errlen, "state directory %s is writable by %s (mode %04o)", dir,
-                  (st.st_mode & S_IWOTH) ? "every user" : "its group",
-                  (unsigned)(st.st_mode & 07777));
+        errbuf_set(errbuf, errlen, "state directory %s is writable by %s (mode %04o)", dir,
+                   (st.st_mode & S_IWOTH) ? "every user" : "its group",
+                   (unsigned)(st.st_mode & 07777));
         return -EPERM;
     }
     return 0;
@@ -170,7 +157,7 @@ int statefile_read(const char *dir, const char *name, const char *what, size_t m
     *len = 0;
     r = statefile_path(path, sizeof(path), dir, name);
     if (r < 0) {
-        set_error(errbuf, errlen, "%s file: unusable state directory or name", what);
+        errbuf_set(errbuf, errlen, "%s file: unusable state directory or name", what);
         return r;
     }
     /* A directory we cannot open (no read permission) is still checked
@@ -188,19 +175,20 @@ int statefile_read(const char *dir, const char *name, const char *what, size_t m
         if (r == -ENOENT)
             return STATEFILE_ABSENT;
         if (r == -ELOOP) {
-            set_error(errbuf, errlen, "%s file %s is a symlink", what, path);
+            errbuf_set(errbuf, errlen, "%s file %s is a symlink", what, path);
             return -EPERM;
         }
-        set_error(errbuf, errlen, "%s file %s: %s", what, path, strerror(-r));
+        errbuf_set(errbuf, errlen, "%s file %s: %s", what, path, strerror(-r));
         return r;
     }
     r = check_file_is_ours(fd, what, path, errbuf, errlen);
     if (r == 0) {
         r = read_bounded(fd, max_bytes, text, len);
         if (r == -EFBIG)
-            set_error(errbuf, errlen, "%s file %s is larger than %zu bytes", what, path, max_bytes);
+            errbuf_set(errbuf, errlen, "%s file %s is larger than %zu bytes", what, path,
+                       max_bytes);
         else if (r < 0)
-            set_error(errbuf, errlen, "%s file %s: read failed: %s", what, path, strerror(-r));
+            errbuf_set(errbuf, errlen, "%s file %s: read failed: %s", what, path, strerror(-r));
     }
     close(fd);
     return r;
@@ -324,8 +312,8 @@ int statefile_write(const char *dir, const char *name, const char *what, const v
 fail_errno:
     r = -errno;
 fail:
-    set_error(errbuf, errlen, "storing %s in %s failed (%s): %s", what, dir ? dir : "(none)", step,
-              strerror(-r));
+    errbuf_set(errbuf, errlen, "storing %s in %s failed (%s): %s", what, dir ? dir : "(none)", step,
+               strerror(-r));
 out:
     if (fd >= 0)
         close(fd);

@@ -1,4 +1,3 @@
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <setjmp.h>
@@ -13,6 +12,8 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+
+#include "tests/test-tmpdir.h"
 
 #include "util/credstore.h"
 
@@ -36,61 +37,19 @@ static int setup(void **state)
     return 0;
 }
 
-static void remove_tree(const char *dir)
-{
-    DIR *d = opendir(dir);
-    struct dirent *e;
-    char path[512];
-
-    if (!d)
-        return;
-    while ((e = readdir(d))) {
-        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
-            continue;
-        struct stat st;
-        snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
-        if (lstat(path, &st) == 0 && S_ISDIR(st.st_mode))
-            remove_tree(path);
-        else
-            unlink(path);
-    }
-    closedir(d);
-    rmdir(dir);
-}
-
 static int teardown(void **state)
 {
     struct fixture *f = *state;
 
     credstore_free(f->cs);
-    remove_tree(f->dir);
+    tmpdir_remove(f->dir);
     free(f);
     return 0;
 }
 
 static void write_file(const char *path, const char *content, mode_t mode)
 {
-    int fd = open(path, O_CREAT | O_TRUNC | O_WRONLY | O_CLOEXEC, mode);
-
-    assert_true(fd >= 0);
-    assert_int_equal(write(fd, content, strlen(content)), (ssize_t)strlen(content));
-    assert_int_equal(fchmod(fd, mode), 0);
-    close(fd);
-}
-
-static int count_entries(const char *dir)
-{
-    DIR *d = opendir(dir);
-    struct dirent *e;
-    int n = 0;
-
-    assert_non_null(d);
-    while ((e = readdir(d))) {
-        if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0)
-            n++;
-    }
-    closedir(d);
-    return n;
+    assert_int_equal(tmpdir_write_file(path, content, mode), 0);
 }
 
 static void store_sample(struct fixture *f, const char *id, const char *password, int64_t when)
@@ -129,7 +88,7 @@ static void test_file_is_0600_and_temp_is_gone(void **state)
     assert_true(S_ISREG(st.st_mode));
     assert_int_equal(st.st_mode & 07777, 0600);
     assert_int_equal(st.st_uid, geteuid());
-    assert_int_equal(count_entries(f->dir), 1);
+    assert_int_equal(tmpdir_count(f->dir), 1);
 }
 
 /* A restrictive umask cannot leave us with a file we cannot read back. */
@@ -161,7 +120,7 @@ static void test_store_replaces_and_stamps_now(void **state)
     assert_string_equal(got.daemon_password, "new-pass");
     assert_true(got.enrolled_at >= before && got.enrolled_at <= time(NULL));
     credentials_clear(&got);
-    assert_int_equal(count_entries(f->dir), 1);
+    assert_int_equal(tmpdir_count(f->dir), 1);
 }
 
 static void test_missing_file_is_not_enrolled(void **state)
@@ -308,7 +267,7 @@ static void test_store_rejects_bad_values(void **state)
 
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
         assert_int_equal(credstore_store(f->cs, &bad[i], err, sizeof(err)), -EINVAL);
-    assert_int_equal(count_entries(f->dir), 0);
+    assert_int_equal(tmpdir_count(f->dir), 0);
 }
 
 /* A failed store leaves the old file intact and no temporary behind. */
@@ -333,7 +292,7 @@ static void test_failed_store_keeps_old_file(void **state)
     assert_int_equal(credstore_load(f->cs, &got, NULL, 0), 0);
     assert_string_equal(got.daemon_password, "p-old");
     credentials_clear(&got);
-    assert_int_equal(count_entries(f->dir), 1);
+    assert_int_equal(tmpdir_count(f->dir), 1);
 }
 
 /* Who may write to the state directory may replace the credentials: a

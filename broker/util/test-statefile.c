@@ -1,4 +1,3 @@
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <setjmp.h>
@@ -12,6 +11,8 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+
+#include "tests/test-tmpdir.h"
 
 #include "util/statefile.h"
 
@@ -39,61 +40,19 @@ static int setup(void **state)
     return 0;
 }
 
-static void remove_tree(const char *dir)
-{
-    DIR *d = opendir(dir);
-    struct dirent *e;
-    char path[512];
-
-    if (!d)
-        return;
-    while ((e = readdir(d))) {
-        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
-            continue;
-        struct stat st;
-        snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
-        if (lstat(path, &st) == 0 && S_ISDIR(st.st_mode))
-            remove_tree(path);
-        else
-            unlink(path);
-    }
-    closedir(d);
-    rmdir(dir);
-}
-
 static int teardown(void **state)
 {
     struct fixture *f = *state;
 
     chmod(f->dir, 0700);
-    remove_tree(f->dir);
+    tmpdir_remove(f->dir);
     free(f);
     return 0;
 }
 
-static int count_entries(const char *dir)
-{
-    DIR *d = opendir(dir);
-    struct dirent *e;
-    int n = 0;
-
-    assert_non_null(d);
-    while ((e = readdir(d))) {
-        if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0)
-            n++;
-    }
-    closedir(d);
-    return n;
-}
-
 static void write_raw(const char *path, const char *content, mode_t mode)
 {
-    int fd = open(path, O_CREAT | O_TRUNC | O_WRONLY | O_CLOEXEC, mode);
-
-    assert_true(fd >= 0);
-    assert_int_equal(write(fd, content, strlen(content)), (ssize_t)strlen(content));
-    assert_int_equal(fchmod(fd, mode), 0);
-    close(fd);
+    assert_int_equal(tmpdir_write_file(path, content, mode), 0);
 }
 
 static void put(struct fixture *f, const char *text)
@@ -135,11 +94,11 @@ static void test_round_trip_0600_no_temp(void **state)
     assert_int_equal(stat(f->path, &st), 0);
     assert_true(S_ISREG(st.st_mode));
     assert_int_equal(st.st_mode & 07777, 0600);
-    assert_int_equal(count_entries(f->dir), 1);
+    assert_int_equal(tmpdir_count(f->dir), 1);
     /* replaced, not appended */
     put(f, "x");
     assert_int_equal(get(f, "x", 1024, NULL, 0), 0);
-    assert_int_equal(count_entries(f->dir), 1);
+    assert_int_equal(tmpdir_count(f->dir), 1);
 }
 
 /* A strict umask cannot leave a file we cannot read back. */
@@ -299,7 +258,7 @@ static void test_failed_write_keeps_old(void **state)
     assert_true(statefile_write(f->path, NAME, WHAT, "new", 3, err, sizeof(err)) < 0);
     assert_non_null(strstr(err, "open state directory"));
     assert_int_equal(get(f, "old", 16, NULL, 0), 0);
-    assert_int_equal(count_entries(f->dir), 1);
+    assert_int_equal(tmpdir_count(f->dir), 1);
 }
 
 static void test_path(void **state)

@@ -842,8 +842,9 @@ static void handlers_file_start(struct broker *b)
                      b->cfg->announce_delay_ms);
         } else {
             b->back = VOLT_HANDLERS_WAITING;
-            log_debug("the last run stopped with no handler registered: the first registration "
-                      "is not held");
+            log_debug("the last run stopped with %zu handler%s registered; broker.announceDelay "
+                      "is 0: the first registration is not held",
+                      b->expected.n_names, b->expected.n_names == 1 ? "" : "s");
         }
     }
     statefile_text_free(text, len);

@@ -13,30 +13,17 @@
 #include "local/quota.h"
 #include "local/router.h"
 #include "proto/errors.h"
-#include "proto/json.h"
 #include "proto/msgpack.h"
-#include "proto/text.h"
 #include "upstream/session.h"
 #include "upstream/volt.h"
+#include "util/handlerfile.h"
 #include "util/log.h"
 #include "util/metrics.h"
 #include "util/sdnotify.h"
 #include "util/statefile.h"
-#include <cjson/cJSON.h>
 
 #define BROKER_NAME  "volt-broker/" VOLT_VERSION
 #define MAX_MONITORS 16
-
-/* The handlers registered at the last graceful stop, kept in the state
- * directory so that the next start knows what to wait for before its
- * first daemon:register (volt_register_hold()). While the broker runs the
- * file says "running, list unknown", so a crash leaves that behind and
- * never a stale list. The list must fit in one daemon:register (the
- * server's maxPayload, 1 MB by default), so twice that bounds the file. */
-#define HANDLERS_FILE_NAME "handlers.json"
-#define HANDLERS_FILE_WHAT "handler list"
-#define HANDLERS_FILE_MAX  (2u << 20)
-#define HANDLERS_RUNNING   "{\"running\":true}\n"
 
 /* peer_flags bits */
 enum {
@@ -72,11 +59,10 @@ struct broker {
     uv_timer_t drain_timer;
     uint64_t drain_deadline;
     bool drain_timer_open;
-    /* The handler list of the last run (HANDLERS_FILE_NAME): what the
-     * first registration waits for while `back` is WAITING. */
+    /* The handler list of the last run (handlerfile.h): what the first
+     * registration waits for while `back` is WAITING. */
     enum volt_handlers_back back;
-    char **expected;
-    size_t n_expected;
+    struct handlerfile expected;
     bool handlers_file_ours;   /* read at this start: written at the stop */
     bool handlers_file_warned; /* the state directory already failed once */
 };
@@ -806,69 +792,9 @@ static void on_connection(uv_stream_t *server, int status)
 
 /* ---- the handler list across restarts ---- */
 
-static void expected_free(struct broker *b)
-{
-    for (size_t i = 0; i < b->n_expected; i++)
-        free(b->expected[i]);
-    free(b->expected);
-    b->expected = NULL;
-    b->n_expected = 0;
-}
-
-/* {"handlers":[names]}: WAITING (RESTORED when empty) with the names in
- * b->expected; {"running":true}: UNKNOWN, the last run did not stop
- * cleanly. Anything else is UNKNOWN with *why set. Names must be what a
- * client could have registered: the file is ours, but a hand-edited or
- * damaged one must not put odd text into logs or the hold. */
-static enum volt_handlers_back parse_handlers_file(struct broker *b, const char *text, size_t len,
-                                                   const char **why)
-{
-    cJSON *root = cJSON_ParseWithLength(text, len);
-    cJSON *list = cJSON_GetObjectItemCaseSensitive(root, "handlers");
-    enum volt_handlers_back back = VOLT_HANDLERS_UNKNOWN;
-    const cJSON *item;
-    size_t n = 0;
-
-    *why = NULL;
-    if (!cJSON_IsObject(root)) {
-        *why = "not a JSON object";
-        goto out;
-    }
-    if (!list) {
-        if (!cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(root, "running")))
-            *why = "neither \"handlers\" nor \"running\":true";
-        goto out;
-    }
-    if (!cJSON_IsArray(list)) {
-        *why = "\"handlers\" is not an array";
-        goto out;
-    }
-    b->expected = calloc((size_t)cJSON_GetArraySize(list) + 1, sizeof(*b->expected));
-    if (!b->expected) {
-        *why = "out of memory";
-        goto out;
-    }
-    cJSON_ArrayForEach(item, list)
-    {
-        const char *name = cJSON_GetStringValue(item);
-        if (!name ||
-            !proto_name_valid((const uint8_t *)name, strlen(name), ROUTER_COMMAND_NAME_MAX)) {
-            *why = "a handler name is not a valid command name";
-            goto out;
-        }
-        if (!(b->expected[n] = strdup(name))) {
-            *why = "out of memory";
-            goto out;
-        }
-        b->n_expected = ++n;
-    }
-    back = n ? VOLT_HANDLERS_WAITING : VOLT_HANDLERS_RESTORED;
-out:
-    if (back != VOLT_HANDLERS_WAITING)
-        expected_free(b);
-    cJSON_Delete(root);
-    return back;
-}
+/* What the file says is handlerfile.h's; here is when it is read and
+ * written, and what the first registration's hold (volt_register_hold())
+ * makes of it. */
 
 /* Once at start, after the socket's lock is ours (a second broker that
  * cannot listen must not touch the running one's state): read what the
@@ -878,14 +804,13 @@ static void handlers_file_start(struct broker *b)
 {
     const char *dir = b->cfg->state_dir;
     char err[512] = "";
-    const char *why = NULL;
     char *text = NULL;
     size_t len = 0;
     int r;
 
     b->handlers_file_ours = true;
-    r = statefile_read(dir, HANDLERS_FILE_NAME, HANDLERS_FILE_WHAT, HANDLERS_FILE_MAX, &text, &len,
-                       err, sizeof(err));
+    r = statefile_read(dir, HANDLERFILE_NAME, HANDLERFILE_WHAT, HANDLERFILE_MAX, &text, &len, err,
+                       sizeof(err));
     if (r == STATEFILE_ABSENT) {
         b->back = VOLT_HANDLERS_RESTORED; /* a first start: nobody to wait for */
         log_debug("no handler list from a previous run: the first registration is not held");
@@ -894,28 +819,38 @@ static void handlers_file_start(struct broker *b)
         b->handlers_file_warned = true;
         log_warn("%s; the first registration waits for local clients to settle instead", err);
     } else {
-        b->back = parse_handlers_file(b, text, len, &why);
-        if (why) {
+        handlerfile_parse(text, len, ROUTER_COMMAND_NAME_MAX, &b->expected);
+        if (b->expected.kind == HANDLERFILE_UNUSABLE) {
+            b->back = VOLT_HANDLERS_UNKNOWN;
             b->handlers_file_warned = true;
             log_warn("handler list file %s/%s is unusable (%s); the first registration waits for "
                      "local clients to settle instead",
-                     dir, HANDLERS_FILE_NAME, why);
-        } else if (b->back == VOLT_HANDLERS_UNKNOWN) {
+                     dir, HANDLERFILE_NAME, b->expected.why);
+        } else if (b->expected.kind == HANDLERFILE_RUNNING) {
+            b->back = VOLT_HANDLERS_UNKNOWN;
             log_info("the last run did not stop cleanly: its handlers are unknown; the first "
                      "registration waits for local clients to settle");
-        } else if (b->back == VOLT_HANDLERS_WAITING && b->cfg->announce_delay_ms) {
-            log_info("the last run stopped with %zu handler%s registered: the first registration "
-                     "waits up to %u ms for them",
-                     b->n_expected, b->n_expected == 1 ? "" : "s", b->cfg->announce_delay_ms);
-        } else {
+        } else if (b->expected.n_names == 0) {
+            b->back = VOLT_HANDLERS_RESTORED;
             log_debug("the last run stopped with no handler registered: the first registration "
                       "is not held");
+        } else if (b->cfg->announce_delay_ms) {
+            b->back = VOLT_HANDLERS_WAITING;
+            log_info("the last run stopped with %zu handler%s registered: the first registration "
+                     "waits up to %u ms for them",
+                     b->expected.n_names, b->expected.n_names == 1 ? "" : "s",
+                     b->cfg->announce_delay_ms);
+        } else {
+            b->back = VOLT_HANDLERS_WAITING;
+            log_debug("the last run stopped with %zu handler%s registered; broker.announceDelay "
+                      "is 0: the first registration is not held",
+                      b->expected.n_names, b->expected.n_names == 1 ? "" : "s");
         }
     }
     statefile_text_free(text, len);
     err[0] = '\0';
-    r = statefile_write(dir, HANDLERS_FILE_NAME, HANDLERS_FILE_WHAT, HANDLERS_RUNNING,
-                        strlen(HANDLERS_RUNNING), err, sizeof(err));
+    r = statefile_write(dir, HANDLERFILE_NAME, HANDLERFILE_WHAT, HANDLERFILE_RUNNING_TEXT,
+                        strlen(HANDLERFILE_RUNNING_TEXT), err, sizeof(err));
     if (r < 0 && !b->handlers_file_warned) {
         b->handlers_file_warned = true;
         log_warn("%s; the next start cannot tell a crash from a clean stop", err);
@@ -929,6 +864,8 @@ static void handlers_file_start(struct broker *b)
 static void handlers_file_stop(struct broker *b)
 {
     struct proto_buf list, text;
+    const char **missing = NULL;
+    size_t n_missing = 0;
     char err[512] = "";
     int r;
 
@@ -938,28 +875,22 @@ static void handlers_file_stop(struct broker *b)
     proto_buf_init(&list);
     proto_buf_init(&text);
     r = router_handler_list(b->router, &list);
-    if (r == 0)
-        r = proto_buf_append(&text, "{\"handlers\":", 12);
-    if (r == 0)
-        r = proto_msgpack_to_json(list.data, list.len, &text, NULL, NULL);
-    for (size_t i = 0; r == 0 && b->back == VOLT_HANDLERS_WAITING && i < b->n_expected; i++) {
-        const char *n = b->expected[i];
-        if (router_has_handler(b->router, (const uint8_t *)n, strlen(n)))
-            continue;
-        text.len--; /* the array's ']' */
-        if (text.data[text.len - 1] != '[')
-            r = proto_buf_append_byte(&text, ',');
-        if (r == 0)
-            r = proto_json_put_string(&text, n, strlen(n));
-        if (r == 0)
-            r = proto_buf_append_byte(&text, ']');
+    if (r == 0 && b->back == VOLT_HANDLERS_WAITING && b->expected.n_names) {
+        missing = calloc(b->expected.n_names, sizeof(*missing));
+        if (!missing)
+            r = PROTO_E_NOMEM;
+        for (size_t i = 0; missing && i < b->expected.n_names; i++) {
+            const char *n = b->expected.names[i];
+            if (!router_has_handler(b->router, (const uint8_t *)n, strlen(n)))
+                missing[n_missing++] = n;
+        }
     }
     if (r == 0)
-        r = proto_buf_append(&text, "}\n", 2);
+        r = handlerfile_render(list.data, list.len, missing, n_missing, &text);
     if (r < 0) {
-        log_warn("cannot write the handler list for the next start (out of memory)");
+        log_warn("cannot write the handler list for the next start (%s)", proto_error_text(r));
     } else {
-        r = statefile_write(b->cfg->state_dir, HANDLERS_FILE_NAME, HANDLERS_FILE_WHAT, text.data,
+        r = statefile_write(b->cfg->state_dir, HANDLERFILE_NAME, HANDLERFILE_WHAT, text.data,
                             text.len, err, sizeof(err));
         if (r < 0 && b->handlers_file_warned)
             log_debug("%s", err);
@@ -968,6 +899,7 @@ static void handlers_file_stop(struct broker *b)
         else
             log_debug("kept the handler list for the next start");
     }
+    free(missing);
     proto_buf_free(&list);
     proto_buf_free(&text);
 }
@@ -978,13 +910,14 @@ static enum volt_handlers_back on_session_handlers_back(void *ud)
 
     if (b->back != VOLT_HANDLERS_WAITING || !b->router)
         return b->back;
-    for (size_t i = 0; i < b->n_expected; i++) {
-        if (!router_has_handler(b->router, (const uint8_t *)b->expected[i], strlen(b->expected[i])))
+    for (size_t i = 0; i < b->expected.n_names; i++) {
+        const char *n = b->expected.names[i];
+        if (!router_has_handler(b->router, (const uint8_t *)n, strlen(n)))
             return VOLT_HANDLERS_WAITING;
     }
-    log_info("the %zu handler%s of the last run %s registered again", b->n_expected,
-             b->n_expected == 1 ? "" : "s", b->n_expected == 1 ? "is" : "are");
-    expected_free(b);
+    log_info("the %zu handler%s of the last run %s registered again", b->expected.n_names,
+             b->expected.n_names == 1 ? "" : "s", b->expected.n_names == 1 ? "is" : "are");
+    handlerfile_free(&b->expected);
     b->back = VOLT_HANDLERS_RESTORED;
     return b->back;
 }
@@ -997,8 +930,8 @@ static void report_missing_handlers(struct broker *b)
     size_t used = 0, missing = 0;
 
     names[0] = '\0';
-    for (size_t i = 0; i < b->n_expected; i++) {
-        const char *n = b->expected[i];
+    for (size_t i = 0; i < b->expected.n_names; i++) {
+        const char *n = b->expected.names[i];
         if (router_has_handler(b->router, (const uint8_t *)n, strlen(n)))
             continue;
         missing++;
@@ -1012,8 +945,8 @@ static void report_missing_handlers(struct broker *b)
     if (missing && b->cfg->announce_delay_ms)
         log_warn("registering after %u ms (broker.announceDelay) with %zu of the %zu handlers of "
                  "the last run still missing: %s",
-                 b->cfg->announce_delay_ms, missing, b->n_expected, names);
-    expected_free(b);
+                 b->cfg->announce_delay_ms, missing, b->expected.n_names, names);
+    handlerfile_free(&b->expected);
     b->back = VOLT_HANDLERS_RESTORED;
 }
 
@@ -1404,7 +1337,7 @@ void broker_free(struct broker *b)
         router_free(b->router);
     proto_buf_free(&b->scratch);
     proto_buf_free(&b->tap_scratch);
-    expected_free(b);
+    handlerfile_free(&b->expected);
     quota_free(b->quota);
     if (b->textfile) {
         proto_buf_free(&b->textfile->text);

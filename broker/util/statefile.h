@@ -14,7 +14,8 @@
  * the broker silently. Reads are bounded.
  *
  * Users: the enrolled credentials (credstore.h) and the handler list
- * kept across a graceful restart (broker.c).
+ * kept across a graceful restart (handlerfile.h, read and written by
+ * broker.c).
  *
  * These are plain blocking file calls, on purpose: each file is small
  * (a few KiB at most) and is touched once at start, once at stop or once

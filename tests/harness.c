@@ -581,10 +581,18 @@ static char *read_file(const char *path)
 
 bool h_broker_log_contains(const struct h_broker *b, const char *needle)
 {
+    return h_broker_log_count(b, needle) > 0;
+}
+
+int h_broker_log_count(const struct h_broker *b, const char *needle)
+{
     char *text = read_file(b->log);
-    bool found = text && strstr(text, needle);
+    int n = 0;
+
+    for (const char *at = text; at && (at = strstr(at, needle)); at += strlen(needle))
+        n++;
     free(text);
-    return found;
+    return n;
 }
 
 void h_broker_dump_log(const struct h_broker *b)
@@ -614,16 +622,23 @@ int h_broker_wait(struct h_broker *b, int timeout_ms)
 
 int h_broker_wait_log(const struct h_broker *b, const char *needle, int timeout_ms)
 {
+    return h_broker_wait_log_count(b, needle, 1, timeout_ms);
+}
+
+int h_broker_wait_log_count(const struct h_broker *b, const char *needle, int count, int timeout_ms)
+{
     uint64_t end = h_now_ms() + (uint64_t)(b->valgrind ? timeout_ms * 4 : timeout_ms);
     do {
-        if (h_broker_log_contains(b, needle))
+        if (h_broker_log_count(b, needle) >= count)
             return 0;
         h_sleep_ms(20);
     } while (h_now_ms() < end);
-    if (h_broker_log_contains(b, needle))
+    int seen = h_broker_log_count(b, needle);
+    if (seen >= count)
         return 0;
     h_broker_dump_log(b);
-    return h_fail("the broker did not log '%s' within %d ms", needle, timeout_ms);
+    return h_fail("the broker logged '%s' %d times, waited %d ms for %d", needle, seen, timeout_ms,
+                  count);
 }
 
 /* Appends what is readable on fd to *buf; false at EOF or error. */

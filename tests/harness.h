@@ -88,6 +88,8 @@ void h_broker_kill(struct h_broker *b);
 void h_broker_cleanup(struct h_broker *b);
 /* True if the broker's log contains `needle`. */
 bool h_broker_log_contains(const struct h_broker *b, const char *needle);
+/* How many times needle occurs in the log (which a restart appends to). */
+int h_broker_log_count(const struct h_broker *b, const char *needle);
 /* Prints the broker's log to stderr (for failed tests). */
 void h_broker_dump_log(const struct h_broker *b);
 /* True if the running broker has a file mapped whose path contains
@@ -120,6 +122,10 @@ int h_broker_wait(struct h_broker *b, int timeout_ms);
 /* Waits until the broker's log contains needle (timeout longer under
  * valgrind). 0, or -1 with the log dumped. */
 int h_broker_wait_log(const struct h_broker *b, const char *needle, int timeout_ms);
+/* Same, until it occurs `count` times (a restarted broker logs after the
+ * last run's lines). */
+int h_broker_wait_log_count(const struct h_broker *b, const char *needle, int count,
+                            int timeout_ms);
 
 /* Runs a built program (argv[0] is found with h_bin(); under valgrind when
  * VOLT_TEST_VALGRIND=1) to completion with extra_env ("NAME=value" list or

@@ -22,7 +22,7 @@ void proto_buf_free(struct proto_buf *b)
     proto_buf_init(b);
 }
 
-int proto_buf_reserve(struct proto_buf *b, size_t extra)
+int proto_buf_grow(struct proto_buf *b, size_t extra)
 {
     if (extra <= b->cap - b->len)
         return 0;
@@ -42,29 +42,6 @@ int proto_buf_reserve(struct proto_buf *b, size_t extra)
         return PROTO_E_NOMEM;
     b->data = p;
     b->cap = cap;
-    return 0;
-}
-
-int proto_buf_append(struct proto_buf *b, const void *data, size_t n)
-{
-    if (n == 0)
-        return 0;
-    int rc = proto_buf_reserve(b, n);
-    if (rc < 0)
-        return rc;
-    memcpy(b->data + b->len, data, n);
-    b->len += n;
-    return 0;
-}
-
-int proto_buf_append_byte(struct proto_buf *b, uint8_t byte)
-{
-    if (b->len == b->cap) {
-        int rc = proto_buf_reserve(b, 1);
-        if (rc < 0)
-            return rc;
-    }
-    b->data[b->len++] = byte;
     return 0;
 }
 

@@ -100,23 +100,21 @@ int uuid_generate_v4(uint8_t out[UUID_LEN])
     return 0;
 }
 
-static bool is_hyphen_position(size_t i)
-{
-    return i == 8 || i == 13 || i == 18 || i == 23;
-}
+/* Where each byte's two hex digits start in the text form
+ * (8-4-4-4-12 digits, hyphens at 8, 13, 18 and 23): a fixed layout, so
+ * both directions are straight-line loops with no branch per character. */
+static const uint8_t digit_at[UUID_LEN] = {0,  2,  4,  6,  9,  11, 14, 16,
+                                           19, 21, 24, 26, 28, 30, 32, 34};
 
 void uuid_format(const uint8_t id[UUID_LEN], char out[UUID_STR_LEN + 1])
 {
     static const char digits[] = "0123456789abcdef";
-    size_t byte = 0;
 
-    for (size_t i = 0; i < UUID_STR_LEN; i += 2) {
-        if (is_hyphen_position(i))
-            out[i++] = '-';
-        out[i] = digits[id[byte] >> 4];
-        out[i + 1] = digits[id[byte] & 0x0f];
-        byte++;
+    for (size_t i = 0; i < UUID_LEN; i++) {
+        out[digit_at[i]] = digits[id[i] >> 4];
+        out[digit_at[i] + 1] = digits[id[i] & 0x0f];
     }
+    out[8] = out[13] = out[18] = out[23] = '-';
     out[UUID_STR_LEN] = '\0';
 }
 
@@ -131,22 +129,21 @@ static const uint8_t hex_plus_one[256] = {
 
 int uuid_parse(const char *text, size_t len, uint8_t out[UUID_LEN])
 {
+    const uint8_t *t = (const uint8_t *)text;
     uint8_t id[UUID_LEN];
-    size_t byte = 0;
+    unsigned missing = 0; /* becomes nonzero at the first non-digit */
 
-    if (len != UUID_STR_LEN)
+    if (len != UUID_STR_LEN || t[8] != '-' || t[13] != '-' || t[18] != '-' || t[23] != '-')
         return -EINVAL;
-    for (size_t i = 0; i < UUID_STR_LEN; i += 2) {
-        unsigned hi, lo;
+    for (size_t i = 0; i < UUID_LEN; i++) {
+        unsigned hi = hex_plus_one[t[digit_at[i]]];
+        unsigned lo = hex_plus_one[t[digit_at[i] + 1]];
 
-        if (is_hyphen_position(i) && text[i++] != '-')
-            return -EINVAL;
-        hi = hex_plus_one[(unsigned char)text[i]];
-        lo = hex_plus_one[(unsigned char)text[i + 1]];
-        if (!hi || !lo)
-            return -EINVAL;
-        id[byte++] = (uint8_t)((hi - 1) << 4 | (lo - 1));
+        missing |= (hi == 0) | (lo == 0);
+        id[i] = (uint8_t)(((hi - 1) << 4) | ((lo - 1) & 0x0f));
     }
+    if (missing)
+        return -EINVAL;
     memcpy(out, id, UUID_LEN);
     return 0;
 }

@@ -78,19 +78,38 @@ struct peer {
     bool closing;
     bool close_after_flush;
     bool slow_consumer;
-    char close_reason[200];
+    char *close_reason; /* set when closing starts (set_text); NULL: none yet */
     /* Accounting and deadlines. */
     struct quota_client quota;
     size_t charged; /* bytes last charged to the quota */
     struct peer_timer deadline, frame_timer;
     int deadline_code;
-    char deadline_message[128];
+    char *deadline_message; /* while a deadline is set */
     bool evicting;
     struct peer *evict_next;
-    size_t held; /* what the owner holds for this peer (kept emits) */
-    gid_t groups[PEER_MAX_GROUPS];
+    size_t held;   /* what the owner holds for this peer (kept emits) */
+    gid_t *groups; /* supplementary groups (SO_PEERGROUPS), exactly n_groups */
     uint32_t n_groups;
 };
+
+/* Text a peer keeps only while it needs it (a close reason, a deadline's
+ * message): allocated then, not carried in every peer for its whole life.
+ * Out of memory keeps a fixed text rather than losing the event. */
+static void set_text(char **slot, const char *text)
+{
+    char *copy;
+
+    if (*slot == text)
+        return;
+    copy = strdup(text);
+    free(*slot);
+    *slot = copy;
+}
+
+static const char *text_or(const char *text, const char *fallback)
+{
+    return text ? text : fallback;
+}
 
 static void flusher_closed(uv_handle_t *h)
 {
@@ -196,6 +215,9 @@ static void on_handle_closed(uv_handle_t *h)
     proto_reader_free(p->reader);
     proto_buf_free(&p->writing);
     proto_buf_free(&p->queued);
+    free(p->close_reason);
+    free(p->deadline_message);
+    free(p->groups);
     free(p);
 }
 
@@ -211,8 +233,7 @@ void peer_close(struct peer *p, const char *reason)
     if (p->closing)
         return;
     p->closing = true;
-    if (reason != p->close_reason)
-        snprintf(p->close_reason, sizeof(p->close_reason), "%s", reason);
+    set_text(&p->close_reason, reason);
     flush_unlink(p);
     timer_queue_remove(p->list->flusher->timers, &p->deadline.node);
     timer_queue_remove(p->list->flusher->timers, &p->frame_timer.node);
@@ -256,7 +277,7 @@ static void on_write_done(uv_write_t *req, int status)
         return;
     }
     if (p->close_after_flush)
-        peer_close(p, p->close_reason);
+        peer_close(p, text_or(p->close_reason, "closed"));
 }
 
 /* Starts the peer's batch, or finishes a flushing close. */
@@ -269,7 +290,7 @@ static void peer_flush(struct peer *p)
         return;
     }
     if (p->close_after_flush)
-        peer_close(p, p->close_reason);
+        peer_close(p, text_or(p->close_reason, "closed"));
 }
 
 static void on_flush(uv_prepare_t *h)
@@ -282,7 +303,7 @@ static void on_flush(uv_prepare_t *h)
     while ((p = f->evict_head)) {
         f->evict_head = p->evict_next;
         p->evict_next = NULL;
-        peer_close(p, p->close_reason);
+        peer_close(p, text_or(p->close_reason, "closed"));
     }
     /* A write failing closes its peer, and the closing callback may send
      * to other peers: they are linked here and served in this same run. */
@@ -304,7 +325,7 @@ static void peer_evict(struct peer *p, const char *reason)
     if (p->closing || p->evicting)
         return;
     p->evicting = true;
-    snprintf(p->close_reason, sizeof(p->close_reason), "%s", reason);
+    set_text(&p->close_reason, reason);
     uv_read_stop((uv_stream_t *)&p->pipe);
     flush_unlink(p);
     if (p->list->quota)
@@ -363,7 +384,8 @@ static void on_peer_timer(struct timer_node *node, void *ud)
         peer_send_error(p, PROTO_E_BAD_FRAME, reason, reason);
         return;
     }
-    peer_send_error(p, p->deadline_code, p->deadline_message, p->deadline_message);
+    const char *message = text_or(p->deadline_message, "deadline passed");
+    peer_send_error(p, p->deadline_code, message, message);
 }
 
 void peer_set_deadline(struct peer *p, uint32_t timeout_ms, int code, const char *message)
@@ -371,13 +393,15 @@ void peer_set_deadline(struct peer *p, uint32_t timeout_ms, int code, const char
     struct timer_queue *tq = p->list->flusher->timers;
 
     p->deadline_code = code;
-    snprintf(p->deadline_message, sizeof(p->deadline_message), "%s", message);
+    set_text(&p->deadline_message, message);
     timer_queue_update(tq, &p->deadline.node, timer_queue_deadline_in(tq, timeout_ms));
 }
 
 void peer_clear_deadline(struct peer *p)
 {
     timer_queue_remove(p->list->flusher->timers, &p->deadline.node);
+    free(p->deadline_message);
+    p->deadline_message = NULL;
 }
 
 void peer_set_held(struct peer *p, size_t bytes)
@@ -431,7 +455,7 @@ static void start_write(struct peer *p)
                 return;
         }
         if (p->close_after_flush)
-            peer_close(p, p->close_reason);
+            peer_close(p, text_or(p->close_reason, "closed"));
         return;
     }
     /* The rest goes from where the socket stopped taking it: no moving
@@ -491,7 +515,7 @@ void peer_send_and_close(struct peer *p, const struct proto_msg *m, const char *
     /* The first fatal frame and its reason win; a second is dropped. */
     if (p->closing || p->evicting || p->close_after_flush)
         return;
-    snprintf(p->close_reason, sizeof(p->close_reason), "%s", reason);
+    set_text(&p->close_reason, reason);
     p->close_after_flush = true;
     uv_read_stop((uv_stream_t *)&p->pipe);
     /* Sent: on_flush() or on_write_done() closes once it is out. */
@@ -705,9 +729,13 @@ struct peer *peer_new(uv_loop_t *loop, uv_pipe_t *server, struct peer_list *list
     p->uid = cred.uid;
     p->gid = cred.gid;
     /* Supplementary groups count for allowedGids too (Linux 4.13+). */
-    socklen_t glen = sizeof(p->groups);
-    if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, p->groups, &glen) == 0)
-        p->n_groups = glen / sizeof(p->groups[0]);
+    gid_t groups[PEER_MAX_GROUPS];
+    socklen_t glen = sizeof(groups);
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups, &glen) == 0 && glen > 0 &&
+        (p->groups = malloc(glen)))
+        p->n_groups = glen / sizeof(groups[0]);
+    if (p->groups)
+        memcpy(p->groups, groups, (size_t)p->n_groups * sizeof(groups[0]));
     return p;
 
 fail_handle:

@@ -10,6 +10,7 @@
  * (freed: run under valgrind or ASan to prove it), uv_loop_close() == 0.
  */
 #include <errno.h>
+#include <grp.h>
 #include <linux/sockios.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -967,6 +968,29 @@ static bool peers_at_most_want(struct fixture *f)
     return f->peers.count <= f->want;
 }
 
+/* allowedGids counts supplementary groups: the connecting process's, as
+ * they were when it connected, all of them and no other. */
+static void test_supplementary_groups_are_the_clients(void **state)
+{
+    struct fixture *f = *state;
+    gid_t saved[256], mine[3] = {4242, 4343, 4545};
+    int n_saved;
+    struct peer *p;
+
+    if (geteuid() != 0)
+        skip(); /* setgroups() needs root; CI runs as root */
+    n_saved = getgroups(256, saved);
+    assert_true(n_saved >= 0);
+    assert_int_equal(setgroups(3, mine), 0);
+    p = connect_client(f);
+    assert_int_equal(setgroups((size_t)n_saved, saved), 0);
+    assert_non_null(p);
+    for (int i = 0; i < 3; i++)
+        assert_true(peer_in_group(p, mine[i]));
+    assert_false(peer_in_group(p, 4444));
+    finish(f);
+}
+
 static void test_owner_state_and_the_peer_list(void **state)
 {
     struct fixture *f = *state;
@@ -1028,6 +1052,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_send_and_close_delivers_then_closes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_close_is_idempotent, setup, teardown),
         cmocka_unit_test_setup_teardown(test_close_from_the_frame_callback, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_supplementary_groups_are_the_clients, setup, teardown),
         cmocka_unit_test_setup_teardown(test_owner_state_and_the_peer_list, setup, teardown),
     };
 

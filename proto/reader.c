@@ -13,6 +13,8 @@
  */
 #include "reader.h"
 
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,8 +27,11 @@
 #define READER_MIN_SPACE 4096u
 
 struct proto_reader {
-    uint8_t *buf;
+    uint8_t *buf; /* the reader's own buffer, or while lent the caller's */
     size_t start, end, cap;
+    uint8_t *own; /* while lent: the own buffer and its capacity */
+    size_t own_cap;
+    bool lent;
     struct proto_limits limits;
     int fatal; /* 0, or the error every call now returns */
     char err[160];
@@ -55,7 +60,7 @@ void proto_reader_free(struct proto_reader *r)
 {
     if (!r)
         return;
-    free(r->buf);
+    free(r->lent ? r->own : r->buf);
     free(r);
 }
 
@@ -103,6 +108,8 @@ int proto_reader_feed(struct proto_reader *r, const void *data, size_t len)
 {
     if (r->fatal)
         return r->fatal;
+    if (r->lent)
+        return PROTO_E_INTERNAL;
     if (len == 0)
         return 0;
     int rc = make_room(r, len);
@@ -117,6 +124,8 @@ int proto_reader_space(struct proto_reader *r, size_t hint, void **ptr, size_t *
 {
     if (r->fatal)
         return r->fatal;
+    if (r->lent)
+        return PROTO_E_INTERNAL;
     if (hint == 0)
         hint = READER_MIN_SPACE;
     /* Inside a frame whose length is known: room for all of its rest at
@@ -139,6 +148,8 @@ int proto_reader_space(struct proto_reader *r, size_t hint, void **ptr, size_t *
 
 void proto_reader_commit(struct proto_reader *r, size_t n)
 {
+    if (r->lent)
+        return;              /* caller bug: space() refused while lent */
     if (n > r->cap - r->end) /* caller bug: never write past what space() gave */
         n = r->cap - r->end;
     r->end += n;
@@ -146,7 +157,7 @@ void proto_reader_commit(struct proto_reader *r, size_t n)
 
 static void drop_consumed(struct proto_reader *r)
 {
-    if (r->start != r->end)
+    if (r->start != r->end || r->lent)
         return;
     r->start = r->end = 0;
     if (r->cap > READER_IDLE_MAX) {
@@ -206,6 +217,55 @@ int proto_reader_next(struct proto_reader *r, struct proto_span *frame)
     return 1;
 }
 
+int proto_reader_lend(struct proto_reader *r, const void *data, size_t len)
+{
+    if (r->fatal)
+        return r->fatal;
+    if (r->lent || r->start != r->end)
+        return PROTO_E_INTERNAL;
+    r->own = r->buf;
+    r->own_cap = r->cap;
+    r->buf = (uint8_t *)(uintptr_t)data; /* read only while lent: nothing writes to it */
+    r->start = 0;
+    r->end = r->cap = len;
+    r->lent = true;
+    return 0;
+}
+
+int proto_reader_unlend(struct proto_reader *r, size_t room)
+{
+    const uint8_t *rest;
+    size_t n;
+
+    if (!r->lent)
+        return 0;
+    rest = r->buf + r->start;
+    n = r->end - r->start;
+    r->buf = r->own;
+    r->cap = r->own_cap;
+    r->own = NULL;
+    r->own_cap = 0;
+    r->start = r->end = 0;
+    r->lent = false;
+    if (n == 0 || r->fatal)
+        return 0; /* nothing left, or nothing more will be read */
+    int rc = make_room(r, n + (room < SIZE_MAX / 2 ? room : 0));
+    if (rc < 0)
+        return rc;
+    memcpy(r->buf, rest, n);
+    r->end = n;
+    return 0;
+}
+
+void proto_reader_trim(struct proto_reader *r)
+{
+    if (r->lent || r->start != r->end)
+        return;
+    free(r->buf);
+    r->buf = NULL;
+    r->cap = r->start = r->end = 0;
+}
+
 bool proto_reader_fatal(const struct proto_reader *r)
 {
     return r->fatal != 0;
@@ -223,5 +283,5 @@ size_t proto_reader_pending(const struct proto_reader *r)
 
 size_t proto_reader_capacity(const struct proto_reader *r)
 {
-    return r->cap;
+    return r->lent ? r->own_cap : r->cap;
 }

@@ -44,6 +44,22 @@ int proto_reader_feed(struct proto_reader *r, const void *data, size_t len);
  * may move buffered bytes, so it ends the life of the last frame. */
 int proto_reader_space(struct proto_reader *r, size_t hint, void **ptr, size_t *len);
 void proto_reader_commit(struct proto_reader *r, size_t n);
+/* Lending: frames parsed straight from the caller's bytes, so that a
+ * connection between frames needs no buffer of its own (a server with
+ * many idle clients reads them all through one). Only when nothing is
+ * buffered (proto_reader_pending() is 0); then proto_reader_next() as
+ * usual, its frames pointing into data, and proto_reader_unlend() before
+ * data goes away: it copies what is left (the start of a frame) into the
+ * reader's own buffer, made with room for `room` more bytes (the caller's
+ * next read: one allocation, not a second to grow it). No feed() or
+ * space() in between.
+ * lend: 0, PROTO_E_INTERNAL when bytes are buffered, or the fatal error.
+ * unlend: 0 or PROTO_E_NOMEM (then fatal). */
+int proto_reader_lend(struct proto_reader *r, const void *data, size_t len);
+int proto_reader_unlend(struct proto_reader *r, size_t room);
+/* Lets the own buffer go when nothing is buffered (not while lent): for a
+ * reader that lends, the buffer is only for a frame that straddles reads. */
+void proto_reader_trim(struct proto_reader *r);
 
 /* 1: *frame is the body (msgpack map) of the next frame.
  * 0: need more bytes.

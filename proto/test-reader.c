@@ -136,6 +136,101 @@ static void test_every_split_point(void **state)
     proto_buf_free(&s);
 }
 
+/* Feeds [data, data + len) the way a server with one read buffer for all
+ * its connections does: lent when nothing is buffered, fed otherwise;
+ * the caller's bytes are scribbled over after unlend, as the next read
+ * into the shared buffer would. */
+static void lend_or_feed(struct proto_reader *r, const uint8_t *data, size_t len,
+                         struct collected *c)
+{
+    static uint8_t shared[70000 * 2];
+
+    assert_true(len <= sizeof shared);
+    if (proto_reader_pending(r) != 0) {
+        assert_int_equal(proto_reader_lend(r, data, len), PROTO_E_INTERNAL);
+        assert_int_equal(proto_reader_feed(r, data, len), 0);
+        drain(r, c);
+        return;
+    }
+    memcpy(shared, data, len);
+    assert_int_equal(proto_reader_lend(r, shared, len), 0);
+    drain(r, c);
+    assert_int_equal(proto_reader_unlend(r, 0), 0);
+    memset(shared, 0xc1, len); /* 0xc1: never valid msgpack */
+    drain(r, c);
+}
+
+static void test_lending_at_every_split_point(void **state)
+{
+    struct proto_buf s = PROTO_BUF_INIT;
+    int good, bad;
+    build_stream(&s, &good, &bad);
+
+    struct collected ref = {PROTO_BUF_INIT, 0, 0};
+    struct proto_reader *r = proto_reader_new(NULL);
+    assert_int_equal(proto_reader_feed(r, s.data, s.len), 0);
+    drain(r, &ref);
+    proto_reader_free(r);
+
+    for (size_t cut = 0; cut <= s.len; cut++) {
+        struct collected got = {PROTO_BUF_INIT, 0, 0};
+        r = proto_reader_new(NULL);
+        lend_or_feed(r, s.data, cut, &got);
+        lend_or_feed(r, s.data + cut, s.len - cut, &got);
+        assert_int_equal(got.frames, good);
+        assert_int_equal(got.errors, bad);
+        assert_int_equal(got.bytes.len, ref.bytes.len);
+        assert_memory_equal(got.bytes.data, ref.bytes.data, ref.bytes.len);
+        assert_int_equal(proto_reader_pending(r), 0);
+        proto_reader_free(r);
+        collected_free(&got);
+    }
+    collected_free(&ref);
+    proto_buf_free(&s);
+}
+
+/* Whole frames through lending never give the reader a buffer: an idle
+ * connection costs no read buffer of its own. */
+static void test_lending_whole_frames_allocates_nothing(void **state)
+{
+    struct proto_buf s = PROTO_BUF_INIT;
+    struct collected got = {PROTO_BUF_INIT, 0, 0};
+    struct proto_reader *r = proto_reader_new(NULL);
+
+    put_sample(&s, 1, 10);
+    put_sample(&s, 2, 3000);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(proto_reader_lend(r, s.data, s.len), 0);
+        drain(r, &got);
+        assert_int_equal(proto_reader_unlend(r, 0), 0);
+    }
+    assert_int_equal(got.frames, 6);
+    assert_int_equal(proto_reader_capacity(r), 0);
+    /* While lent, the own buffer is what counts, and feed/space refuse. */
+    assert_int_equal(proto_reader_lend(r, s.data, 3), 0);
+    assert_int_equal(proto_reader_capacity(r), 0);
+    assert_int_equal(proto_reader_feed(r, "x", 1), PROTO_E_INTERNAL);
+    assert_int_equal(proto_reader_unlend(r, 65536), 0);
+    assert_int_equal(proto_reader_pending(r), 3);
+    assert_true(proto_reader_capacity(r) >= 3 + 65536); /* the next read fits */
+    proto_reader_trim(r); /* three bytes buffered: kept */
+    assert_int_equal(proto_reader_pending(r), 3);
+    assert_int_equal(proto_reader_feed(r, s.data + 3, s.len - 3), 0);
+    drain(r, &got);
+    assert_int_equal(got.frames, 8);
+    proto_reader_trim(r); /* empty: let go */
+    assert_int_equal(proto_reader_capacity(r), 0);
+    proto_reader_free(r);
+    /* Freed while lent: its own buffer goes, the caller's stays. */
+    r = proto_reader_new(NULL);
+    assert_int_equal(proto_reader_feed(r, s.data, s.len), 0);
+    drain(r, &got);
+    assert_int_equal(proto_reader_lend(r, s.data, s.len), 0);
+    proto_reader_free(r);
+    collected_free(&got);
+    proto_buf_free(&s);
+}
+
 /* Two split points everywhere over a shorter stream (all pairs). */
 static void test_every_pair_of_split_points(void **state)
 {
@@ -479,6 +574,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_every_split_point),
         cmocka_unit_test(test_every_pair_of_split_points),
+        cmocka_unit_test(test_lending_at_every_split_point),
+        cmocka_unit_test(test_lending_whole_frames_allocates_nothing),
         cmocka_unit_test(test_space_commit),
         cmocka_unit_test(test_big_frame_buffer_is_frame_sized),
         cmocka_unit_test(test_compaction_reuses_buffer),

@@ -40,6 +40,9 @@
 
 struct peer_flusher {
     uv_prepare_t prepare;
+    /* The read buffer of every peer with nothing buffered: an idle client
+     * holds no read buffer of its own (proto_reader_lend). */
+    uint8_t *read_buf;
     struct peer *head;          /* peers with a batch to start */
     struct peer *evict_head;    /* peers to close at the next prepare */
     struct timer_queue *timers; /* peers' deadlines (hello, frame) */
@@ -113,7 +116,10 @@ static const char *text_or(const char *text, const char *fallback)
 
 static void flusher_closed(uv_handle_t *h)
 {
-    free(h->data);
+    struct peer_flusher *f = h->data;
+
+    free(f->read_buf);
+    free(f);
 }
 
 static void on_peer_timer(struct timer_node *node, void *ud);
@@ -594,6 +600,15 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
     size_t len = 0;
 
     (void)suggested;
+    /* Between frames: the shared buffer, whose frames are handed out in
+     * on_read() before any other peer reads into it. */
+    if (proto_reader_pending(p->reader) == 0 && !proto_reader_fatal(p->reader)) {
+        struct peer_flusher *f = p->list->flusher;
+        if (f->read_buf || (f->read_buf = malloc(READ_HINT))) {
+            *buf = uv_buf_init((char *)f->read_buf, READ_HINT);
+            return;
+        }
+    }
     if (proto_reader_space(p->reader, READ_HINT, &ptr, &len) < 0) {
         *buf = uv_buf_init(NULL, 0); /* libuv reports UV_ENOBUFS */
         return;
@@ -649,11 +664,31 @@ static void watch_partial_frame(struct peer *p, unsigned frames_done)
                            timer_queue_deadline_in(tq, p->limits.frame_timeout_ms));
 }
 
+/* A read into the shared buffer: its whole frames handed out from there,
+ * then what is left of a frame copied into the peer's own buffer (charged
+ * from then on, like any buffered bytes). */
+static void read_lent(struct peer *p, const uint8_t *data, size_t n)
+{
+    unsigned frames;
+
+    if (proto_reader_lend(p->reader, data, n) < 0) {
+        peer_close(p, "internal error: read buffer");
+        return;
+    }
+    frames = drain_frames(p);
+    if (proto_reader_unlend(p->reader, READ_HINT) < 0) {
+        peer_close(p, "out of memory");
+        return;
+    }
+    watch_partial_frame(p, frames);
+    if (!p->closing && !p->evicting)
+        account(p, true);
+}
+
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
     struct peer *p = s->data;
 
-    (void)buf;
     if (nread == UV_EOF) {
         peer_close(p, "client closed the connection");
         return;
@@ -664,12 +699,19 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         peer_close(p, why);
         return;
     }
+    if ((uint8_t *)buf->base == p->list->flusher->read_buf) {
+        read_lent(p, (const uint8_t *)buf->base, (size_t)nread);
+        return;
+    }
     proto_reader_commit(p->reader, (size_t)nread);
     /* Charged before the frames are handled: a buffer grown by a huge
      * frame counts from its first bytes. */
     if (!account(p, true))
         return;
     unsigned frames = drain_frames(p);
+    /* The frame that straddled reads is done: later reads go through the
+     * shared buffer again, so this one is not kept. */
+    proto_reader_trim(p->reader);
     watch_partial_frame(p, frames);
     if (!p->closing && !p->evicting)
         account(p, true);

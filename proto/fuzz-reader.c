@@ -1,8 +1,9 @@
 /* Fuzz the frame reader and the typed codec.
  *
  * The input is a byte stream. It is fed to one reader in a single piece
- * and to another in pseudo-random splits (alternating feed() and the
- * zero-copy space()/commit()); both must produce the same frames, the same
+ * and to another in pseudo-random splits (taking turns: feed(), the
+ * zero-copy space()/commit(), and lending the bytes when nothing is
+ * buffered); both must produce the same frames, the same
  * errors and the same fatal end. Every frame must pass the frame check
  * again, and every frame that decodes must re-encode, read back through a
  * fresh reader, decode to the same message, and re-encode to the same bytes.
@@ -184,7 +185,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct proto_reader *rb = proto_reader_new(&l);
     CHECK(rb);
     size_t pos = 0;
-    bool zero_copy = false;
+    unsigned mode = 0; /* feed, space/commit, lend (when nothing is buffered) */
+    static uint8_t lent[64];
     while (pos < size && !proto_reader_fatal(rb)) {
         seed = seed * 1103515245u + 12345u;
         size_t n = 1 + (seed >> 16) % 64;
@@ -192,7 +194,22 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             n = 1;
         if (n > size - pos)
             n = size - pos;
-        if (zero_copy) {
+        if (mode == 2 && proto_reader_pending(rb) == 0) {
+            /* as a server reading many clients through one buffer does:
+             * frames from the caller's bytes, the rest copied at unlend,
+             * the bytes overwritten before the next read */
+            memcpy(lent, data + pos, n);
+            CHECK(proto_reader_lend(rb, lent, n) == 0);
+            nb = drain(rb, b, nb, MAX_EV, &l, false);
+            CHECK(proto_reader_unlend(rb, (seed >> 4) % 128) == 0);
+            memset(lent, 0xc1, sizeof lent);
+            /* what is left is less than a frame: nothing more to drain
+             * (and a fatal error must not be read twice) */
+            CHECK(proto_reader_fatal(rb) || proto_reader_next(rb, &(struct proto_span){0}) == 0);
+            mode = 0;
+            pos += n;
+            continue;
+        } else if (mode == 1) {
             void *p;
             size_t room;
             CHECK(proto_reader_space(rb, n, &p, &room) == 0);
@@ -202,7 +219,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         } else {
             CHECK(proto_reader_feed(rb, data + pos, n) == 0);
         }
-        zero_copy = !zero_copy;
+        mode = (mode + 1) % 3;
         pos += n;
         nb = drain(rb, b, nb, MAX_EV, &l, false);
     }

@@ -213,7 +213,7 @@ static void test_lending_whole_frames_allocates_nothing(void **state)
     assert_int_equal(proto_reader_unlend(r, 65536), 0);
     assert_int_equal(proto_reader_pending(r), 3);
     assert_true(proto_reader_capacity(r) >= 3 + 65536); /* the next read fits */
-    proto_reader_trim(r); /* three bytes buffered: kept */
+    proto_reader_trim(r);                               /* three bytes buffered: kept */
     assert_int_equal(proto_reader_pending(r), 3);
     assert_int_equal(proto_reader_feed(r, s.data + 3, s.len - 3), 0);
     drain(r, &got);

@@ -69,6 +69,17 @@ static void collected_free(struct collected *c)
     proto_buf_free(&c->bytes);
 }
 
+/* got has the frames and errors of ref, byte for byte (the length checked
+ * too: a stream cut short must not pass as its prefix). */
+static void assert_same_collected(const struct collected *got, const struct collected *ref,
+                                  int frames, int errors)
+{
+    assert_int_equal(got->frames, frames);
+    assert_int_equal(got->errors, errors);
+    assert_int_equal(got->bytes.len, ref->bytes.len);
+    assert_memory_equal(got->bytes.data, ref->bytes.data, ref->bytes.len);
+}
+
 /* The stream: small frames, one that crosses the initial 4 KiB buffer, a
  * bad one in the middle (recoverable), an empty one (recoverable). */
 static void build_stream(struct proto_buf *s, int *good, int *bad)
@@ -109,10 +120,7 @@ static void test_every_split_point(void **state)
         drain(r, &got);
         assert_int_equal(proto_reader_feed(r, s.data + cut, s.len - cut), 0);
         drain(r, &got);
-        assert_int_equal(got.frames, good);
-        assert_int_equal(got.errors, bad);
-        assert_int_equal(got.bytes.len, ref.bytes.len);
-        assert_memory_equal(got.bytes.data, ref.bytes.data, ref.bytes.len);
+        assert_same_collected(&got, &ref, good, bad);
         assert_int_equal(proto_reader_pending(r), 0);
         proto_reader_free(r);
         collected_free(&got);
@@ -126,9 +134,7 @@ static void test_every_split_point(void **state)
         drain(r, &got);
         assert_true(proto_reader_pending(r) < 70000 + 4);
     }
-    assert_int_equal(got.frames, good);
-    assert_int_equal(got.errors, bad);
-    assert_memory_equal(got.bytes.data, ref.bytes.data, ref.bytes.len);
+    assert_same_collected(&got, &ref, good, bad);
     proto_reader_free(r);
     collected_free(&got);
 
@@ -177,10 +183,7 @@ static void test_lending_at_every_split_point(void **state)
         r = proto_reader_new(NULL);
         lend_or_feed(r, s.data, cut, &got);
         lend_or_feed(r, s.data + cut, s.len - cut, &got);
-        assert_int_equal(got.frames, good);
-        assert_int_equal(got.errors, bad);
-        assert_int_equal(got.bytes.len, ref.bytes.len);
-        assert_memory_equal(got.bytes.data, ref.bytes.data, ref.bytes.len);
+        assert_same_collected(&got, &ref, good, bad);
         assert_int_equal(proto_reader_pending(r), 0);
         proto_reader_free(r);
         collected_free(&got);
@@ -256,10 +259,7 @@ static void test_every_pair_of_split_points(void **state)
             drain(r, &got);
             proto_reader_feed(r, s.data + b, s.len - b);
             drain(r, &got);
-            assert_int_equal(got.frames, 3);
-            assert_int_equal(got.errors, 1);
-            assert_int_equal(got.bytes.len, ref.bytes.len);
-            assert_memory_equal(got.bytes.data, ref.bytes.data, ref.bytes.len);
+            assert_same_collected(&got, &ref, 3, 1);
             proto_reader_free(r);
             collected_free(&got);
         }
@@ -353,10 +353,7 @@ static void test_space_commit(void **state)
             pos += n;
             drain(r, &got);
         }
-        assert_int_equal(got.frames, good);
-        assert_int_equal(got.errors, bad);
-        assert_int_equal(got.bytes.len, ref.bytes.len);
-        assert_memory_equal(got.bytes.data, ref.bytes.data, ref.bytes.len);
+        assert_same_collected(&got, &ref, good, bad);
         /* hint 0 still gives room (a read of 0 bytes would look like EOF) */
         void *p;
         size_t room = 0;

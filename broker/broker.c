@@ -796,6 +796,23 @@ static void on_connection(uv_stream_t *server, int status)
  * written, and what the first registration's hold (volt_register_hold())
  * makes of it. */
 
+/* The last run's handlers that no client serves now: how many, and (when
+ * out is given, room for all of them) which. */
+static size_t missing_handlers(const struct broker *b, const char **out)
+{
+    size_t n = 0;
+
+    for (size_t i = 0; i < b->expected.n_names; i++) {
+        const char *name = b->expected.names[i];
+        if (router_has_handler(b->router, (const uint8_t *)name, strlen(name)))
+            continue;
+        if (out)
+            out[n] = name;
+        n++;
+    }
+    return n;
+}
+
 /* Once at start, after the socket's lock is ours (a second broker that
  * cannot listen must not touch the running one's state): read what the
  * last stop left, then mark the file "running". Blocking calls, as
@@ -879,11 +896,8 @@ static void handlers_file_stop(struct broker *b)
         missing = calloc(b->expected.n_names, sizeof(*missing));
         if (!missing)
             r = PROTO_E_NOMEM;
-        for (size_t i = 0; missing && i < b->expected.n_names; i++) {
-            const char *n = b->expected.names[i];
-            if (!router_has_handler(b->router, (const uint8_t *)n, strlen(n)))
-                missing[n_missing++] = n;
-        }
+        else
+            n_missing = missing_handlers(b, missing);
     }
     if (r == 0)
         r = handlerfile_render(list.data, list.len, missing, n_missing, &text);
@@ -910,11 +924,8 @@ static enum volt_handlers_back on_session_handlers_back(void *ud)
 
     if (b->back != VOLT_HANDLERS_WAITING || !b->router)
         return b->back;
-    for (size_t i = 0; i < b->expected.n_names; i++) {
-        const char *n = b->expected.names[i];
-        if (!router_has_handler(b->router, (const uint8_t *)n, strlen(n)))
-            return VOLT_HANDLERS_WAITING;
-    }
+    if (missing_handlers(b, NULL))
+        return VOLT_HANDLERS_WAITING;
     log_info("the %zu handler%s of the last run %s registered again", b->expected.n_names,
              b->expected.n_names == 1 ? "" : "s", b->expected.n_names == 1 ? "is" : "are");
     handlerfile_free(&b->expected);
@@ -928,18 +939,15 @@ static void report_missing_handlers(struct broker *b)
 {
     char names[512];
     size_t used = 0, missing = 0;
+    const char **which = calloc(b->expected.n_names ? b->expected.n_names : 1, sizeof(*which));
 
     names[0] = '\0';
-    for (size_t i = 0; i < b->expected.n_names; i++) {
-        const char *n = b->expected.names[i];
-        if (router_has_handler(b->router, (const uint8_t *)n, strlen(n)))
-            continue;
-        missing++;
-        if (used < sizeof(names)) {
-            int w = snprintf(names + used, sizeof(names) - used, "%s%s", used ? ", " : "", n);
-            used += w > 0 ? (size_t)w : 0;
-        }
+    missing = missing_handlers(b, which);
+    for (size_t i = 0; which && i < missing && used < sizeof(names); i++) {
+        int w = snprintf(names + used, sizeof(names) - used, "%s%s", used ? ", " : "", which[i]);
+        used += w > 0 ? (size_t)w : 0;
     }
+    free(which);
     if (used >= sizeof(names))
         memcpy(names + sizeof(names) - 4, "...", 4);
     if (missing && b->cfg->announce_delay_ms)

@@ -256,6 +256,13 @@ void peer_close(struct peer *p, const char *reason)
 
 static void start_write(struct peer *p);
 
+/* The close decided earlier (a flushing close, an eviction), for the
+ * reason given then. */
+static void close_for_saved_reason(struct peer *p)
+{
+    peer_close(p, text_or(p->close_reason, "closed"));
+}
+
 static void on_write_done(uv_write_t *req, int status)
 {
     struct peer *p = req->data;
@@ -283,7 +290,7 @@ static void on_write_done(uv_write_t *req, int status)
         return;
     }
     if (p->close_after_flush)
-        peer_close(p, text_or(p->close_reason, "closed"));
+        close_for_saved_reason(p);
 }
 
 /* Starts the peer's batch, or finishes a flushing close. */
@@ -296,7 +303,7 @@ static void peer_flush(struct peer *p)
         return;
     }
     if (p->close_after_flush)
-        peer_close(p, text_or(p->close_reason, "closed"));
+        close_for_saved_reason(p);
 }
 
 static void on_flush(uv_prepare_t *h)
@@ -309,7 +316,7 @@ static void on_flush(uv_prepare_t *h)
     while ((p = f->evict_head)) {
         f->evict_head = p->evict_next;
         p->evict_next = NULL;
-        peer_close(p, text_or(p->close_reason, "closed"));
+        close_for_saved_reason(p);
     }
     /* A write failing closes its peer, and the closing callback may send
      * to other peers: they are linked here and served in this same run. */
@@ -461,7 +468,7 @@ static void start_write(struct peer *p)
                 return;
         }
         if (p->close_after_flush)
-            peer_close(p, text_or(p->close_reason, "closed"));
+            close_for_saved_reason(p);
         return;
     }
     /* The rest goes from where the socket stopped taking it: no moving

@@ -58,12 +58,16 @@ static uint64_t rotl(uint64_t x, unsigned b)
         v2 = rotl(v2, 32);                                                                         \
     } while (0)
 
+/* One load: gcc does not merge a byte loop into one (8 loads, 16 shifts
+ * and ors per word, a third of the hash). */
 static uint64_t load_le64(const uint8_t *p)
 {
-    uint64_t v = 0;
+    uint64_t v;
 
-    for (int i = 7; i >= 0; i--)
-        v = (v << 8) | p[i];
+    memcpy(&v, p, sizeof(v));
+#if __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    v = __builtin_bswap64(v);
+#endif
     return v;
 }
 

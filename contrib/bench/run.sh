@@ -197,6 +197,11 @@ run_memory() {
   run_tool node --expose-gc "$here/peer.js" --url "$url" --mode memory --pending "$mem_pending"
 }
 
+if [ ! -e /sys/kernel/tracing/events/raw_syscalls/sys_enter/id ] &&
+  [ ! -e /sys/kernel/debug/tracing/events/raw_syscalls/sys_enter/id ]; then
+  say "no raw_syscalls tracepoint (tracefs not mounted?): the system-call counts stay empty;" \
+    "as root, 'mount -t tracefs nodev /sys/kernel/tracing' first"
+fi
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 say "warming up the dev server"
 # Both kinds of client: the dev server keeps its last 10000 events, two per

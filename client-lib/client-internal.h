@@ -18,6 +18,7 @@
 #include <stdint.h>
 #include <sys/un.h>
 
+#include "outq.h"
 #include "proto/buf.h"
 #include "proto/json.h"
 #include "proto/msg.h"
@@ -135,10 +136,9 @@ struct volt_client {
      * (a reconnect started from a callback); freed by the outermost leave. */
     struct proto_reader *retired[4];
     int n_retired;
-    bool quiet_loss; /* volt_client_disconnect(): the loss is not an error */
-    struct proto_buf out;
-    size_t out_pos;  /* bytes of `out` already written */
-    int dispatching; /* > 0 while read frames are dispatched: sends only queue */
+    bool quiet_loss;       /* volt_client_disconnect(): the loss is not an error */
+    struct volt__outq out; /* bytes for the broker, not yet written */
+    int dispatching;       /* > 0 while read frames are dispatched: sends only queue */
     uint32_t send_max_frame;
 
     uint64_t next_id;

@@ -209,7 +209,7 @@ volt_client *volt_client_new(const struct volt_options *opts)
     c->conn_deadline = VOLT__NO_DEADLINE;
     c->backoff_deadline = VOLT__NO_DEADLINE;
     volt__reqs_init(&c->reqs);
-    proto_buf_init(&c->out);
+    volt__outq_init(&c->out);
     proto_buf_init(&c->jbuf);
     proto_json_doc_init(&c->jdoc);
     c->rng = (uint64_t)volt__now_ms() ^ ((uint64_t)getpid() << 32) ^ (uint64_t)(uintptr_t)c;
@@ -262,8 +262,7 @@ static void close_socket(volt_client *c)
     }
     close(c->fd);
     c->fd = -1;
-    proto_buf_reset(&c->out);
-    c->out_pos = 0;
+    volt__outq_reset(&c->out);
     c->pending_error = 0;
 }
 
@@ -292,7 +291,7 @@ static void free_now(volt_client *c)
     volt__reqs_destroy(&c->reqs);
     proto_reader_free(c->reader);
     free_retired(c);
-    proto_buf_free(&c->out);
+    volt__outq_free(&c->out);
     proto_buf_free(&c->jbuf);
     proto_json_doc_free(&c->jdoc);
     free((char *)c->opts.name);
@@ -410,7 +409,7 @@ const char *volt_client_errstr(const volt_client *c)
 
 size_t volt__out_pending(const volt_client *c)
 {
-    return c->out.len - c->out_pos;
+    return volt__outq_pending(&c->out);
 }
 
 int volt_client_fd(const volt_client *c)
@@ -630,8 +629,7 @@ int volt__start_connect(volt_client *c)
     c->reader = reader;
     c->fd = fd;
     c->conn_gen++;
-    proto_buf_reset(&c->out);
-    c->out_pos = 0;
+    volt__outq_reset(&c->out);
     c->pending_error = 0;
     c->send_max_frame = PROTO_DEFAULT_MAX_FRAME;
     c->ready = false;
@@ -887,11 +885,14 @@ void volt_client_disconnect(volt_client *c)
 
 int volt__flush(volt_client *c)
 {
-    while (c->out_pos < c->out.len) {
-        ssize_t n = send(c->fd, c->out.data + c->out_pos, c->out.len - c->out_pos,
-                         MSG_NOSIGNAL | MSG_DONTWAIT);
+    struct iovec iov[2];
+    int n_iov;
+
+    while ((n_iov = volt__outq_peek(&c->out, iov)) > 0) {
+        struct msghdr mh = {.msg_iov = iov, .msg_iovlen = (size_t)n_iov};
+        ssize_t n = sendmsg(c->fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
         if (n > 0) {
-            c->out_pos += (size_t)n;
+            volt__outq_consume(&c->out, (size_t)n);
             continue;
         }
         if (n < 0 && errno == EINTR)
@@ -903,8 +904,6 @@ int volt__flush(volt_client *c)
                  n < 0 ? strerror(errno) : "no progress");
         return VOLT_E_BROKER_GONE;
     }
-    proto_buf_reset(&c->out);
-    c->out_pos = 0;
     return 0;
 }
 
@@ -914,23 +913,18 @@ int volt__send(volt_client *c, const struct proto_msg *m)
         volt__set_error(c, "not connected to the broker");
         return VOLT_E_BROKER_GONE;
     }
-    /* Reclaim written bytes before growing: a long-lived slow connection
-     * must not keep an ever-growing prefix of sent data. */
-    if (c->out_pos > 0 && c->out_pos >= c->out.len / 2) {
-        proto_buf_consume(&c->out, c->out_pos);
-        c->out_pos = 0;
-    }
-    size_t before = c->out.len;
-    int rc = proto_msg_encode(&c->out, m, c->send_max_frame);
+    struct proto_buf *out = volt__outq_tail(&c->out);
+    size_t before = out->len;
+    int rc = proto_msg_encode(out, m, c->send_max_frame);
     if (rc < 0) {
-        c->out.len = before;
+        out->len = before;
         if (rc == PROTO_E_FRAME_TOO_LARGE)
             volt__set_error(c, "frame exceeds the broker's max_frame of %u bytes",
                             c->send_max_frame);
         return rc;
     }
-    if (c->out.len - c->out_pos > c->opts.max_output_bytes) {
-        c->out.len = before;
+    if (volt__outq_pending(&c->out) > c->opts.max_output_bytes) {
+        out->len = before;
         volt__set_error(c, "more than %zu bytes queued for the broker", c->opts.max_output_bytes);
         return VOLT_E_LIMIT_EXCEEDED;
     }
